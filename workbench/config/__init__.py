@@ -1,0 +1,20 @@
+"""The run config: schema, YAML I/O and validation."""
+
+from workbench.config.schema import (
+    DataConfig,
+    EvalConfig,
+    LoraConfig,
+    RunConfig,
+    TrainConfig,
+    dump_config,
+    field_help,
+    load_config,
+    parse_config,
+    save_config,
+)
+from workbench.config.validate import Context, Finding, Hardware, has_errors, validate
+
+__all__ = [
+    "Context", "DataConfig", "EvalConfig", "Finding", "Hardware", "LoraConfig", "RunConfig", "TrainConfig",
+    "dump_config", "field_help", "has_errors", "load_config", "parse_config", "save_config", "validate",
+]

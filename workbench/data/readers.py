@@ -1,0 +1,301 @@
+"""Read each file type into records that remember where they came from.
+
+A reader never gives up on the first broken row: a line that is not JSON or
+not UTF-8 becomes a record with an ``error`` and the reader carries on, so the
+loader can report every problem at once. Each record keeps its source text
+(for JSONL the exact bytes of the line) so a later rewrite can keep it as is.
+"""
+
+from __future__ import annotations
+
+import bisect
+import codecs
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbench.data.formats import type_name
+from workbench.errors import DataError
+
+_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_LIST_KEYS = ("data", "train", "rows", "examples", "records", "items", "instances")
+_MESSAGE_FIELDS = frozenset({"messages", "conversations", "prompt", "completion", "chosen", "rejected"})
+_ESCAPED = re.compile("[\udc80-\udcff]")  # undecodable bytes, kept by the surrogateescape handler
+_WHITESPACE = re.compile(r"\s*")
+
+
+@dataclass
+class Record:
+    """One row as read, before its shape is checked."""
+
+    index: int
+    """0-based position among the source's rows (blank lines not counted)."""
+    line: int | None
+    """1-based physical line where the row starts; None where rows have no lines."""
+    value: Any
+    """The parsed row; None when ``error`` is set."""
+    raw: str
+    """The row's source text, for showing; for Parquet and datasets, the row as JSON."""
+    raw_bytes: bytes | None = None
+    """The exact bytes of the line (JSONL only), line ending included."""
+    error: str | None = None
+    """Why the row could not be read."""
+
+
+@dataclass
+class Read:
+    """What a reader found: the file type it read and the records."""
+
+    file_type: str
+    unit: str
+    """How rows are located in messages: ``line``, ``item`` or ``row``."""
+    records: list[Record]
+    notes: list[str] = field(default_factory=list)
+    suffix: str = ""
+    """Added to the file name in messages, e.g. ``[train]`` for a split of a DatasetDict."""
+
+
+def file_type_of(path: Path) -> str:
+    """The reader to use, from the extension (a directory is a datasets dir)."""
+    if path.is_dir():
+        if not ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+            raise DataError(f"{path}: a directory, but not one saved by datasets' save_to_disk (no dataset_dict.json or state.json)")
+        return "datasets"
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    file_type = _EXTENSIONS.get(path.suffix.lower())
+    if file_type is None:
+        known = ", ".join(sorted(_EXTENSIONS))
+        raise DataError(f"{path}: unknown file type {path.suffix or '(no extension)'!r}; expected {known} or a datasets directory")
+    return file_type
+
+
+def read(path: Path, file_type: str, split: str = "train") -> Read:
+    """Read ``path`` as ``file_type``; ``split`` picks a split of a DatasetDict."""
+    if file_type == "jsonl":
+        return Read("jsonl", "line", read_jsonl_lines(io.BytesIO(path.read_bytes())))
+    if file_type == "json":
+        return _read_json(path)
+    if file_type == "csv":
+        return Read("csv", "line", _read_csv(path))
+    if file_type == "parquet":
+        return Read("parquet", "row", _read_parquet(path))
+    if file_type == "datasets":
+        return _read_datasets(path, split)
+    raise DataError(f"{path}: unknown file type {file_type!r}")
+
+
+def read_jsonl_lines(lines: Iterable[bytes]) -> list[Record]:
+    """One record per non-blank line; splitting on ``\\n`` only keeps each line's bytes exact."""
+    records: list[Record] = []
+    for number, raw_bytes in enumerate(lines, 1):
+        data = raw_bytes[len(codecs.BOM_UTF8) :] if number == 1 and raw_bytes.startswith(codecs.BOM_UTF8) else raw_bytes
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            shown = data.decode("utf-8", "replace").rstrip("\r\n")
+            error = f"not valid UTF-8 (byte 0x{data[err.start]:02x} at column {err.start + 1}); save the file as UTF-8"
+            records.append(Record(len(records), number, None, shown, raw_bytes, error))
+            continue
+        if not text.strip():
+            continue
+        value, error = None, None
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            error = f"not valid JSON: {err.msg} at column {err.colno}"
+        if error is None and not isinstance(value, dict):
+            value, error = None, f"expected a JSON object on each line, got {type_name(value)}"
+        records.append(Record(len(records), number, value, text.rstrip("\r\n"), raw_bytes, error))
+    return records
+
+
+def _read_json(path: Path) -> Read:
+    """A JSON array, an object holding the rows under a key, or JSONL named .json."""
+    data = path.read_bytes()
+    text = data.decode("utf-8-sig", "surrogateescape")
+    start = _WHITESPACE.match(text).end()  # type: ignore[union-attr]
+    if start == len(text):
+        return Read("json", "item", [])
+    if text[start] == "[":
+        return Read("json", "item", _walk_array(text, start))
+    if _looks_like_jsonl(text):
+        note = f"{path.name} holds one JSON object per line; read it as JSONL"
+        return Read("jsonl", "line", read_jsonl_lines(io.BytesIO(data)), [note])
+    try:
+        top = json.loads(text)
+    except json.JSONDecodeError as err:
+        error = f"not valid JSON: {err.msg} (line {err.lineno} column {err.colno})"
+        return Read("json", "item", [Record(0, err.lineno, None, _line_at(text, err.lineno), None, error)])
+    if not isinstance(top, dict):
+        raise DataError(f"{path}: expected a JSON array of objects, got {type_name(top)}")
+    key = _rows_key(top, path)
+    if key is None:  # a single row
+        line = text.count("\n", 0, start) + 1
+        return Read("json", "item", [_checked(Record(0, line, top, text.strip()))])
+    records = [_checked(Record(i, None, item, _dump(item))) for i, item in enumerate(top[key])]
+    return Read("json", "item", records, [f"read the rows under the key {key!r}"])
+
+
+def _walk_array(text: str, start: int) -> list[Record]:
+    """Decode items one by one, so each keeps its line and source text.
+
+    A syntax error ends the walk: JSON gives no safe point to resume from, so
+    the error record says the rest of the file was not read.
+    """
+    newlines = [m.start() for m in re.finditer("\n", text)]
+    line_of = lambda pos: bisect.bisect_left(newlines, pos) + 1  # noqa: E731
+    decoder = json.JSONDecoder()
+    records: list[Record] = []
+    pos = start + 1
+    while True:
+        pos = _WHITESPACE.match(text, pos).end()  # type: ignore[union-attr]
+        if text.startswith("]", pos):
+            break
+        try:
+            item, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as err:
+            line = line_of(err.pos)
+            error = f"not valid JSON: {err.msg} (line {line} column {err.colno}); the rest of the file was not read"
+            records.append(Record(len(records), line, None, _line_at(text, line), None, error))
+            return records
+        records.append(_checked(Record(len(records), line_of(pos), item, text[pos:end])))
+        pos = _WHITESPACE.match(text, end).end()  # type: ignore[union-attr]
+        if text.startswith(",", pos):
+            pos += 1
+        elif not text.startswith("]", pos):
+            line = line_of(pos)
+            error = "not valid JSON: expected ',' or ']' after an item; the rest of the file was not read"
+            records.append(Record(len(records), line, None, _line_at(text, line), None, error))
+            return records
+    rest = _WHITESPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
+    if rest < len(text):
+        line = line_of(rest)
+        records.append(Record(len(records), line, None, _line_at(text, line), None, "not valid JSON: extra data after the array"))
+    return records
+
+
+def _looks_like_jsonl(text: str) -> bool:
+    """JSONL named .json: its first line alone is a whole object and more lines follow."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    if len(lines) < 2:
+        return False
+    try:
+        return isinstance(json.loads(lines[0]), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def _rows_key(top: dict[str, Any], path: Path) -> str | None:
+    """The key holding the rows: a usual name, or the only list of objects."""
+    lists = [k for k, v in top.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+    for key in _LIST_KEYS:
+        if key in lists:
+            return key
+    if len(lists) == 1:
+        return lists[0]
+    if len(lists) > 1:
+        raise DataError(f"{path}: several keys hold lists of rows ({', '.join(lists)}); save one of them as its own file")
+    return None
+
+
+def _read_csv(path: Path) -> list[Record]:
+    """CSV with a header row; cells that hold JSON message lists are parsed."""
+    text = path.read_bytes().decode("utf-8-sig", "surrogateescape")
+    lines = re.findall(r"[^\n]*\n|[^\n]+$", text)
+    reader = csv.reader(lines)
+    records: list[Record] = []
+    try:
+        header = [name.strip() for name in next(reader, [])]
+        last = reader.line_num
+        for cells in reader:
+            first, last = last + 1, reader.line_num
+            raw = "".join(lines[first - 1 : last]).rstrip("\r\n")
+            if not cells or not any(c.strip() for c in cells):
+                continue
+            if len(cells) != len(header):
+                error = f"expected {len(header)} columns ({', '.join(header)}), got {len(cells)}"
+                records.append(Record(len(records), first, None, raw, None, error))
+                continue
+            row = {k: v for k, c in zip(header, cells) if (v := _csv_value(k, c)) is not None}
+            records.append(_checked(Record(len(records), first, row, raw)))
+    except csv.Error as err:
+        line = reader.line_num
+        records.append(Record(len(records), line, None, _line_at(text, line), None, f"not valid CSV: {err}"))
+    return records
+
+
+def _csv_value(key: str, cell: str) -> Any:
+    """CSV has only strings: empty is absent, true/false is a label, JSON lists are messages."""
+    if cell == "":
+        return None
+    if key == "label" and cell.strip().lower() in ("true", "false", "1", "0"):
+        return cell.strip().lower() in ("true", "1")
+    if key in _MESSAGE_FIELDS and cell.lstrip().startswith("["):
+        try:
+            value = json.loads(cell)
+        except json.JSONDecodeError:
+            return cell
+        return value if isinstance(value, list) else cell
+    return cell
+
+
+def _read_parquet(path: Path) -> list[Record]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"{path}: cannot read as Parquet: {err}") from err
+    return [Record(i, None, row, _dump(row)) for i, row in enumerate(rows)]
+
+
+def _read_datasets(path: Path, split: str) -> Read:
+    from datasets import DatasetDict, load_from_disk
+
+    try:
+        dataset = load_from_disk(str(path))
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: cannot load the saved dataset: {err}") from err
+    suffix = ""
+    if isinstance(dataset, DatasetDict):
+        if split not in dataset:
+            raise DataError(f"{path}: no split {split!r}; the dataset has: {', '.join(dataset) or 'no splits'}")
+        dataset, suffix = dataset[split], f"[{split}]"
+    records = [Record(i, None, row, _dump(row)) for i, row in enumerate(dataset.to_list())]
+    return Read("datasets", "row", records, suffix=suffix)
+
+
+def _checked(record: Record) -> Record:
+    """Flag a row holding bytes that were not UTF-8 (read with surrogateescape)."""
+    if _has_escaped(record.value):
+        record.value, record.error = None, "not valid UTF-8; save the file as UTF-8"
+        record.raw = record.raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return record
+
+
+def _has_escaped(value: Any) -> bool:
+    if isinstance(value, str):
+        return _ESCAPED.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_escaped(k) or _has_escaped(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_escaped(v) for v in value)
+    return False
+
+
+def _line_at(text: str, line: int) -> str:
+    lines = text.split("\n")
+    shown = lines[line - 1] if 0 < line <= len(lines) else ""
+    return shown.rstrip("\r").encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+

@@ -1,0 +1,104 @@
+"""Overfitting and divergence detection: a pure function over metric records.
+
+The worker calls :func:`diagnose` after each log or eval event and records
+the verdict; the Train pane calls it on what it has read. Same input, same
+verdict, anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from statistics import median
+from typing import Any
+
+from workbench.train.rundir import as_float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the detector concluded, and from which step on it holds."""
+
+    kind: str  # "ok", "overfitting" or "diverged"
+    step: int | None = None  # the step the verdict was reached at
+    since_step: int | None = None  # where the trouble began (the best eval, or the first bad loss)
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+OK = Verdict("ok")
+
+
+def _series(records: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    out = []
+    for r in records:
+        value = as_float(r.get(key))
+        if value is not None and r.get("step") is not None:
+            out.append((int(r["step"]), value))
+    return out
+
+
+def diagnose(
+    records: list[dict[str, Any]],
+    *,
+    patience: int = 3,
+    min_rise: float = 0.01,
+    explode_factor: float = 3.0,
+) -> Verdict:
+    """Divergence first (it is urgent), then overfitting.
+
+    Overfitting: eval loss has risen at each of the last ``patience`` evaluations
+    after its best, ending at least ``min_rise`` (relative) above the best, while
+    the train loss over the same stretch fell.
+
+    Divergence: a NaN or infinite train/eval loss or grad norm, or a train loss
+    ``explode_factor`` times above the median of the first logged losses.
+    """
+    verdict = _divergence(records, explode_factor)
+    return verdict if verdict.kind != "ok" else _overfitting(records, patience, min_rise)
+
+
+def _divergence(records: list[dict[str, Any]], explode_factor: float) -> Verdict:
+    for key in ("loss", "eval_loss", "grad_norm"):
+        for step, value in _series(records, key):
+            if not math.isfinite(value):
+                return Verdict("diverged", step, step, f"{key} became {value} at step {step}")
+    train = _series(records, "loss")
+    if len(train) >= 4:
+        base = median(v for _, v in train[:3])
+        step, last = train[-1]
+        if base > 0 and last > explode_factor * base:
+            start = next(s for s, v in train if v > explode_factor * base)
+            return Verdict(
+                "diverged", step, start,
+                f"train loss {last:.3g} at step {step} is {last / base:.1f}x its starting level {base:.3g}",
+            )
+    return OK
+
+
+def _overfitting(records: list[dict[str, Any]], patience: int, min_rise: float) -> Verdict:
+    evals = _series(records, "eval_loss")
+    if len(evals) < patience + 1:
+        return OK
+    best_i = min(range(len(evals)), key=lambda i: evals[i][1])
+    after = evals[best_i:]
+    if len(after) < patience + 1:
+        return OK
+    tail = after[-(patience + 1):]
+    rising = all(b[1] > a[1] for a, b in zip(tail, tail[1:]))
+    best_step, best = evals[best_i]
+    step, last = evals[-1]
+    if not rising or last < best * (1 + min_rise):
+        return OK
+    train = _series(records, "loss")
+    before = [v for s, v in train if s <= best_step][-3:]
+    since = [v for s, v in train if s > best_step]
+    if not before or not since or sum(since) / len(since) >= sum(before) / len(before):
+        return OK  # both rising is not overfitting; divergence or a bad LR would show elsewhere
+    return Verdict(
+        "overfitting", step, best_step,
+        f"eval loss rose from {best:.4f} at step {best_step} to {last:.4f} at step {step} "
+        f"while train loss kept falling: the model is memorizing the training set",
+    )

@@ -1,0 +1,138 @@
+"""Follow a run from its files: new metric records, log lines and status changes.
+
+Used by ``workbench logs -f`` and ``train --attach``; the app has its own
+worker-based follower over the same :class:`JsonlTail`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from workbench.train.rundir import LIVE_STATES, JsonlTail, RunDir, RunStatus
+
+
+@dataclass
+class FollowEvent:
+    """What changed in a run since the last poll."""
+
+    status: RunStatus
+    records: list[dict[str, Any]] = field(default_factory=list)
+    log_lines: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.status.state not in LIVE_STATES
+
+
+def follow(run: RunDir, *, interval: float = 0.5, include_log: bool = False) -> Iterator[FollowEvent]:
+    """Yield the whole history first, then what is new every `interval` seconds until the run ends."""
+    metrics = JsonlTail(run.metrics_path)
+    log_offset = 0
+    while True:
+        status = run.status()
+        records = metrics.read_new()
+        lines: list[str] = []
+        if include_log:
+            try:
+                with open(run.log_path, "rb") as fh:
+                    fh.seek(log_offset)
+                    chunk = fh.read()
+                end = chunk.rfind(b"\n") + 1
+                log_offset += end
+                lines = chunk[:end].decode("utf-8", "replace").splitlines()
+            except FileNotFoundError:
+                pass
+        event = FollowEvent(status, records, lines)
+        yield event
+        if event.finished:
+            # one last read: the worker writes its final records before the final status
+            tail = metrics.read_new()
+            if tail:
+                yield FollowEvent(status, tail, [])
+            return
+        time.sleep(interval)
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    return format(value, spec) if isinstance(value, int | float) else str(value)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def describe(record: dict[str, Any]) -> str | None:
+    """One readable line for a metrics record (None for records not worth a line)."""
+    kind = record.get("type")
+    step = record.get("step")
+    if kind == "eval":
+        return f"step {step:>5}  eval_loss {_fmt(record.get('eval_loss'))}"
+    if kind == "verdict":
+        return f"step {step:>5}  !! {record.get('kind', '').upper()}: {record.get('message', '')}"
+    if kind == "summary":
+        return f"training finished after {_duration(record.get('train_runtime_s'))}"
+    return None
+
+
+def progress_line(status: RunStatus, last: dict[str, Any] | None, width: int = 24) -> str:
+    """The one-line progress bar: step/total, loss, lr, tokens/s, ETA."""
+    total = status.total_steps or 0
+    done = min(status.step / total, 1.0) if total else 0.0
+    bar = "#" * int(done * width) + "-" * (width - int(done * width))
+    parts = [f"[{bar}] {status.step}/{total or '?'}", status.state]
+    if last:
+        if "loss" in last:
+            parts.append(f"loss {_fmt(last['loss'])}")
+        if "learning_rate" in last:
+            parts.append(f"lr {_fmt(last['learning_rate'], '.2e')}")
+        if "tokens_per_s" in last:
+            parts.append(f"{_fmt(last['tokens_per_s'], '.0f')} tok/s")
+        if "eta_s" in last and status.state == "running":
+            parts.append(f"ETA {_duration(last['eta_s'])}")
+    return "  ".join(parts)
+
+
+def print_follow(run: RunDir, out: TextIO = sys.stdout, *, interval: float = 0.5) -> str:
+    """Follow a run in a terminal until it ends; returns the final state."""
+    tty = out.isatty()
+    last_train: dict[str, Any] | None = None
+    best: float | None = None
+    state = "unknown"
+    for event in follow(run, interval=interval):
+        state = event.status.state
+        for record in event.records:
+            if record.get("type") == "train":
+                last_train = record
+                if not tty:
+                    line = progress_line(event.status, record)
+                    out.write(line + "\n")
+            if isinstance(record.get("eval_loss"), int | float):
+                best = record["eval_loss"] if best is None else min(best, record["eval_loss"])
+            line = describe(record)
+            if line:
+                out.write(("\r\033[K" if tty else "") + line + "\n")
+        if tty:
+            out.write("\r\033[K" + progress_line(event.status, last_train))
+        out.flush()
+    if tty:
+        out.write("\n")
+    status = run.status()
+    summary = f"run {run.id}: {status.state} at step {status.step}"
+    if best is not None:
+        summary += f", best eval_loss {best:.4f}"
+    out.write(summary + "\n")
+    if status.error:
+        out.write(f"error: {status.error}\n")
+    if status.state == "lost":
+        out.write("the worker stopped sending heartbeats; see train.log, or `workbench resume` it\n")
+    out.flush()
+    return state

@@ -1,0 +1,269 @@
+"""The run directory: the contract between a training worker and its watchers.
+
+The worker appends JSON lines and replaces ``status.json`` atomically; anyone
+(the app, ``workbench logs -f``, ``tail -f``) reads files and never talks to
+the worker. Readers here tolerate a half-written last line and corrupt lines:
+they count them and read everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import RunError
+
+LIVE_STATES = ("starting", "running", "stopping")
+FINAL_STATES = ("stopped", "completed", "failed", "diverged")
+HEARTBEAT_INTERVAL = 2.0  # seconds between heartbeats written by the worker
+STALE_AFTER = 30.0  # a live run whose heartbeat is older than this reads as lost
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    return str(value)
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """One JSON line; NaN and inf become strings so every reader can parse them."""
+    clean = {k: (repr(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+    return json.dumps(clean, default=_json_default, separators=(",", ":"))
+
+
+def as_float(value: Any) -> float | None:
+    """A metric value as float, with 'nan'/'inf' strings turned back into floats."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write-temp, fsync, rename: a reader sees the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(dumps(record) + "\n")
+
+
+@dataclass
+class JsonlTail:
+    """Reads a JSON-lines file incrementally from the last complete line."""
+
+    path: Path
+    offset: int = 0
+    bad_lines: list[int] = field(default_factory=list)  # 1-based numbers of corrupt lines
+    _line_no: int = 0
+
+    def read_new(self) -> list[dict[str, Any]]:
+        """Records appended since the last call; a trailing partial line waits for its newline."""
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        records = []
+        for raw in chunk[: end + 1].splitlines():
+            self._line_no += 1
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                self.bad_lines.append(self._line_no)
+                continue
+            if isinstance(obj, dict):
+                records.append(obj)
+            else:
+                self.bad_lines.append(self._line_no)
+        return records
+
+
+def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
+    """Every complete record of a JSON-lines file, and the line numbers that were corrupt."""
+    tail = JsonlTail(path)
+    return tail.read_new(), tail.bad_lines
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours is not alive for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@dataclass
+class RunStatus:
+    """status.json, plus the state a watcher should show (``lost`` when the worker is gone)."""
+
+    state: str
+    raw: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        return int(self.raw.get("step") or 0)
+
+    @property
+    def total_steps(self) -> int | None:
+        total = self.raw.get("total_steps")
+        return int(total) if total else None
+
+    @property
+    def error(self) -> str | None:
+        return self.raw.get("error")
+
+    @property
+    def pid(self) -> int | None:
+        return self.raw.get("pid")
+
+
+class RunDir:
+    """Paths and safe reads and writes of one run directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    config_path = property(lambda self: self.path / "config.yaml")
+    status_path = property(lambda self: self.path / "status.json")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    system_path = property(lambda self: self.path / "system.jsonl")
+    log_path = property(lambda self: self.path / "train.log")
+    adapter_path = property(lambda self: self.path / "adapter")
+    lock_path = property(lambda self: self.path / ".lock")
+    stop_path = property(lambda self: self.path / "STOP")
+
+    def exists(self) -> bool:
+        return self.status_path.is_file() or self.config_path.is_file()
+
+    def read_status_raw(self) -> dict[str, Any]:
+        for _ in range(3):  # a rename between stat and open is harmless; retry
+            try:
+                data = json.loads(self.status_path.read_text(encoding="utf-8"))
+                return data if isinstance(data, dict) else {}
+            except FileNotFoundError:
+                return {}
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                time.sleep(0.01)
+        return {"state": "failed", "error": "status.json is corrupt"}
+
+    def status(self, now: float | None = None) -> RunStatus:
+        raw = self.read_status_raw()
+        state = raw.get("state", "unknown")
+        if state in LIVE_STATES:
+            now = time.time() if now is None else now
+            beat = raw.get("heartbeat") or raw.get("created") or 0
+            if now - beat > STALE_AFTER and not self.locked():
+                state = "lost"
+        return RunStatus(state, raw)
+
+    def write_status(self, data: dict[str, Any]) -> None:
+        atomic_write_text(self.status_path, json.dumps(data, default=_json_default, indent=1))
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.metrics_path)[0]
+
+    def checkpoints(self) -> list[Path]:
+        """checkpoint-N directories, by step."""
+        found = [p for p in self.path.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+        return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+    def locked(self) -> bool:
+        """Whether a worker holds this run's lock right now."""
+        if not self.lock_path.exists():
+            return False
+        with open(self.lock_path, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EACCES):
+                    return True
+                raise
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return False
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the run's writer lock; a second writer gets a RunError, never interleaving."""
+        fh = open(self.lock_path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            pid = self.read_status_raw().get("pid")
+            raise RunError(f"run {self.id} is already being written by another worker (pid {pid})") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+
+class StatusWriter:
+    """The worker's view of status.json: merged updates, written atomically, thread-safe."""
+
+    def __init__(self, run: RunDir, initial: dict[str, Any]) -> None:
+        self.run = run
+        self._data = dict(initial)
+        self._lock = threading.Lock()
+
+    def update(self, **fields: Any) -> None:
+        """Merge and write now (state changes)."""
+        with self._lock:
+            self._data.update(fields)
+            self._data["heartbeat"] = time.time()
+            self.run.write_status(self._data)
+
+    def set(self, **fields: Any) -> None:
+        """Merge without writing (per-step fields); the next heartbeat writes them."""
+        with self._lock:
+            self._data.update(fields)
+
+    def beat(self) -> None:
+        self.update()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            return self._data.get(key, default)

@@ -1,0 +1,193 @@
+"""Start, stop, resume and list runs. Every function returns at once.
+
+A run's worker is started in a session of its own with no terminal: closing
+the terminal, losing SSH or quitting the app never reaches it. Watchers learn
+everything from the run directory (see :mod:`workbench.train.rundir`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from workbench.config.schema import RunConfig, dump_config, load_config
+from workbench.errors import ConfigError, RunError
+from workbench.train.rundir import FINAL_STATES, LIVE_STATES, RunDir, atomic_write_text, read_jsonl
+
+
+def runs_dir(workspace: str | Path) -> Path:
+    return Path(workspace) / "runs"
+
+
+def resolved_copy(config: RunConfig) -> RunConfig:
+    """The config with every path made absolute, as the run directory records it."""
+    data = config.data.model_copy(update={
+        name: str(config.resolve(getattr(config.data, name)).resolve())  # type: ignore[union-attr]
+        for name in ("train", "val", "test") if getattr(config.data, name)
+    })
+    return config.model_copy(update={"data": data, "model": config.resolved_model(), "base_dir": None})
+
+
+def _new_run_id(root: Path, name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_id, n = f"{slug}-{stamp}", 1
+    while (root / run_id).exists():
+        n += 1
+        run_id = f"{slug}-{stamp}-{n}"
+    return run_id
+
+
+def _spawn(run: RunDir, *extra: str) -> int:
+    """Start the worker detached: own session, no stdin, output to train.log."""
+    env = dict(os.environ)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["PYTHONUNBUFFERED"] = "1"
+    project_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = project_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(run.log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workbench.train.worker", str(run.path), *extra],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True, env=env, cwd=str(run.path),
+        )
+    return proc.pid
+
+
+def launch(config: RunConfig | str | Path, workspace: str | Path, *, check: bool = True) -> RunDir:
+    """Validate the config, create runs/<id>/ and start its worker; returns the run."""
+    if not isinstance(config, RunConfig):
+        config = load_config(config)
+    if check:
+        from workbench.config.check import check_config
+
+        report = check_config(config)
+        if report.errors:
+            raise ConfigError("the config has errors; the run was not started:\n" + "\n".join(f"  {f}" for f in report.errors))
+    root = runs_dir(workspace)
+    root.mkdir(parents=True, exist_ok=True)
+    run = RunDir(root / _new_run_id(root, config.name))
+    run.path.mkdir()
+    atomic_write_text(run.config_path, dump_config(resolved_copy(config)))
+    now = time.time()
+    run.write_status({"run_id": run.id, "name": config.name, "state": "starting", "created": now, "heartbeat": now, "step": 0})
+    pid = _spawn(run)
+    _record_pid(run, pid)
+    return run
+
+
+def _record_pid(run: RunDir, pid: int) -> None:
+    """Note the launcher-side pid unless the worker already wrote its own status."""
+    raw = run.read_status_raw()
+    if not raw.get("pid"):
+        raw["pid"] = pid
+        run.write_status(raw)
+
+
+def find_run(workspace: str | Path, ref: str) -> RunDir:
+    """A run by path, exact id, or unique id prefix (or 'last' for the newest)."""
+    path = Path(ref)
+    if (path / "status.json").is_file() or (path / "config.yaml").is_file():
+        return RunDir(path)
+    root = runs_dir(workspace)
+    runs = sorted((p for p in root.glob("*") if p.is_dir()), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    if ref in ("last", "latest") and runs:
+        return RunDir(max(runs, key=lambda p: RunDir(p).read_status_raw().get("created", 0)))
+    exact = [p for p in runs if p.name == ref]
+    matches = exact or [p for p in runs if p.name.startswith(ref)]
+    if len(matches) == 1:
+        return RunDir(matches[0])
+    if not matches:
+        raise RunError(f"no run {ref!r} in {root} (see `workbench runs`)")
+    raise RunError(f"{ref!r} matches several runs: {', '.join(p.name for p in matches[:5])}")
+
+
+def stop(run: RunDir, *, timeout: float = 0.0) -> str:
+    """Ask the worker to stop gracefully (checkpoint + adapter); wait up to timeout seconds."""
+    status = run.status()
+    if status.state not in LIVE_STATES:
+        raise RunError(f"run {run.id} is {status.state}, not running")
+    atomic_write_text(run.stop_path, str(time.time()))
+    if status.pid:
+        try:
+            os.kill(status.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = run.status().state
+        if state not in LIVE_STATES:
+            return state
+        time.sleep(0.2)
+    return run.status().state
+
+
+def resume(run: RunDir) -> RunDir:
+    """Continue a stopped, failed or lost run from its last checkpoint to the same end."""
+    status = run.status()
+    if run.locked() or status.state in ("starting", "running", "stopping"):
+        raise RunError(f"run {run.id} is still {status.state}; stop it first")
+    if status.state == "completed":
+        raise RunError(f"run {run.id} already completed; launch a new run instead")
+    if not run.checkpoints():
+        raise RunError(f"run {run.id} has no checkpoint to resume from; launch it again instead")
+    raw = run.read_status_raw()
+    raw.update(state="starting", heartbeat=time.time(), error=None, pid=None)
+    run.write_status(raw)
+    _record_pid(run, _spawn(run, "--resume"))
+    return run
+
+
+@dataclass
+class RunSummary:
+    """One row of the runs list."""
+
+    id: str
+    name: str
+    state: str
+    step: int
+    total_steps: int | None
+    best_eval_loss: float | None
+    created: float
+    path: str
+    error: str | None = None
+
+    @property
+    def age_s(self) -> float:
+        return time.time() - self.created
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "age_s": round(self.age_s, 1)}
+
+
+def summarize(run: RunDir) -> RunSummary:
+    status = run.status()
+    raw = status.raw
+    best = raw.get("best_eval_loss")
+    if best is None:
+        evals = [r["eval_loss"] for r in read_jsonl(run.metrics_path)[0] if isinstance(r.get("eval_loss"), int | float)]
+        best = min(evals) if evals else None
+    created = raw.get("created") or run.path.stat().st_mtime
+    return RunSummary(
+        id=run.id, name=raw.get("name", run.id), state=status.state, step=status.step,
+        total_steps=status.total_steps, best_eval_loss=best, created=created, path=str(run.path), error=status.error,
+    )
+
+
+def list_runs(workspace: str | Path) -> list[RunSummary]:
+    """Every run in the workspace, newest first."""
+    root = runs_dir(workspace)
+    if not root.is_dir():
+        return []
+    runs = [summarize(RunDir(p)) for p in root.iterdir() if p.is_dir() and RunDir(p).exists()]
+    return sorted(runs, key=lambda r: r.created, reverse=True)
+
+
+__all__ = ["FINAL_STATES", "LIVE_STATES", "RunSummary", "find_run", "launch", "list_runs", "resume", "stop", "summarize"]
