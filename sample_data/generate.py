@@ -97,10 +97,9 @@ PHYSICAL = [
     "Atlas standing desk",
 ]
 SERVICES = [
-    "CloudVault Plus plan", "StreamHub Premium", "FitTrack subscription",
-    "Ledgerly accounting app", "PhotoNest storage plan", "MealBox delivery plan",
-    "LinguaLeap course", "SafeHome monitoring", "Inkwell Pro license",
-    "Skyline Wi-Fi plan", "Tempo music app", "Harbor VPN",
+    "CloudVault Plus", "StreamHub Premium", "FitTrack Pro", "Ledgerly",
+    "PhotoNest", "MealBox", "LinguaLeap", "SafeHome Monitor", "Inkwell Pro",
+    "Skyline Wi-Fi", "Tempo Music", "Harbor VPN",
 ]
 CARRIERS = ["UPS", "FedEx", "DHL", "USPS", "Royal Mail", "DPD", "Canada Post"]
 DEVICES = [("my iPhone 15", "an iPhone 15"), ("my Android phone", "Android"),
@@ -115,16 +114,17 @@ CODES = ["SPRING20", "WELCOME10", "SAVE15", "FRIEND25", "VIP30", "HOLIDAY5"]
 # Scenarios: (issue, product kind, message templates, summary templates)
 #
 # A fifth element, where present, limits the urgencies that make sense.
-# Templates use {product}, {date} (a bare date phrase), {on_date} (a phrase
-# that stands for "on <date>"), and the extra slots of ``make_slots``.
+# Templates use {product}, {the_product} ("the AeroBlend 500 blender" but
+# plain "Ledgerly"), {a_product}, {date} (a bare date phrase), {on_date} (a
+# phrase that stands for "on <date>"), and the extra slots of ``make_slots``.
 # --------------------------------------------------------------------------
 
 SCENARIOS = [
     # ---- billing
     ("billing", "any", [
         "I was charged twice for my {product} {on_date} — two identical charges of {amount}.",
-        "My card statement shows {amount} taken twice for the {product}, both dated {date}.",
-        "{on_date_cap} you billed me two times for {product}. One of those {amount} charges has to go.",
+        "My card statement shows {amount} taken twice for {the_product}, both dated {date}.",
+        "{on_date_cap} you billed me two times for {the_product}. One of those {amount} charges has to go.",
     ], [
         "Double-charged {amount} for one purchase; wants one reversed.",
         "Duplicate {amount} charge on the same day; asks for a reversal.",
@@ -141,22 +141,22 @@ SCENARIOS = [
     ]),
     ("billing", "any", [
         "The invoice for my {product} dated {date} says {amount}, but checkout showed {amount2}.",
-        "I was quoted {amount2} for the {product}, yet {on_date} my card was charged {amount}.",
+        "I was quoted {amount2} for {the_product}, yet {on_date} my card was charged {amount}.",
     ], [
         "Charged {amount} instead of the quoted {amount2}.",
         "Invoice total is higher than the checkout price.",
         "Overcharged versus the agreed price; wants the difference back.",
     ]),
     ("billing", "any", [
-        "My discount code {code} wasn't applied when I bought the {product} {on_date}, so I paid full price.",
-        "I entered {code} at checkout for the {product} {on_date} and the discount never showed up on my bill.",
+        "My discount code {code} wasn't applied when I bought {the_product} {on_date}, so I paid full price.",
+        "I entered {code} at checkout for {the_product} {on_date} and the discount never showed up on my bill.",
     ], [
         "Promo code {code} was not applied at checkout.",
         "Discount missing from the bill; paid full price.",
         "Wants the {code} discount credited after the fact.",
     ]),
     ("billing", "any", [
-        "I need a proper VAT invoice for the {product} I bought {on_date}; the receipt has no company details.",
+        "I need a proper VAT invoice for {the_product} I bought {on_date}; the receipt has no company details.",
         "Could you reissue the invoice for my {product} purchase from {date} with our company name and tax ID?",
     ], [
         "Needs a VAT invoice with company details.",
@@ -167,7 +167,7 @@ SCENARIOS = [
     ("shipping", "physical", [
         "My {product} was supposed to arrive {on_date} and it still hasn't shown up. Order {order}.",
         "I ordered the {product} {on_date} and {days} days later there's still nothing at my door.",
-        "Order {order} (a {product}) was due {on_date}. Where is it?",
+        "Order {order} ({a_product}) was due {on_date}. Where is it?",
     ], [
         "Order {order} not delivered; past the expected date.",
         "Package still missing {days} days after ordering.",
@@ -198,8 +198,8 @@ SCENARIOS = [
         "Box damaged in transit by {carrier}.",
     ]),
     ("shipping", "physical", [
-        "I ordered a {product} {on_date} but the parcel contained a {other_product} instead.",
-        "Opened my delivery from {date} and found a {other_product}, not the {product} I paid for.",
+        "I ordered {a_product} {on_date} but the parcel contained {a_other_product} instead.",
+        "Opened my delivery from {date} and found {a_other_product}, not the {product} I paid for.",
     ], [
         "Received a {other_product} instead of the order.",
         "Wrong item delivered; wants the right one sent.",
@@ -321,23 +321,23 @@ SCENARIOS = [
         "Return delivered but no money back yet.",
     ]),
     ("refund", "any", [
-        "An agent promised me a {amount} refund for the {product} {on_date}, but nothing has come through.",
-        "I was told {on_date} that {amount} would be refunded for {product}. Still waiting.",
+        "An agent promised me a {amount} refund for {the_product} {on_date}, but nothing has come through.",
+        "I was told {on_date} that {amount} would be refunded for {the_product}. Still waiting.",
     ], [
         "Promised {amount} refund never arrived.",
         "Waiting on a refund an agent approved.",
         "Follow-up on an approved refund.",
     ]),
     ("refund", "any", [
-        "I'd like a refund for the {product} I bought {on_date}. It isn't what I expected and I'm within 30 days.",
-        "Can I get my money back for {product}? Purchased {on_date}, still inside the return window.",
+        "I'd like a refund for {the_product} I bought {on_date}. It isn't what I expected and I'm within 30 days.",
+        "Can I get my money back for {the_product}? Purchased {on_date}, still inside the return window.",
     ], [
         "Requests a refund within the 30-day window.",
         "Wants to return the product for a refund.",
         "Not satisfied; asks for money back.",
     ]),
     ("refund", "any", [
-        "I only got {amount2} back for the {product} instead of the full {amount}. The refund posted {on_date}.",
+        "I only got {amount2} back for {the_product} instead of the full {amount}. The refund posted {on_date}.",
         "Partial refund for my {product} {on_date}: {amount2} out of {amount}. Why?",
     ], [
         "Partial refund of {amount2} instead of {amount}.",
@@ -345,8 +345,8 @@ SCENARIOS = [
         "Questions a partial refund.",
     ]),
     ("refund", "physical", [
-        "I cancelled my order for the {product} {on_date} before it shipped. When will the {amount} be refunded?",
-        "Order {order} for a {product} was cancelled {on_date}, but my {amount} is still on hold.",
+        "I cancelled my order for {the_product} {on_date} before it shipped. When will the {amount} be refunded?",
+        "Order {order} for {a_product} was cancelled {on_date}, but my {amount} is still on hold.",
     ], [
         "Cancelled before shipping; awaiting {amount} refund.",
         "Refund pending for a cancelled order.",
@@ -370,8 +370,8 @@ SCENARIOS = [
         "Long-time user asking for an improvement.",
     ], ["low", "medium"]),
     ("other", "any", [
-        "Just wanted to say the {product} I got {on_date} is fantastic, and your agent Sam was really helpful.",
-        "No problem, just a thank-you: the {product} from {date} has been great so far.",
+        "Just wanted to say {the_product} I got {on_date} is fantastic, and your agent Sam was really helpful.",
+        "No problem, just a thank-you: {the_product} from {date} has been great so far.",
     ], [
         "Compliment; no action needed.",
         "Positive feedback about the product and support.",
@@ -394,7 +394,7 @@ SCENARIOS = [
         "Lost the user manual.",
     ], ["low", "medium"]),
     ("other", "any", [
-        "Is there a trade-in program? I'd like to upgrade the {product} I purchased {on_date}.",
+        "Is there a trade-in program? I'd like to upgrade {the_product} I purchased {on_date}.",
         "Do you offer upgrades for existing customers? I've had my {product} since {date}.",
     ], [
         "Asks about trade-in or upgrade options.",
@@ -512,11 +512,15 @@ def money(rng: random.Random) -> tuple[str, str]:
     return f"{sym}{b}{cents}", f"{sym}{a}{cents}"  # amount > amount2
 
 
+def with_article(name: str) -> str:
+    return ("an " if name[0] in "AEIOU" else "a ") + name
+
+
 def make_slots(rng: random.Random, product: str) -> dict:
     amount, amount2 = money(rng)
     part = rng.choice(PARTS)
     device = rng.choice(DEVICES)
-    return {
+    slots = {
         "product": product,
         "amount": amount,
         "amount2": amount2,
@@ -529,8 +533,12 @@ def make_slots(rng: random.Random, product: str) -> dict:
         "device_s": device[1],
         "part": part,
         "part_cap": part[0].upper() + part[1:],
-        "other_product": rng.choice([p for p in PHYSICAL if p != product]),
+        "the_product": f"the {product}" if product in PHYSICAL else product,
+        "a_product": with_article(product) if product in PHYSICAL else product,
+        "a_other_product": with_article(rng.choice([p for p in PHYSICAL if p != product])),
     }
+    slots["other_product"] = slots["a_other_product"].split(" ", 1)[1]
+    return slots
 
 
 def compact(obj: dict) -> str:
@@ -805,7 +813,7 @@ def build_messy(rng: random.Random, train: list[dict], test: list[dict]) -> tupl
         ex = dict(base[i], user=near_duplicate_text(rng, base[i]["user"], how))
         added.append({"line": dumps_line(to_messages(ex)), "kind": "near_duplicate",
                       "note": {"word": "a word or two changed", "whitespace": "whitespace changed",
-                               "case": "lower-cased"}[how], "ref": i})
+                               "case": "lower-cased"}[how], "ref": i, "copy": "near copy"})
     for t in rng.sample(range(len(test)), 3):
         added.append({"line": dumps_line(to_messages(test[t])), "kind": "test_leakage",
                       "note": f"identical to test.jsonl line {t + 1}", "ref": None})
@@ -816,16 +824,17 @@ def build_messy(rng: random.Random, train: list[dict], test: list[dict]) -> tupl
     a, b = pick(2)
     good = dumps_line(to_messages(base[a]))
     added.append({"line": good[: len(good) * 2 // 3], "kind": "malformed_line",
-                  "note": "truncated line (not valid JSON)", "ref": None})
+                  "note": "truncated line (not valid JSON)", "ref": a, "copy": "truncated copy"})
     good = dumps_line(to_messages(base[b]))
     added.append({"line": good[:-2] + "},]}", "kind": "malformed_line",
-                  "note": "trailing comma (not valid JSON)", "ref": None})
+                  "note": "trailing comma (not valid JSON)", "ref": b, "copy": "broken copy"})
 
     # insert added lines at random positions, each after the line it copies
+    # (never among the first lines, which format sniffers read)
     for e in added:
-        lo = 0
+        lo = 5
         if e["ref"] is not None:
-            lo = next(k for k, x in enumerate(entries) if x.get("src") == e["ref"]) + 1
+            lo = max(lo, next(k for k, x in enumerate(entries) if x.get("src") == e["ref"]) + 1)
         entries.insert(rng.randint(lo, len(entries)), e)
 
     lines, defects = [], []
@@ -835,7 +844,7 @@ def build_messy(rng: random.Random, train: list[dict], test: list[dict]) -> tupl
         if e["kind"]:
             note = e["note"]
             if e["ref"] is not None:
-                note = (f"{note}; " if note else "") + f"copy of line {src_line[e['ref']]}"
+                note = (f"{note}; " if note else "") + f"{e.get('copy', 'copy')} of line {src_line[e['ref']]}"
             defects.append({"line": n, "kind": e["kind"], "note": note})
     return lines, defects
 
@@ -1009,9 +1018,15 @@ def self_check(info: dict) -> None:
     assert isinstance(alpaca, list) and all(list(r) == ["instruction", "input", "output"] for r in alpaca)
     for r in alpaca:
         check_record(r["output"])
-    for r in read_jsonl(OUT / "sharegpt_sample.jsonl"):
+    sharegpt = read_jsonl(OUT / "sharegpt_sample.jsonl")
+    for r in sharegpt:
         assert [m["from"] for m in r["conversations"]] == ["system", "human", "gpt"]
         check_record(r["conversations"][2]["value"])
+    # the extra files use messages of their own, in no split and not shared
+    in_splits = set(users["train"]) | held_out
+    extra = ([p["prompt"][1]["content"] for p in prefs] + [r["input"] for r in alpaca]
+             + [r["conversations"][1]["value"] for r in sharegpt])
+    assert len(set(extra)) == len(extra) and not set(extra) & in_splits
 
     # messy.jsonl: the defects are where DEFECTS.md says, and nowhere else
     defects = {d["line"]: d for d in info["defects"]}
