@@ -141,6 +141,12 @@ def detect_conversational(rows: Iterable[Any], shape: Shape) -> bool:
     return votes[True] > votes[False]
 
 
+# Every shape as it is shown in the "cannot tell the shape" error.
+_KNOWN = [(Shape.LANGUAGE_MODELING, False), (Shape.LANGUAGE_MODELING, True)] + [
+    (s, s is Shape.SHAREGPT) for s in Shape if s is not Shape.LANGUAGE_MODELING
+]
+
+
 def detect_shape(rows: Iterable[Any]) -> tuple[Shape, bool]:
     """The shape most rows share, and whether the data is conversational.
 
@@ -156,11 +162,6 @@ def detect_shape(rows: Iterable[Any]) -> tuple[Shape, bool]:
         raise DataError(f"cannot tell the dataset's shape: rows have the keys {found}; expected one of: {known}")
     shape = max(votes, key=lambda s: (votes[s], -_PRIORITY[s]))
     return shape, detect_conversational(rows, shape)
-
-
-_KNOWN = [(Shape.LANGUAGE_MODELING, False), (Shape.LANGUAGE_MODELING, True)] + [
-    (s, s is Shape.SHAREGPT) for s in Shape if s is not Shape.LANGUAGE_MODELING
-]
 
 
 def describe_fields(shape: Shape, conversational: bool) -> str:

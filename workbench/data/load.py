@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.data.formats import Shape, detect_conversational, detect_shape, validate_row
-from workbench.data.readers import Read, file_type_of, read
+from workbench.data.readers import Read, Record, file_type_of, read
 from workbench.errors import DataError
 
 MAX_LISTED = 20
@@ -133,7 +133,7 @@ def load_rows(
     return result
 
 
-def _bad(name: str, found: Read, record: Any, field_name: str | None, message: str) -> BadRow:
+def _bad(name: str, found: Read, record: Record, field_name: str | None, message: str) -> BadRow:
     return BadRow(name, record.line, field_name, message, record.raw, record.index, found.unit, record.raw_bytes)
 
 

@@ -57,16 +57,20 @@ def normalize(
 def normalization_notes(shape: Shape | str, method: str = "sft") -> list[str]:
     """What normalizing ``shape`` for ``method`` changes, in words for the user."""
     shape = Shape.parse(shape)
-    notes = {
-        ("sft", Shape.PREFERENCE): "preference data for SFT: each row trains on prompt + chosen; rejected is ignored",
-        ("sft", Shape.IMPLICIT_PREFERENCE): "preference data for SFT: each row trains on the chosen conversation; rejected is ignored",
-        ("sft", Shape.UNPAIRED_PREFERENCE): "unpaired preference data for SFT: only rows labelled true are kept, as prompt + completion",
-        ("sft", Shape.ALPACA): "alpaca rows become a user turn (instruction, then input) and an assistant turn (output)",
-        ("sft", Shape.SHAREGPT): "ShareGPT turns mapped to roles: human->user, gpt->assistant, system, tool",
-        ("dpo", Shape.IMPLICIT_PREFERENCE): "the prompt is taken as the leading messages that chosen and rejected share",
-    }
-    note = notes.get((method, shape))
+    note = _NOTES.get((method, shape))
     return [note] if note else []
+
+
+_NOTES = {
+    ("sft", Shape.PREFERENCE): "preference data for SFT: each row trains on prompt + chosen; rejected is ignored",
+    ("sft", Shape.IMPLICIT_PREFERENCE): "preference data for SFT: each row trains on the chosen conversation; "
+    "rejected is ignored",
+    ("sft", Shape.UNPAIRED_PREFERENCE): "unpaired preference data for SFT: only rows labelled true are kept, "
+    "as prompt + completion",
+    ("sft", Shape.ALPACA): "alpaca rows become a user turn (instruction, then input) and an assistant turn (output)",
+    ("sft", Shape.SHAREGPT): "ShareGPT turns mapped to roles: human->user, gpt->assistant, system, tool",
+    ("dpo", Shape.IMPLICIT_PREFERENCE): "the prompt is taken as the leading messages that chosen and rejected share",
+}
 
 
 def to_hf_dataset(rows: Sequence[Mapping[str, Any]]) -> Any:
@@ -100,7 +104,8 @@ def _converter(shape: Shape, method: str) -> Callable[[Mapping[str, Any]], Row |
     if shape in table:
         return table[shape]
     if method == "dpo":
-        hint = " (unpaired data with a true/false label suits KTO, not DPO)" if shape is Shape.UNPAIRED_PREFERENCE else ""
+        unpaired = shape is Shape.UNPAIRED_PREFERENCE
+        hint = " (unpaired data with a true/false label suits KTO, not DPO)" if unpaired else ""
         raise DataError(
             "DPO needs preference pairs: rows with prompt, chosen and rejected "
             f"(or chosen and rejected sharing their opening turns); this data has the {shape.label} shape"

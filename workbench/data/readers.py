@@ -22,7 +22,9 @@ from typing import Any
 from workbench.data.formats import type_name
 from workbench.errors import DataError
 
-_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_EXTENSIONS = {
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
+}
 _LIST_KEYS = ("data", "train", "rows", "examples", "records", "items", "instances")
 _MESSAGE_FIELDS = frozenset({"messages", "conversations", "prompt", "completion", "chosen", "rejected"})
 _ESCAPED = re.compile("[\udc80-\udcff]")  # undecodable bytes, kept by the surrogateescape handler
@@ -64,14 +66,17 @@ def file_type_of(path: Path) -> str:
     """The reader to use, from the extension (a directory is a datasets dir)."""
     if path.is_dir():
         if not ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
-            raise DataError(f"{path}: a directory, but not one saved by datasets' save_to_disk (no dataset_dict.json or state.json)")
+            raise DataError(
+                f"{path}: a directory, but not one saved by datasets' save_to_disk (no dataset_dict.json or state.json)"
+            )
         return "datasets"
     if not path.exists():
         raise DataError(f"{path}: no such file")
     file_type = _EXTENSIONS.get(path.suffix.lower())
     if file_type is None:
         known = ", ".join(sorted(_EXTENSIONS))
-        raise DataError(f"{path}: unknown file type {path.suffix or '(no extension)'!r}; expected {known} or a datasets directory")
+        suffix = path.suffix or "(no extension)"
+        raise DataError(f"{path}: unknown file type {suffix!r}; expected {known} or a datasets directory")
     return file_type
 
 
@@ -176,7 +181,8 @@ def _walk_array(text: str, start: int) -> list[Record]:
     rest = _WHITESPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
     if rest < len(text):
         line = line_of(rest)
-        records.append(Record(len(records), line, None, _line_at(text, line), None, "not valid JSON: extra data after the array"))
+        error = "not valid JSON: extra data after the array"
+        records.append(Record(len(records), line, None, _line_at(text, line), None, error))
     return records
 
 
@@ -200,7 +206,8 @@ def _rows_key(top: dict[str, Any], path: Path) -> str | None:
     if len(lists) == 1:
         return lists[0]
     if len(lists) > 1:
-        raise DataError(f"{path}: several keys hold lists of rows ({', '.join(lists)}); save one of them as its own file")
+        keys = ", ".join(lists)
+        raise DataError(f"{path}: several keys hold lists of rows ({keys}); save one of them as its own file")
     return None
 
 

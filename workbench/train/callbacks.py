@@ -69,7 +69,7 @@ class RunDirCallback(TrainerCallback):
         for key, name in _KEYS.items():
             if key in logs:
                 record[name] = logs[key]
-        if "train_runtime" in logs:
+        if "train_loss" in logs:  # the trainer's closing summary
             record["type"] = "summary"
             record["train_runtime_s"] = logs["train_runtime"]
         if record["type"] != "summary" and not any(name in record for name in _KEYS.values()):

@@ -17,6 +17,7 @@ import traceback
 from typing import Any
 
 from workbench.config.schema import RunConfig, load_config
+from workbench.errors import DataError
 from workbench.train.rundir import HEARTBEAT_INTERVAL, RunDir, StatusWriter, append_jsonl
 from workbench.train.telemetry import SystemSampler
 
@@ -52,6 +53,14 @@ def _precision(config: RunConfig) -> tuple[Any, dict[str, bool]]:
     if p == "fp16":
         return torch.float32, {"fp16": True}  # fp16 AMP needs fp32 master weights
     return torch.float32, {}
+
+
+def _has_arg(name: str) -> bool:
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    return any(f.name == name for f in dataclasses.fields(TrainingArguments))
 
 
 def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, Any]:
@@ -104,7 +113,6 @@ def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, A
         lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm, optim=t.optimizer, num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1, max_length=t.max_length,
-        gradient_checkpointing=t.gradient_checkpointing,
         logging_steps=e.logging_steps, logging_first_step=True,
         eval_strategy="steps" if has_eval else "no", eval_steps=every,
         save_strategy="steps", save_steps=e.save_steps or every, save_total_limit=e.save_total_limit,
@@ -112,6 +120,8 @@ def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, A
         report_to="none", disable_tqdm=True, include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), **amp,
     )
+    # TRL turns checkpointing on by default; transformers 5 renamed it. Say exactly what the config says.
+    common["activation_checkpointing" if _has_arg("activation_checkpointing") else "gradient_checkpointing"] = t.gradient_checkpointing
     callbacks = [callback]
     if e.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=e.early_stopping_patience))
@@ -130,6 +140,11 @@ def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, A
         trainer = SFTTrainer(
             model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if has_eval else None,
             processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
+        )
+    if len(trainer.train_dataset) == 0:
+        raise DataError(
+            f"all {len(data.train)} training examples were dropped while tokenizing: with max_length "
+            f"{t.max_length} their responses are cut off entirely. Raise train.max_length."
         )
     return trainer, tokenizer
 
