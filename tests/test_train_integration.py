@@ -79,7 +79,7 @@ def test_tiny_run_writes_the_whole_run_directory(workspace, tiny_model_dir):
 
 
 def test_launcher_killed_run_goes_on(workspace, tiny_model_dir):
-    config = write_config(workspace, tiny_model_dir, train={"max_steps": 60}, eval={"eval_steps": 20})
+    config = write_config(workspace, tiny_model_dir, train={"max_steps": 30}, eval={"eval_steps": 15})
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     launcher = subprocess.Popen(
         [sys.executable, "-m", "workbench", "-w", str(workspace), "train", str(config), "--attach"],
@@ -92,22 +92,22 @@ def test_launcher_killed_run_goes_on(workspace, tiny_model_dir):
     os.killpg(launcher.pid, signal.SIGKILL)
     launcher.wait(10)
     assert wait_for(run) == "completed"
-    assert run.status().step == 60
+    assert run.status().step == 30
 
 
 def test_stop_then_resume_reaches_the_same_end(workspace, tiny_model_dir):
-    config = write_config(workspace, tiny_model_dir, train={"max_steps": 300}, eval={"eval_steps": 50, "logging_steps": 10})
+    config = write_config(workspace, tiny_model_dir, train={"max_steps": 80}, eval={"eval_steps": 40, "logging_steps": 5})
     run = runner.launch(config, workspace)
-    wait_for(run, step=5)
+    wait_for(run, step=3)
     assert runner.stop(run, timeout=120) == "stopped"
     stopped_at = run.status().step
-    assert stopped_at < 300 and run.checkpoints() and run.adapter_path.is_dir()
+    assert stopped_at < 80 and run.checkpoints() and run.adapter_path.is_dir()
     assert run.checkpoints()[-1].name == f"checkpoint-{stopped_at}"
     runner.resume(run)
     assert wait_for(run) == "completed", run.log_path.read_text()[-3000:]
-    assert run.status().step == 300
+    assert run.status().step == 80
     steps = [r["step"] for r in run.metrics() if r["type"] == "train"]
-    assert steps == sorted(steps) and steps[-1] == 300
+    assert steps == sorted(steps) and steps[-1] == 80
 
 
 def test_dpo_run(workspace, tiny_model_dir):

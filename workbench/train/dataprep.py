@@ -44,7 +44,7 @@ def _load(config: RunConfig, path: Path, what: str) -> tuple[list[dict[str, Any]
     rows = normalize(result.rows, result.shape, method=config.method, system_prompt=config.data.system_prompt)
     if config.method == "sft":
         rows = [completion_only(r) for r in rows]
-    bad = [f"{b.file}:{b.line}: {b.message}" for b in result.bad_rows]
+    bad = [str(b) for b in result.bad_rows]
     shape = result.shape.value if hasattr(result.shape, "value") else str(result.shape)
     if not rows:
         raise DataError(f"{path}: no usable {what} examples")
