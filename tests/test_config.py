@@ -136,7 +136,7 @@ def test_check_reports_missing_files_and_counts(tmp_path):
     assert any(f.field == "data.train" and "not found" in f.message for f in report.errors)
     demo = check_config(load_config(SAMPLE / "demo.yaml"), Hardware())
     assert not demo.errors
-    assert demo.context.n_train == 96
+    assert demo.context.n_train == 32
 
 
 @pytest.mark.parametrize("name", ["tiny.yaml", "demo.yaml", "dpo.yaml"])

@@ -64,3 +64,14 @@ def test_exploding_loss_is_divergence():
 def test_records_without_numbers_are_ignored():
     records = [{"type": "train", "step": 1}, {"type": "eval", "step": 2, "eval_loss": None}, {"type": "verdict", "step": 3}]
     assert diagnose(records).kind == "ok"
+
+
+def test_noisy_upward_trend_after_the_best_is_overfitting():
+    evals = [0.78, 0.63, 0.56, 0.51, 0.56, 0.53, 0.54, 0.58]
+    verdict = diagnose(history(falling(80), evals))
+    assert verdict.kind == "overfitting" and verdict.since_step == 40
+
+
+def test_a_new_best_clears_the_verdict():
+    evals = [0.78, 0.63, 0.51, 0.56, 0.55, 0.58, 0.50]
+    assert diagnose(history(falling(70), evals)).kind == "ok"

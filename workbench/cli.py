@@ -102,8 +102,6 @@ def cmd_logs(args: argparse.Namespace) -> int:
         return 0
     for record in run.metrics():
         line = describe(record)
-        if record.get("type") == "train":
-            line = f"step {record.get('step'):>5}  loss {record.get('loss')}  lr {record.get('learning_rate')}"
         if line:
             print(line)
     status = run.status()

@@ -27,6 +27,7 @@ class DataConfig(_Section):
     val: str | None = Field(None, description="validation file; when absent, val_ratio of train is held out")
     test: str | None = Field(None, description="test file, kept for evaluation; never trained on")
     max_train_examples: int | None = Field(None, ge=1, description="train on the first N training examples only, for a quick try")
+    max_eval_examples: int | None = Field(None, ge=1, description="evaluate on the first N validation examples only (faster evals)")
     val_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="share of train held out for eval when no val file (0-1)")
     split_seed: int = Field(0, description="seed of the train/val split, so it is reproducible")
     shape: str | None = Field(None, description="force a dataset shape instead of detecting it (e.g. alpaca)")

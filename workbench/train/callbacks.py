@@ -80,7 +80,17 @@ class RunDirCallback(TrainerCallback):
         self.records.append(record)
         self._judge(state, control)
 
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._restart_throughput(state)
+
+    def on_save(self, args, state, control, **kwargs):
+        self._restart_throughput(state)
+
     # --- helpers ------------------------------------------------------------
+
+    def _restart_throughput(self, state) -> None:
+        """Evaluations and saves are not training: tokens/s starts counting again after them."""
+        self._last_tokens = (time.time(), state.num_input_tokens_seen or 0)
 
     def _throughput(self, state, now: float) -> dict[str, Any]:
         out: dict[str, Any] = {}

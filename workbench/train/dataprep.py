@@ -69,6 +69,9 @@ def prepare_data(config: RunConfig) -> PreparedData:
     if config.data.max_train_examples and len(train) > config.data.max_train_examples:
         notes.append(f"training on the first {config.data.max_train_examples} of {len(train)} examples (max_train_examples)")
         train = train[: config.data.max_train_examples]
+    if config.data.max_eval_examples and len(val) > config.data.max_eval_examples:
+        notes.append(f"evaluating on the first {config.data.max_eval_examples} of {len(val)} validation examples (max_eval_examples)")
+        val = val[: config.data.max_eval_examples]
     test: list[dict[str, Any]] = []
     if config.data.test:
         test, _, bad_test = _load(config, config.resolve(config.data.test), "test")  # type: ignore[arg-type]

@@ -44,14 +44,15 @@ def diagnose(
     records: list[dict[str, Any]],
     *,
     patience: int = 3,
-    min_rise: float = 0.01,
+    min_rise: float = 0.02,
     explode_factor: float = 3.0,
 ) -> Verdict:
     """Divergence first (it is urgent), then overfitting.
 
-    Overfitting: eval loss has risen at each of the last ``patience`` evaluations
-    after its best, ending at least ``min_rise`` (relative) above the best, while
-    the train loss over the same stretch fell.
+    Overfitting: the best eval loss is ``patience`` or more evaluations back,
+    the evaluations since trend upward (least-squares slope), the latest is at
+    least ``min_rise`` (relative) above the best, and the train loss since the
+    best fell. One noisy eval neither raises nor clears it.
 
     Divergence: a NaN or infinite train/eval loss or grad norm, or a train loss
     ``explode_factor`` times above the median of the first logged losses.
@@ -78,19 +79,26 @@ def _divergence(records: list[dict[str, Any]], explode_factor: float) -> Verdict
     return OK
 
 
+def _slope(points: list[tuple[int, float]]) -> float:
+    """Least-squares slope of value against step."""
+    n = len(points)
+    mx = sum(s for s, _ in points) / n
+    my = sum(v for _, v in points) / n
+    var = sum((s - mx) ** 2 for s, _ in points)
+    return sum((s - mx) * (v - my) for s, v in points) / var if var else 0.0
+
+
 def _overfitting(records: list[dict[str, Any]], patience: int, min_rise: float) -> Verdict:
     evals = _series(records, "eval_loss")
     if len(evals) < patience + 1:
         return OK
     best_i = min(range(len(evals)), key=lambda i: evals[i][1])
-    after = evals[best_i:]
-    if len(after) < patience + 1:
-        return OK
-    tail = after[-(patience + 1):]
-    rising = all(b[1] > a[1] for a, b in zip(tail, tail[1:]))
+    since_best = evals[best_i:]
+    if len(since_best) < patience + 1:
+        return OK  # the best is too recent to call a turn
     best_step, best = evals[best_i]
     step, last = evals[-1]
-    if not rising or last < best * (1 + min_rise):
+    if last < best * (1 + min_rise) or _slope(since_best) <= 0:
         return OK
     train = _series(records, "loss")
     before = [v for s, v in train if s <= best_step][-3:]

@@ -74,6 +74,13 @@ def describe(record: dict[str, Any]) -> str | None:
     """One readable line for a metrics record (None for records not worth a line)."""
     kind = record.get("type")
     step = record.get("step")
+    if kind == "train":
+        parts = [f"step {step:>5}  loss {_fmt(record.get('loss'))}"]
+        if "learning_rate" in record:
+            parts.append(f"lr {_fmt(record['learning_rate'], '.2e')}")
+        if "tokens_per_s" in record:
+            parts.append(f"{_fmt(record['tokens_per_s'], '.0f')} tok/s")
+        return "  ".join(parts)
     if kind == "eval":
         return f"step {step:>5}  eval_loss {_fmt(record.get('eval_loss'))}"
     if kind == "verdict":
@@ -112,9 +119,8 @@ def print_follow(run: RunDir, out: TextIO = sys.stdout, *, interval: float = 0.5
         for record in event.records:
             if record.get("type") == "train":
                 last_train = record
-                if not tty:
-                    line = progress_line(event.status, record)
-                    out.write(line + "\n")
+                if tty:
+                    continue  # the progress line shows it
             if isinstance(record.get("eval_loss"), int | float):
                 best = record["eval_loss"] if best is None else min(best, record["eval_loss"])
             line = describe(record)

@@ -23,7 +23,7 @@ from workbench.train.rundir import FINAL_STATES, LIVE_STATES, RunDir, atomic_wri
 
 
 def runs_dir(workspace: str | Path) -> Path:
-    return Path(workspace) / "runs"
+    return Path(workspace).expanduser().resolve() / "runs"
 
 
 def resolved_copy(config: RunConfig) -> RunConfig:

@@ -14,10 +14,11 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from workbench.config.schema import RunConfig, load_config
-from workbench.errors import DataError
+from workbench.errors import DataError, RunError
 from workbench.train.rundir import HEARTBEAT_INTERVAL, RunDir, StatusWriter, append_jsonl
 from workbench.train.telemetry import SystemSampler
 
@@ -206,6 +207,7 @@ def run_worker(run: RunDir, resume: bool = False) -> str:
         finally:
             done.set()
             telemetry.join(timeout=5)
+            run.stop_path.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,7 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         print("usage: python -m workbench.train.worker RUN_DIR [--resume]", file=sys.stderr)
         return 2
-    final = run_worker(RunDir(argv[0]), resume="--resume" in argv[1:])
+    run = RunDir(Path(argv[0]).resolve())
+    try:
+        final = run_worker(run, resume="--resume" in argv[1:])
+    except RunError as exc:  # another worker holds the run: leave its status alone
+        print(f"[workbench] {exc}", file=sys.stderr, flush=True)
+        return 3
+    except BaseException as exc:  # failed before the run's own handler existed
+        traceback.print_exc()
+        raw = run.read_status_raw()
+        raw.update(state="failed", error=f"{type(exc).__name__}: {exc}"[:2000], ended=time.time())
+        run.write_status(raw)
+        return 1
     return 0 if final in ("completed", "stopped") else 1
 
 
