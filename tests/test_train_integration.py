@@ -152,3 +152,19 @@ def test_bundled_model_trains_for_real(workspace):
     assert wait_for(run, timeout=400) == "completed", run.log_path.read_text()[-3000:]
     losses = [r["loss"] for r in run.metrics() if r["type"] == "train"]
     assert len(losses) == 3 and all(0 < x < 20 for x in losses)
+
+
+def test_a_killed_worker_reads_as_lost_and_can_resume(workspace, tiny_model_dir):
+    config = write_config(workspace, tiny_model_dir, train={"max_steps": 200}, eval={"eval_steps": 5, "logging_steps": 5})
+    run = runner.launch(config, workspace)
+    wait_for(run, step=6)
+    while not run.checkpoints():
+        time.sleep(0.1)
+    os.kill(run.status().pid, signal.SIGKILL)
+    deadline = time.time() + 10
+    while run.locked() and time.time() < deadline:
+        time.sleep(0.1)
+    assert run.status().state == "lost"  # the pid is gone: no need to wait for the heartbeat to go stale
+    runner.resume(run)
+    assert runner.stop(run, timeout=120) == "stopped"  # even while it is still starting up
+    assert "resuming from" in run.log_path.read_text()

@@ -40,13 +40,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data)
         return 0
-    print(f"{data['path']}  ({data.get('file_type')})")
-    conv = "conversational" if data.get("conversational") else "standard"
-    print(f"shape: {data.get('shape')} ({conv})   rows: {data.get('n_rows')}   bad rows: {len(data.get('bad_rows', []))}")
-    for bad in data.get("bad_rows", [])[:50]:
-        print(f"  {bad.get('message')}")
-    if len(data.get("bad_rows", [])) > 50:
-        print(f"  ... and {len(data['bad_rows']) - 50} more (--json lists all)")
+    bad = data.get("bad_rows", [])
+    print(f"{data['path']}  ({data['file_type']}, {data['row_count']} good rows, {len(bad)} bad)")
+    print(f"shape: {data['shape_description']}")
+    for note in data.get("notes", []):
+        print(f"note: {note}")
+    if data.get("normalize_error"):
+        print(f"cannot normalize for {args.method}: {data['normalize_error']}")
+    for row in bad[:50]:
+        print(f"  bad: {row['text']}")
+    if len(bad) > 50:
+        print(f"  ... and {len(bad) - 50} more (--json lists all)")
     for i, example in enumerate(data.get("examples", []), 1):
         print(f"\n--- example {i} (normalized for {args.method}) ---")
         print(json.dumps(example, indent=2, ensure_ascii=False)[:2000])

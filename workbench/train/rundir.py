@@ -14,6 +14,7 @@ import fcntl
 import json
 import math
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -192,10 +193,11 @@ class RunDir:
     def status(self, now: float | None = None) -> RunStatus:
         raw = self.read_status_raw()
         state = raw.get("state", "unknown")
-        if state in LIVE_STATES:
+        if state in LIVE_STATES and not self.locked():
             now = time.time() if now is None else now
             beat = raw.get("heartbeat") or raw.get("created") or 0
-            if now - beat > STALE_AFTER and not self.locked():
+            same_host = raw.get("host", socket.gethostname()) == socket.gethostname()
+            if now - beat > STALE_AFTER or (same_host and raw.get("pid") and not pid_alive(raw["pid"])):
                 state = "lost"
         return RunStatus(state, raw)
 

@@ -78,6 +78,7 @@ def launch(config: RunConfig | str | Path, workspace: str | Path, *, check: bool
     atomic_write_text(run.config_path, dump_config(resolved_copy(config)))
     now = time.time()
     run.write_status({"run_id": run.id, "name": config.name, "state": "starting", "created": now, "heartbeat": now, "step": 0})
+    run.stop_path.unlink(missing_ok=True)
     pid = _spawn(run)
     _record_pid(run, pid)
     return run
@@ -115,7 +116,9 @@ def stop(run: RunDir, *, timeout: float = 0.0) -> str:
     if status.state not in LIVE_STATES:
         raise RunError(f"run {run.id} is {status.state}, not running")
     atomic_write_text(run.stop_path, str(time.time()))
-    if status.pid:
+    # Signal only a worker that holds the lock: its handler is installed by then. One still
+    # starting up would die of SIGTERM without a word; it sees the STOP file at its first step.
+    if status.pid and run.locked():
         try:
             os.kill(status.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -141,6 +144,7 @@ def resume(run: RunDir) -> RunDir:
     raw = run.read_status_raw()
     raw.update(state="starting", heartbeat=time.time(), error=None, pid=None)
     run.write_status(raw)
+    run.stop_path.unlink(missing_ok=True)
     _record_pid(run, _spawn(run, "--resume"))
     return run
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -162,9 +163,8 @@ def run_worker(run: RunDir, resume: bool = False) -> str:
     with run.exclusive():
         previous = run.read_status_raw()
         elapsed_before = float(previous.get("elapsed_s") or 0.0) if resume else 0.0
-        status = StatusWriter(run, {**previous, "run_id": run.id, "pid": os.getpid(), "error": None})
+        status = StatusWriter(run, {**previous, "run_id": run.id, "pid": os.getpid(), "host": socket.gethostname(), "error": None})
         status.update(state="starting", started=time.time(), resumed=resume, elapsed_before=elapsed_before)
-        run.stop_path.unlink(missing_ok=True)
         done = threading.Event()
         telemetry = threading.Thread(target=_telemetry_loop, args=(run, status, done), daemon=True)
         telemetry.start()
