@@ -56,3 +56,21 @@ def test_runs_and_logs(capsys, tmp_path):
 def test_unknown_run_is_a_clear_error(capsys, tmp_path):
     assert main(["-w", str(tmp_path), "stop", "nope"]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
+
+
+def test_split_is_reproducible_and_counts_bad_rows(capsys, tmp_path):
+    args = ["data", "split", str(SUPPORT / "messy.jsonl"), "--skip-bad", "--seed", "7"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "2 bad rows were left out" in out and "messy.jsonl:6" in out
+    for name in ("train", "val", "test"):
+        assert (tmp_path / "a" / f"{name}.jsonl").read_text() == (tmp_path / "b" / f"{name}.jsonl").read_text()
+    sizes = [len((tmp_path / "a" / f"{n}.jsonl").read_text().splitlines()) for n in ("train", "val", "test")]
+    assert sum(sizes) == 298 and sizes[0] > sizes[1] > 0
+
+
+def test_inspect_renders_through_the_chat_template(capsys, tiny_model_dir):
+    assert main(["data", "inspect", str(SUPPORT / "train.jsonl"), "-n", "1", "--model", str(tiny_model_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "[prompt]" in out and "<|im_start|>user" in out and "[completion]" in out

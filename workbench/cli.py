@@ -51,9 +51,46 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  bad: {row['text']}")
     if len(bad) > 50:
         print(f"  ... and {len(bad) - 50} more (--json lists all)")
-    for i, example in enumerate(data.get("examples", []), 1):
-        print(f"\n--- example {i} (normalized for {args.method}) ---")
-        print(json.dumps(example, indent=2, ensure_ascii=False)[:2000])
+    examples = data.get("examples", [])
+    rendered = _render(examples, args.model, args.method) if args.model and examples else None
+    for i, example in enumerate(examples, 1):
+        if rendered:
+            print(f"\n--- example {i} as {args.model} sees it (the loss is on the completion) ---")
+            for part, text in rendered[i - 1].items():
+                print(f"[{part}]\n{text}")
+        else:
+            print(f"\n--- example {i} (normalized for {args.method}) ---")
+            print(json.dumps(example, indent=2, ensure_ascii=False)[:2000])
+    return 0
+
+
+def _render(examples: list[dict[str, Any]], model: str, method: str) -> list[dict[str, str]]:
+    """Examples through the model's chat template, split as the trainer splits them."""
+    from transformers import AutoTokenizer
+
+    from workbench.data import render_chat
+    from workbench.models import resolve_model
+    from workbench.train.dataprep import completion_only
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model).path)
+    rows = [completion_only(r) for r in examples] if method == "sft" else examples
+    return render_chat(rows, tokenizer)
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from workbench.data import load_rows, split_rows
+
+    result = load_rows(args.file, skip_bad=args.skip_bad)
+    parts = split_rows(result.rows, ratios=args.ratios, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("train", parts.train), ("val", parts.val), ("test", parts.test)):
+        if rows:
+            with open(out / f"{name}.jsonl", "w", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            print(f"{out / f'{name}.jsonl'}: {len(rows)} rows")
+    if result.bad_rows:
+        print(f"{len(result.bad_rows)} bad rows were left out:", *(f"  {b}" for b in result.bad_rows), sep="\n")
     return 0
 
 
@@ -183,8 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", help="force a shape instead of detecting it")
     p.add_argument("--method", choices=["sft", "dpo"], default="sft")
     p.add_argument("-n", "--examples", type=int, default=2, help="normalized examples to show")
+    p.add_argument("--model", help="also render the examples through this model's chat template (e.g. bundled)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
+
+    p = data.add_parser("split", help="reproducible train/val/test split into OUT/{train,val,test}.jsonl")
+    p.add_argument("file")
+    p.add_argument("--ratios", type=float, nargs="+", default=[0.8, 0.1, 0.1], metavar="R", help="train val [test]")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--skip-bad", action="store_true", help="split the good rows when some rows are malformed")
+    p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("check", help="validate a run config")
     p.add_argument("config")
