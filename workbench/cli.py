@@ -177,11 +177,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no runs in {Path(args.workspace) / 'runs'}")
         return 0
-    print(f"{'RUN':<34} {'STATE':<10} {'STEP':>11} {'BEST EVAL':>10} {'AGE':>5}")
+    print(f"{'RUN':<34} {'STATE':<10} {'STEP':>11} {'BEST EVAL':>10} {'AGE':>5}  NOTE")
     for r in runs:
         step = f"{r.step}/{r.total_steps or '?'}"
         best = f"{r.best_eval_loss:.4f}" if r.best_eval_loss is not None else "-"
-        print(f"{r.id:<34} {r.state:<10} {step:>11} {best:>10} {_age(r.age_s):>5}")
+        note = ""
+        if r.verdict and r.verdict.get("kind") != "ok":
+            note = f"{r.verdict['kind']} since step {r.verdict.get('since_step')}"
+        elif r.error:
+            note = r.error.splitlines()[0][:60]
+        print(f"{r.id:<34} {r.state:<10} {step:>11} {best:>10} {_age(r.age_s):>5}  {note}")
     return 0
 
 

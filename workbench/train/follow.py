@@ -112,7 +112,7 @@ def print_follow(run: RunDir, out: TextIO = sys.stdout, *, interval: float = 0.5
     """Follow a run in a terminal until it ends; returns the final state."""
     tty = out.isatty()
     last_train: dict[str, Any] | None = None
-    best: float | None = None
+    best: tuple[float, Any] | None = None  # (eval loss, step)
     state = "unknown"
     for event in follow(run, interval=interval):
         state = event.status.state
@@ -121,9 +121,14 @@ def print_follow(run: RunDir, out: TextIO = sys.stdout, *, interval: float = 0.5
                 last_train = record
                 if tty:
                     continue  # the progress line shows it
-            if isinstance(record.get("eval_loss"), int | float):
-                best = record["eval_loss"] if best is None else min(best, record["eval_loss"])
             line = describe(record)
+            loss = record.get("eval_loss")
+            if isinstance(loss, int | float):
+                if best is None or loss < best[0]:
+                    best = (loss, record.get("step"))
+                    line = f"{line}  (best so far)"
+                else:
+                    line = f"{line}  ({100 * (loss / best[0] - 1):+.1f}% vs best {best[0]:.4f} at step {best[1]})"
             if line:
                 out.write(("\r\033[K" if tty else "") + line + "\n")
         if tty:
@@ -134,7 +139,7 @@ def print_follow(run: RunDir, out: TextIO = sys.stdout, *, interval: float = 0.5
     status = run.status()
     summary = f"run {run.id}: {status.state} at step {status.step}"
     if best is not None:
-        summary += f", best eval_loss {best:.4f}"
+        summary += f", best eval_loss {best[0]:.4f} at step {best[1]}"
     out.write(summary + "\n")
     if status.error:
         out.write(f"error: {status.error}\n")

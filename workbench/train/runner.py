@@ -162,6 +162,7 @@ class RunSummary:
     created: float
     path: str
     error: str | None = None
+    verdict: dict[str, Any] | None = None  # the detector's last verdict (overfitting / diverged)
 
     @property
     def age_s(self) -> float:
@@ -182,6 +183,7 @@ def summarize(run: RunDir) -> RunSummary:
     return RunSummary(
         id=run.id, name=raw.get("name", run.id), state=status.state, step=status.step,
         total_steps=status.total_steps, best_eval_loss=best, created=created, path=str(run.path), error=status.error,
+        verdict=raw.get("verdict"),
     )
 
 
