@@ -215,3 +215,21 @@ def field_help() -> dict[str, str]:
 
     walk(RunConfig, "")
     return out
+
+
+def summary(config: RunConfig) -> list[tuple[str, str]]:
+    """The few settings that identify a run, as (label, value) pairs for a side panel."""
+    t, lora = config.train, config.lora
+    length = f"{t.max_steps} steps" if t.max_steps else f"{t.epochs:g} epochs"
+    rows = [
+        ("model", Path(config.model).name if "/" in config.model and Path(config.model).exists() else config.model),
+        ("method", f"{config.method.upper()} · {config.finetune}"),
+        ("data", Path(config.data.train).name),
+        ("lr", f"{t.learning_rate:g} {t.lr_scheduler}"),
+        ("batch", f"{t.batch_size} × {t.grad_accum} accum"),
+        ("length", f"{length}, max_length {t.max_length}"),
+    ]
+    if config.finetune != "full":
+        targets = lora.target_modules if isinstance(lora.target_modules, str) else ",".join(lora.target_modules)
+        rows.insert(2, ("lora", f"r={lora.r} α={lora.alpha:g} on {targets}"))
+    return rows

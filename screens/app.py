@@ -1,0 +1,121 @@
+"""The workbench app: four panes, one key each; thin on purpose.
+
+`create_app` is the factory the CLI, the tests and the benchmarks share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, TabbedContent, TabPane
+
+from screens.modals import HelpScreen
+from screens.placeholder import PlaceholderPane
+from screens.train import TrainPane
+from workbench.appstate import AppState, load_state, save_state
+
+PANES = [("data", "1 Data"), ("config", "2 Config"), ("train", "3 Train"), ("eval", "4 Eval")]
+
+
+class WorkbenchApp(App[None]):
+    """Data, Config, Train and Eval over one workspace."""
+
+    CSS_PATH = ["app.tcss", "train.tcss"]
+    TITLE = "Fine-tuning workbench"
+    BINDINGS = [
+        Binding("1", "pane('data')", "Data", id="pane.data", show=False, tooltip="The Data pane"),
+        Binding("2", "pane('config')", "Config", id="pane.config", show=False, tooltip="The Config pane"),
+        Binding("3", "pane('train')", "Train", id="pane.train", show=False, tooltip="The Train pane"),
+        Binding("4", "pane('eval')", "Eval", id="pane.eval", show=False, tooltip="The Eval pane"),
+        Binding("question_mark", "help", "Help", id="app.help", tooltip="Every key of this pane"),
+        Binding("ctrl+t", "toggle_theme", "Light/dark", id="app.theme", show=False),
+        Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit; running trainings go on"),
+    ]
+
+    def __init__(self, workspace: Path, *, state_path: Path | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.workspace = workspace.resolve()
+        self.state_path = state_path
+        self.state: AppState = load_state(state_path)
+        self.sub_title = str(self.workspace)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        remembered = self.state.for_workspace(self.workspace)
+        with TabbedContent(initial=remembered.get("pane", "train"), id="panes"):
+            for pane, title in PANES:
+                with TabPane(title, id=pane):
+                    if pane == "train":
+                        train = TrainPane(self.workspace, id="train-pane")
+                        train.initial_run = remembered.get("last_run")
+                        yield train
+                    else:
+                        yield PlaceholderPane(pane)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.state.theme and self.state.theme in self.available_themes:
+            self.theme = self.state.theme
+        self._focus_pane(self.query_one(TabbedContent).active)
+
+    def remember(self, **fields: Any) -> None:
+        """Keep something for the next session (last run, pane)."""
+        self.state.for_workspace(self.workspace).update(fields)
+        save_state(self.state, self.state_path)
+
+    def watch_theme(self, theme: str) -> None:
+        if getattr(self, "state", None) is not None and self.state.theme != theme:
+            self.state.theme = theme
+            save_state(self.state, self.state_path)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        pane = event.pane.id or "train"
+        self.remember(pane=pane)
+        self._focus_pane(pane)
+
+    def _focus_pane(self, pane: str) -> None:
+        if pane == "train":
+            self.call_after_refresh(lambda: self.query_one("#runs").focus())
+
+    def action_pane(self, pane: str) -> None:
+        self.query_one(TabbedContent).active = pane
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    def action_help(self) -> None:
+        sections = [("Everywhere", _keys(self.BINDINGS) + [("ctrl+p", "command palette"), ("ctrl+t", "light / dark theme")])]
+        if self.query_one(TabbedContent).active == "train":
+            sections.append(("Train pane", _keys(TrainPane.BINDINGS) + [("↑ ↓", "choose a run to watch")]))
+        self.push_screen(HelpScreen(sections))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for pane, title in PANES:
+            yield SystemCommand(f"Go to {title[2:]}", f"Show the {title[2:]} pane", lambda p=pane: self.action_pane(p))
+        train = self.query("#train-pane")
+        if train:
+            pane = train.first(TrainPane)
+            for binding in TrainPane.BINDINGS:
+                action = getattr(pane, f"action_{binding.action}")
+                yield SystemCommand(f"Train: {binding.description}", binding.tooltip, lambda a=action: (self.action_pane("train"), a()))
+
+
+def _keys(bindings: list) -> list[tuple[str, str]]:
+    names = {"question_mark": "?"}
+    return [(names.get(b.key, b.key), b.tooltip or b.description) for b in bindings if isinstance(b, Binding)]
+
+
+def create_app(workspace: str | Path = ".", *, state_path: Path | None = None) -> WorkbenchApp:
+    """The app factory shared by `workbench`, the tests and the benchmarks."""
+    return WorkbenchApp(Path(workspace), state_path=state_path)
+
+
+def run_app(workspace: str | Path = ".") -> int:
+    create_app(workspace).run()
+    return 0

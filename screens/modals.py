@@ -1,0 +1,74 @@
+"""Modal screens: help, pick a config to launch, confirm. Each returns its answer via dismiss()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key of the app and of the current pane."""
+
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
+        super().__init__()
+        self.sections = sections
+
+    def compose(self) -> ComposeResult:
+        lines = []
+        for title, keys in self.sections:
+            lines.append(f"[b]{title}[/b]")
+            lines += [f"  [b]{key:<8}[/b] {what}" for key, what in keys]
+            lines.append("")
+        lines.append("Esc closes this help. Ctrl+P opens the command palette with every action.")
+        with Vertical(id="dialog"):
+            yield Static("\n".join(lines))
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question answered with y or n (Esc is no)."""
+
+    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(self.question)
+            yield Label("[b]y[/b] yes    [b]n[/b] no")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+class LaunchScreen(ModalScreen[Path | None]):
+    """Pick a run config from the workspace; Enter launches, Esc cancels."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, configs: list[Path], workspace: Path) -> None:
+        super().__init__()
+        self.configs = configs
+        self.workspace = workspace
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label("[b]Launch a run[/b]: pick a config (Enter), Esc cancels")
+            if not self.configs:
+                yield Static(f"No *.yaml configs in {self.workspace}. Save one from the Config pane or write one "
+                             "(see sample_data/configs/).")
+            options = [Option(str(p.relative_to(self.workspace)) if p.is_relative_to(self.workspace) else str(p), id=str(i))
+                       for i, p in enumerate(self.configs)]
+            yield OptionList(*options, id="configs")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.configs[int(event.option.id or 0)])

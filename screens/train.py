@@ -1,0 +1,349 @@
+"""The Train pane: the runs list, launch, and a live view of the selected run.
+
+Files are read by thread workers (the runs list every 2 s; the selected
+run's new lines 4 times a second); they post messages, and the pane redraws
+only when something changed, so following a run never blocks the UI.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Log, Static
+from textual.worker import get_current_worker
+
+from screens.modals import ConfirmScreen, LaunchScreen
+from screens.widgets.charts import LossChart, SeriesChart
+from screens.widgets.runs_table import RunsTable
+from workbench.config.schema import load_config, summary
+from workbench.errors import WorkbenchError
+from workbench.train import runner
+from workbench.train.rundir import LIVE_STATES, RunDir, RunStatus
+from workbench.train.watch import ChartData, RunWatcher, SystemView, chart_data, system_view
+
+POLL_LIVE = 0.25  # seconds between reads of a live run's files
+POLL_IDLE = 1.0  # a finished run can still be resumed by someone else
+RUNS_EVERY = 2.0  # seconds between refreshes of the runs list
+
+
+@dataclass
+class RunsListed(Message):
+    runs: list[runner.RunSummary]
+
+
+@dataclass
+class RunChanged(Message):
+    """A snapshot of the followed run, computed off the UI thread."""
+
+    run_id: str
+    status: RunStatus
+    chart: ChartData
+    system: SystemView
+    overlays: dict[str, ChartData] = field(default_factory=dict)
+    log: list[str] | None = None
+    bad_lines: int = 0
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class TrainPane(Vertical):
+    """Launch runs and watch them; every action has a key."""
+
+    BINDINGS = [
+        Binding("n", "launch", "Launch", id="train.launch", tooltip="Pick a config and start a detached run"),
+        Binding("s", "stop", "Stop", id="train.stop", tooltip="Stop gracefully: a checkpoint and the adapter are saved"),
+        Binding("r", "resume", "Resume", id="train.resume", tooltip="Continue from the last checkpoint"),
+        Binding("k", "stop_keep_best", "Stop+keep best", id="train.keep_best", show=False,
+                tooltip="Stop now and keep the best checkpoint (offered when overfitting is seen)"),
+        Binding("l", "toggle_log", "Log", id="train.log", tooltip="Show or hide the tail of train.log"),
+        Binding("c", "compare", "Compare", id="train.compare", tooltip="Overlay this run's loss on the one you watch"),
+        Binding("y", "copy_path", "Copy path", id="train.copy", tooltip="Copy the run directory's path"),
+    ]
+
+    def __init__(self, workspace: Path, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.workspace = workspace
+        self.run_id: str | None = None
+        self.compare: frozenset[str] = frozenset()
+        self.show_log = False
+        self.last: RunChanged | None = None
+        self.initial_run: str | None = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            with Vertical(id="runs-col"):
+                yield Static("[b]Runs[/b]", classes="section")
+                yield RunsTable(id="runs")
+                yield Static("", id="config-summary")
+            with Vertical(id="run-col"):
+                yield Static("No run selected. Press [b]n[/b] to launch one.", id="run-header")
+                yield Static("", id="alert")
+                yield LossChart(id="loss")
+                with Horizontal(id="small-charts"):
+                    yield SeriesChart(id="lr")
+                    yield SeriesChart(id="tps")
+                    yield SeriesChart(id="cpu")
+                    yield SeriesChart(id="gpu")
+                yield Static("", id="system-line")
+                yield Log(id="log", max_lines=400)
+
+    def on_mount(self) -> None:
+        self.query_one("#alert").display = False
+        self.query_one("#log").display = False
+        self.query_one("#gpu").display = False
+        self.refresh_runs()
+        self.set_interval(RUNS_EVERY, self.refresh_runs)
+
+    # --- runs list ----------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
+    def refresh_runs(self) -> None:
+        self.post_message(RunsListed(runner.list_runs(self.workspace)))
+
+    def on_runs_listed(self, message: RunsListed) -> None:
+        table = self.query_one(RunsTable)
+        table.set_runs(message.runs, set(self.compare))
+        if self.run_id is None and message.runs:
+            wanted = self.initial_run if self.initial_run in {r.id for r in message.runs} else message.runs[0].id
+            table.select_run(wanted)
+            self.watch_run(wanted)
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        run_id = str(event.row_key.value)
+        if run_id != self.run_id:
+            self.watch_run(run_id)
+
+    # --- following ----------------------------------------------------------
+
+    def watch_run(self, run_id: str) -> None:
+        """Follow another run: its whole history first, then what is new."""
+        self.run_id = run_id
+        self.last = None
+        self.query_one("#run-header", Static).update(f"[b]{run_id}[/b]  loading…")
+        self.follow(run_id)
+        self.app.remember(last_run=run_id)
+
+    @work(thread=True, exclusive=True, group="follow", exit_on_error=False)
+    def follow(self, run_id: str) -> None:
+        worker = get_current_worker()
+        watcher = RunWatcher(RunDir(runner.runs_dir(self.workspace) / run_id))
+        others: dict[str, RunWatcher] = {}
+        seen_compare: frozenset[str] = frozenset()
+        seen_log = None
+        first = True
+        while not worker.is_cancelled:
+            update = watcher.poll()
+            compare = self.compare - {run_id}
+            fresh = False
+            for other in compare - set(others):
+                others[other] = RunWatcher(RunDir(runner.runs_dir(self.workspace) / other))
+            for other in set(others) - compare:
+                del others[other]
+            for w in others.values():
+                fresh |= bool(w.poll().records)
+            log = watcher.log_tail() if self.show_log else None
+            if first or update.changed or fresh or compare != seen_compare or log != seen_log:
+                self.post_message(RunChanged(
+                    run_id, update.status, chart_data(watcher.records), system_view(watcher.samples),
+                    {k: chart_data(w.records) for k, w in others.items()}, log, update.bad_lines,
+                ))
+                seen_compare, seen_log, first = compare, log, False
+            time.sleep(POLL_LIVE if update.status.state in LIVE_STATES else POLL_IDLE)
+
+    def on_run_changed(self, message: RunChanged) -> None:
+        if message.run_id != self.run_id:
+            return  # a late message from the run we watched before
+        previous = self.last
+        self.last = message
+        self._render_header(message)
+        self._render_alert(message)
+        if previous is None or previous.chart != message.chart or previous.overlays != message.overlays:
+            self.query_one(LossChart).show(message.chart, message.overlays)
+            self.query_one("#lr", SeriesChart).show("learning rate", message.chart.learning_rate)
+            self.query_one("#tps", SeriesChart).show("tokens/s", message.chart.tokens_per_s, color="green")
+        if previous is None or previous.system != message.system:
+            self._render_system(message.system)
+        if message.log is not None and (previous is None or previous.log != message.log):
+            log = self.query_one(Log)
+            log.clear()
+            log.write_lines(message.log)
+        if previous is None or previous.status.raw.get("created") != message.status.raw.get("created"):
+            self._render_config(message.run_id)
+
+    # --- rendering ----------------------------------------------------------
+
+    def _render_header(self, m: RunChanged) -> None:
+        s, latest = m.status, m.chart.latest
+        total = s.total_steps
+        pct = f" ({100 * s.step / total:.0f}%)" if total else ""
+        parts = [f"[b]{m.run_id}[/b] [b]{s.state}[/b] {s.step}/{total or '?'}{pct}"]
+        if s.state == "running" and "eta_s" in latest:
+            parts.append(f"ETA {_duration(latest['eta_s'])}")
+        loss = latest.get("loss")
+        if isinstance(loss, float):
+            parts.append(f"loss {loss:.4f}")
+        if m.chart.best:
+            parts.append(f"best eval {m.chart.best[1]:.4f}@{m.chart.best[0]}")
+        if m.bad_lines:
+            parts.append(f"[yellow]{m.bad_lines} corrupt metrics line(s) skipped[/]")
+        self.query_one("#run-header", Static).update(" · ".join(parts))
+
+    def _render_alert(self, m: RunChanged) -> None:
+        alert = self.query_one("#alert", Static)
+        verdict, s = m.chart.verdict, m.status
+        alert.remove_class("-overfit", "-failed", "-lost")
+        text, cls = "", ""
+        if verdict.kind == "overfitting":
+            best = m.chart.best
+            rise = f"eval loss {best[1]:.4f} → {m.chart.eval_loss.values[-1]:.4f}" if best else "eval loss rising"
+            action = ("[b]k[/b] stops now and keeps the best checkpoint" if s.state in LIVE_STATES
+                      else "With load_best on, the adapter is the best checkpoint")
+            text = f"⚠ OVERFITTING since step {verdict.since_step}: {rise} while train loss falls. {action}."
+            cls = "-overfit"
+        if s.state in ("failed", "diverged"):
+            head = verdict.message if s.state == "diverged" and verdict.message else (s.error or "the worker failed")
+            tail = "\n".join(s.raw.get("error_tail") or [])[-600:]
+            text, cls = f"✖ {s.state.upper()}: {head}\n{tail}".rstrip() + "\n[b]l[/b] shows train.log", "-failed"
+        elif s.state == "lost":
+            text, cls = ("✖ LOST: the worker stopped sending heartbeats (killed, or the machine rebooted). "
+                         "Press [b]r[/b] to resume from its last checkpoint."), "-lost"
+        alert.display = bool(text)
+        if text:
+            alert.update(text)
+            alert.add_class(cls)
+
+    def _render_system(self, view: SystemView) -> None:
+        latest = view.latest
+        parts = []
+        if "cpu_percent" in latest:
+            parts.append(f"CPU {latest['cpu_percent']:.0f}%")
+        if "ram_used_gb" in latest:
+            parts.append(f"RAM {latest['ram_used_gb']:.1f}/{latest.get('ram_total_gb', 0):.1f} GB")
+        self.query_one("#cpu", SeriesChart).show("CPU %", view.cpu, color="yellow")
+        gpu_chart = self.query_one("#gpu", SeriesChart)
+        if view.gpus:
+            gpu_chart.display = True
+            gpu_chart.show("GPU util % / mem GB", [s for g in view.gpus for s in (g.util, g.mem_used)],
+                           [f"{label}{g.index}" for g in view.gpus for label in ("util", "mem")])
+            for g in view.gpus:
+                figures = [f"{g.util.values[-1]:.0f}% util" if g.util else None,
+                           f"{g.mem_used.values[-1]:.1f}/{g.mem_total_gb:.0f} GB" if g.mem_used and g.mem_total_gb else None,
+                           f"{g.temp_c:.0f}°C" if g.temp_c is not None else None,
+                           f"{g.power_w:.0f} W" if g.power_w is not None else None]
+                parts.append(f"GPU{g.index} {g.name}: " + " · ".join(f for f in figures if f))
+        else:
+            gpu_chart.display = False
+            parts.append("GPU: none seen (no NVIDIA GPU or driver on the training machine)" if latest else "no system samples yet")
+        self.query_one("#system-line", Static).update("   ".join(parts))
+
+    def _render_config(self, run_id: str) -> None:
+        widget = self.query_one("#config-summary", Static)
+        try:
+            config = load_config(runner.runs_dir(self.workspace) / run_id / "config.yaml")
+        except WorkbenchError as exc:
+            widget.update(f"[red]{exc}[/]")
+            return
+        widget.update("\n".join(f"[dim]{k:<7}[/dim]{v}" for k, v in summary(config)))
+
+    # --- actions ------------------------------------------------------------
+
+    def _run(self) -> RunDir | None:
+        if self.run_id is None:
+            self.notify("No run selected.", severity="warning")
+            return None
+        return RunDir(runner.runs_dir(self.workspace) / self.run_id)
+
+    def action_launch(self) -> None:
+        configs = sorted(p for p in self.workspace.rglob("*.yaml") if "runs" not in p.relative_to(self.workspace).parts)
+        self.app.push_screen(LaunchScreen(configs, self.workspace), self._launch_chosen)
+
+    def _launch_chosen(self, path: Path | None) -> None:
+        if path is not None:
+            self.notify(f"Checking {path.name}…")
+            self.launch_config(path)
+
+    @work(thread=True, exclusive=True, group="launch", exit_on_error=False)
+    def launch_config(self, path: Path) -> None:
+        try:
+            run = runner.launch(path, self.workspace)
+        except WorkbenchError as exc:
+            self.app.call_from_thread(self.notify, str(exc), title="Not launched", severity="error", timeout=15)
+            return
+        self.app.call_from_thread(self._launched, run.id)
+
+    def _launched(self, run_id: str) -> None:
+        self.notify(f"Started {run_id}. It runs detached: quitting the app never stops it.")
+        self.initial_run = run_id
+        self.run_id = None  # the next runs list selects it
+        self.refresh_runs()
+
+    def action_stop(self) -> None:
+        run = self._run()
+        if run is None:
+            return
+        if run.status().state not in LIVE_STATES:
+            self.notify(f"{run.id} is not running.", severity="warning")
+            return
+        self.app.push_screen(
+            ConfirmScreen(f"Stop [b]{run.id}[/b]? It saves a checkpoint and the adapter, and can be resumed."),
+            lambda yes: self._stop(run) if yes else None,
+        )
+
+    def action_stop_keep_best(self) -> None:
+        run = self._run()
+        if run is not None and run.status().state in LIVE_STATES:
+            self._stop(run)
+
+    def _stop(self, run: RunDir) -> None:
+        try:
+            runner.stop(run)
+            self.notify(f"Stopping {run.id}: saving a checkpoint and the adapter…")
+        except WorkbenchError as exc:
+            self.notify(str(exc), severity="error")
+
+    def action_resume(self) -> None:
+        run = self._run()
+        if run is None:
+            return
+        try:
+            runner.resume(run)
+            self.notify(f"Resuming {run.id} from {run.checkpoints()[-1].name}.")
+        except WorkbenchError as exc:
+            self.notify(str(exc), severity="error")
+        self.refresh_runs()
+
+    def action_toggle_log(self) -> None:
+        self.show_log = not self.show_log
+        self.query_one(Log).display = self.show_log
+        self.query_one("#small-charts").display = not self.show_log
+
+    def action_compare(self) -> None:
+        table = self.query_one(RunsTable)
+        run_id = table.selected_id
+        if run_id is None:
+            return
+        if run_id == self.run_id and not self.compare:
+            self.notify("Mark other runs with c to overlay their loss on this one.")
+        self.compare = self.compare ^ {run_id}
+        self.notify(f"Comparing {len(self.compare)} run(s)." if self.compare else "Compare cleared.")
+        self.refresh_runs()
+
+    def action_copy_path(self) -> None:
+        run = self._run()
+        if run is not None:
+            self.app.copy_to_clipboard(str(run.path))
+            self.notify(f"Copied {run.path}")

@@ -1,0 +1,75 @@
+"""Plotext charts for a run: loss with the best point and overfitting marked, and small series."""
+
+from __future__ import annotations
+
+from textual_plotext import PlotextPlot
+
+from workbench.train.watch import ChartData, Series
+
+OVERLAY_COLORS = ["magenta", "cyan", "yellow", "white", "blue"]
+
+
+class LossChart(PlotextPlot):
+    """Train and eval loss against step; compared runs overlaid in other colours."""
+
+    DEFAULT_CSS = """
+    LossChart { height: 1fr; min-height: 8; }
+    """
+
+    def show(self, data: ChartData | None, overlays: dict[str, ChartData] | None = None) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.title("loss")
+        plt.xlabel("step")
+        if data is None or not (data.train_loss or data.eval_loss):
+            plt.title("loss (no metrics yet)")
+            self.refresh()
+            return
+        verdict = data.verdict
+        # The shading goes first so the loss lines are drawn over it.
+        if verdict.kind == "overfitting" and verdict.since_step is not None and data.eval_loss:
+            steps = [s for s in data.eval_loss.steps if s >= verdict.since_step]
+            values = data.eval_loss.values[-len(steps):]
+            plt.plot(steps, values, color="red", fillx=True, marker="░", label=f"overfitting since {verdict.since_step}")
+            plt.vertical_line(verdict.since_step, color="red")
+        elif verdict.kind == "diverged" and verdict.since_step is not None:
+            plt.vertical_line(verdict.since_step, color="red")
+        for i, (run_id, other) in enumerate((overlays or {}).items()):
+            color = OVERLAY_COLORS[i % len(OVERLAY_COLORS)]
+            if other.eval_loss:
+                plt.plot(other.eval_loss.steps, other.eval_loss.values, color=color, marker="braille", label=f"{run_id} eval")
+            elif other.train_loss:
+                plt.plot(other.train_loss.steps, other.train_loss.values, color=color, marker="braille", label=f"{run_id} train")
+        if data.train_loss:
+            plt.plot(data.train_loss.steps, data.train_loss.values, color="blue+", marker="braille", label="train")
+        if data.eval_loss:
+            plt.plot(data.eval_loss.steps, data.eval_loss.values, color="orange", marker="braille", label="eval")
+        if data.best is not None:
+            plt.scatter([data.best[0]], [data.best[1]], color="green+", marker="●", label=f"best {data.best[1]:.4f}")
+        self.refresh()
+
+
+class SeriesChart(PlotextPlot):
+    """One small series (learning rate, tokens/s, CPU %...)."""
+
+    DEFAULT_CSS = """
+    SeriesChart { height: 1fr; min-height: 5; }
+    """
+
+    def show(self, title: str, series: Series | list[Series], labels: list[str] | None = None, color: str = "cyan") -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.title(title)
+        many = series if isinstance(series, list) else [series]
+        colors = [color, "magenta", "yellow", "green"]
+        values = []
+        for i, s in enumerate(many):
+            if s:
+                values += s.values
+                plt.plot(s.steps, s.values, marker="braille", color=colors[i % len(colors)],
+                         label=labels[i] if labels else None)
+        if values and 0 < max(abs(v) for v in values) < 0.01:  # learning rates: short tick labels
+            lo, hi = min(values), max(values)
+            ticks = [lo + (hi - lo) * k / 3 for k in range(4)] if hi > lo else [hi]
+            plt.yticks(ticks, [f"{t:.1e}" for t in ticks])
+        self.refresh()
