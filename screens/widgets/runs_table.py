@@ -25,7 +25,7 @@ class RunsTable(DataTable):
     """Runs with state, step/total, best eval loss and age; keys are run ids."""
 
     DEFAULT_CSS = """
-    RunsTable { height: 1fr; }
+    RunsTable { height: 1fr; overflow-x: hidden; }
     """
 
     def on_mount(self) -> None:

@@ -1,0 +1,190 @@
+"""Pilot tests: the app driven by keys, on fake run directories and on real tiny runs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from appkit import fake_run
+from textual.widgets import Static, TabbedContent
+
+from screens.app import create_app
+from screens.modals import ConfirmScreen, HelpScreen, LaunchScreen
+from screens.placeholder import PlaceholderPane
+from screens.train import TrainPane
+from workbench.train import runner
+from workbench.train.rundir import RunDir
+
+SIZE = (120, 40)
+
+
+def app_for(workspace: Path, tmp_path: Path):
+    return create_app(workspace, state_path=tmp_path / "state.json")
+
+
+async def until(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.query_one(selector, Static).render())
+
+
+async def test_switch_panes_and_help(tmp_path):
+    app = app_for(tmp_path, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        tabs = app.query_one(TabbedContent)
+        assert tabs.active == "train"
+        for key, pane in (("1", "data"), ("2", "config"), ("4", "eval"), ("3", "train")):
+            await pilot.press(key)
+            await pilot.pause()
+            assert tabs.active == pane
+        await pilot.press("1")
+        assert "coming soon" in str(app.query_one("#data PlaceholderPane").query_one(Static).render())
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_empty_workspace_says_how_to_start(tmp_path):
+    app = app_for(tmp_path, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        assert "Press n to launch" in text_of(app, "#run-header")
+
+
+async def test_finished_run_history_and_overfitting_alert(tmp_path):
+    fake_run(tmp_path, "demo-1")
+    app = app_for(tmp_path, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(TrainPane)
+        await until(pilot, lambda: pane.last is not None, what="the run's history")
+        assert pane.last.chart.best == (24, 0.47)
+        assert len(pane.last.chart.train_loss.steps) == 64
+        header = text_of(app, "#run-header")
+        assert "demo-1" in header and "completed" in header and "best eval 0.4700@24" in header
+        alert = app.query_one("#alert", Static)
+        assert alert.display and "OVERFITTING since step 24" in str(alert.render())
+        assert "lora" in text_of(app, "#config-summary")
+
+
+async def test_corrupt_and_truncated_metrics_lines_still_show_the_rest(tmp_path):
+    fake_run(tmp_path, "demo-1", corrupt=True)
+    app = app_for(tmp_path, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(TrainPane)
+        await until(pilot, lambda: pane.last is not None)
+        assert len(pane.last.chart.train_loss.steps) == 64  # the half-written line waits
+        assert pane.last.bad_lines == 1
+        assert "1 corrupt metrics line(s) skipped" in text_of(app, "#run-header")
+
+
+async def test_failed_run_shows_the_error_and_log(tmp_path):
+    fake_run(tmp_path, "broken-1", state="failed", overfit=False, steps=3, error="DataError: train.jsonl:17: field 'messages'")
+    app = app_for(tmp_path, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(TrainPane)
+        await until(pilot, lambda: pane.last is not None)
+        alert = str(app.query_one("#alert", Static).render())
+        assert "FAILED" in alert and "train.jsonl:17" in alert
+        await pilot.press("l")
+        await until(pilot, lambda: pane.last.log is not None and any("DataError" in line for line in pane.last.log), what="log tail")
+
+
+async def test_select_compare_and_remember_last_run(tmp_path):
+    fake_run(tmp_path, "a-1", age_s=100)
+    fake_run(tmp_path, "b-2", age_s=50, overfit=False)
+    app = app_for(tmp_path, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(TrainPane)
+        await until(pilot, lambda: pane.last is not None and pane.last.run_id == "b-2")
+        await pilot.press("c")  # mark b-2
+        await pilot.press("down")
+        await until(pilot, lambda: pane.last is not None and pane.last.run_id == "a-1" and "b-2" in pane.last.overlays,
+                    what="the overlay of b-2")
+        await pilot.press("y")
+        await pilot.press("2")
+    again = app_for(tmp_path, tmp_path)
+    async with again.run_test(size=SIZE) as pilot:
+        assert again.query_one(TabbedContent).active == "config"
+        await pilot.press("3")
+        pane = again.query_one(TrainPane)
+        await until(pilot, lambda: pane.last is not None)
+        assert pane.last.run_id == "a-1"
+
+
+def tiny_config(workspace: Path, model: Path, steps: int) -> Path:
+    path = workspace / "configs" / "tiny-test.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "tiny", "model": str(model),
+        "data": {"train": "../support/train.jsonl", "val": "../support/val.jsonl", "max_train_examples": 32,
+                 "max_eval_examples": 8},
+        "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+        "train": {"learning_rate": 1e-3, "batch_size": 4, "max_steps": steps, "max_length": 384},
+        "eval": {"logging_steps": 1, "eval_steps": 10},
+    }))
+    return path
+
+
+async def test_launch_watch_stop_resume_by_keys(workspace, tiny_model_dir, tmp_path):
+    tiny_config(workspace, tiny_model_dir, steps=150)
+    app = app_for(workspace, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(TrainPane)
+        await pilot.pause()
+        await pilot.press("n")
+        assert isinstance(app.screen, LaunchScreen)
+        await pilot.press("enter")  # the only config
+        await until(pilot, lambda: pane.last is not None and bool(pane.last.chart.train_loss), timeout=120,
+                    what="the first metrics")
+        assert pane.last.status.state == "running"
+        run = RunDir(runner.runs_dir(workspace) / pane.run_id)
+        await pilot.press("s")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await until(pilot, lambda: pane.last.status.state == "stopped", timeout=120, what="stopped")
+        stopped_at = pane.last.status.step
+        assert stopped_at < 150 and run.checkpoints()
+        await pilot.press("r")
+        await until(pilot, lambda: pane.last.status.state == "completed", timeout=180, what="completed")
+        assert pane.last.status.step == 150
+        assert app.query_one("#loss").plt is not None
+
+
+async def test_reattach_to_a_running_run(workspace, tiny_model_dir, tmp_path):
+    run = runner.launch(tiny_config(workspace, tiny_model_dir, steps=400), workspace)
+    try:
+        deadline = time.time() + 120
+        while not run.metrics() and time.time() < deadline:
+            time.sleep(0.2)
+        app = app_for(workspace, tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            pane = app.query_one(TrainPane)
+            await until(pilot, lambda: pane.last is not None and pane.last.status.state == "running", timeout=60)
+            first = len(pane.last.chart.train_loss.steps)
+            assert first > 0  # the history from before the app opened
+            await until(pilot, lambda: len(pane.last.chart.train_loss.steps) > first + 3, timeout=60, what="new steps")
+        assert run.status().state == "running"  # quitting the app left it going
+    finally:
+        runner.stop(run, timeout=60)
+
+
+@pytest.mark.parametrize("theme", ["textual-light"])
+async def test_theme_is_remembered(tmp_path, theme):
+    app = app_for(tmp_path, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+t")
+        assert app.theme == theme
+    again = app_for(tmp_path, tmp_path)
+    async with again.run_test(size=SIZE):
+        assert again.theme == theme

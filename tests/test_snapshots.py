@@ -1,0 +1,92 @@
+"""One snapshot per Train pane state, at fixed terminal sizes (pytest-textual-snapshot).
+
+Update after an intended UI change with `pytest tests/test_snapshots.py --snapshot-update`
+and look at the report before committing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from appkit import fake_run
+
+from screens.app import create_app
+from screens.train import TrainPane
+
+WORKSPACE = Path("/tmp/workbench-snapshot-workspace")  # fixed: the header shows the path
+
+
+@pytest.fixture
+def ws() -> Path:
+    shutil.rmtree(WORKSPACE, ignore_errors=True)
+    (WORKSPACE / "configs").mkdir(parents=True)
+    (WORKSPACE / "configs" / "demo.yaml").write_text("data:\n  train: x.jsonl\n")
+    yield WORKSPACE
+    shutil.rmtree(WORKSPACE, ignore_errors=True)
+
+
+def make_app(ws: Path):
+    return create_app(ws, state_path=ws / "state.json")
+
+
+async def settled(pilot) -> None:
+    """Wait until the followed run has been rendered (or there is none)."""
+    pane = pilot.app.query_one(TrainPane)
+    deadline = time.monotonic() + 20
+    has_runs = any((WORKSPACE / "runs").glob("*")) if (WORKSPACE / "runs").exists() else False
+    table = pilot.app.query_one("#runs")
+    while time.monotonic() < deadline and has_runs and (pane.last is None or not table.row_count):
+        await pilot.pause(0.05)
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause(1.0)
+
+
+def test_overfitting_run(snap_compare, ws):
+    fake_run(ws, "demo-20261125-105024")
+    fake_run(ws, "tiny-20261125-105543", overfit=False, age_s=4 * 86400)
+    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=settled)
+
+
+def test_overfitting_run_80x24(snap_compare, ws):
+    fake_run(ws, "demo-20261125-105024")
+    assert snap_compare(make_app(ws), terminal_size=(80, 24), run_before=settled)
+
+
+def test_failed_run(snap_compare, ws):
+    fake_run(ws, "broken-20261125-110000", state="failed", overfit=False, steps=3,
+             error="DataError: train.jsonl:17: field 'messages': expected a list of messages, got str")
+    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=settled)
+
+
+def test_empty_workspace(snap_compare, ws):
+    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=settled)
+
+
+def test_launch_dialog(snap_compare, ws):
+    async def open_launch(pilot):
+        await settled(pilot)
+        await pilot.press("n")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=open_launch)
+
+
+def test_help(snap_compare, ws):
+    async def open_help(pilot):
+        await settled(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=open_help)
+
+
+def test_data_placeholder(snap_compare, ws):
+    async def go(pilot):
+        await settled(pilot)
+        await pilot.press("1")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(ws), terminal_size=(80, 24), run_before=go)
