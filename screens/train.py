@@ -216,7 +216,8 @@ class TrainPane(Vertical):
             cls = "-overfit"
         if s.state in ("failed", "diverged"):
             head = verdict.message if s.state == "diverged" and verdict.message else (s.error or "the worker failed")
-            tail = "\n".join(s.raw.get("error_tail") or [])[-600:]
+            tail_lines = [line for line in (s.raw.get("error_tail") or []) if line.strip() not in head]
+            tail = "\n".join(tail_lines)[-600:]
             text, cls = f"✖ {s.state.upper()}: {head}\n{tail}".rstrip() + "\n[b]l[/b] shows train.log", "-failed"
         elif s.state == "lost":
             text, cls = ("✖ LOST: the worker stopped sending heartbeats (killed, or the machine rebooted). "

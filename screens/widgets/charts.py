@@ -28,9 +28,11 @@ class LossChart(PlotextPlot):
         verdict = data.verdict
         # The shading goes first so the loss lines are drawn over it.
         if verdict.kind == "overfitting" and verdict.since_step is not None and data.eval_loss:
-            steps = [s for s in data.eval_loss.steps if s >= verdict.since_step]
-            values = data.eval_loss.values[-len(steps):]
-            plt.plot(steps, values, color="red", fillx=True, marker="░", label=f"overfitting since {verdict.since_step}")
+            # A light band from where it began to the last step, under everything else.
+            top = max(data.train_loss.values + data.eval_loss.values)
+            last = max(data.eval_loss.steps[-1], data.train_loss.steps[-1] if data.train_loss else 0)
+            plt.plot([verdict.since_step, last], [top, top], color="red", fillx=True, marker="·",
+                     label=f"overfitting since {verdict.since_step}")
             plt.vertical_line(verdict.since_step, color="red")
         elif verdict.kind == "diverged" and verdict.since_step is not None:
             plt.vertical_line(verdict.since_step, color="red")
