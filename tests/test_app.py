@@ -188,3 +188,24 @@ async def test_theme_is_remembered(tmp_path, theme):
     again = app_for(tmp_path, tmp_path)
     async with again.run_test(size=SIZE):
         assert again.theme == theme
+
+
+async def test_two_app_instances_watch_one_running_run(workspace, tiny_model_dir, tmp_path):
+    import asyncio
+
+    run = runner.launch(tiny_config(workspace, tiny_model_dir, steps=400), workspace)
+
+    async def watch(state_dir: Path) -> int:
+        state_dir.mkdir()
+        app = app_for(workspace, state_dir)
+        async with app.run_test(size=SIZE) as pilot:
+            pane = app.query_one(TrainPane)
+            await until(pilot, lambda: pane.last is not None and len(pane.last.chart.train_loss.steps) > 5,
+                        timeout=120, what="metrics in both apps")
+            return len(pane.last.chart.train_loss.steps)
+
+    try:
+        seen = await asyncio.gather(watch(tmp_path / "one"), watch(tmp_path / "two"))
+        assert all(n > 5 for n in seen)
+    finally:
+        runner.stop(run, timeout=60)

@@ -15,9 +15,6 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 
-DEMO_CONFIG = "configs/demo.yaml"
-
-
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
@@ -191,23 +188,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_open(args: argparse.Namespace) -> int:
-    """Open the app; until the app exists, run the demo config headless and follow it."""
+    """Open the app on the workspace (imported here: the core never imports the UI)."""
     workspace = Path(args.workspace)
-    try:
-        from screens.app import run_app  # type: ignore[import-not-found]
-    except ImportError:
-        run_app = None
-    if run_app is not None:
-        return run_app(workspace)
-    config = workspace / DEMO_CONFIG
-    if not config.is_file():
-        raise WorkbenchError(f"no app yet and no demo config at {config}")
-    print(f"The app is not built yet; training the demo config {config} headless instead.")
-    from workbench.train.runner import launch
+    if not workspace.is_dir():
+        raise WorkbenchError(f"workspace {workspace} is not a directory")
+    from screens.app import run_app
 
-    run = launch(config, workspace)
-    print(f"run {run.id} started in {run.path}")
-    return _follow(run)
+    return run_app(workspace)
 
 
 # --- parser -----------------------------------------------------------------
