@@ -65,28 +65,23 @@ def test_empty_workspace(snap_compare, ws):
     assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=settled)
 
 
-def test_launch_dialog(snap_compare, ws):
-    async def open_launch(pilot):
+def after(key: str):
+    """A run_before that waits for the pane, then presses a key."""
+    async def run_before(pilot) -> None:
         await settled(pilot)
-        await pilot.press("n")
+        await pilot.press(key)
         await pilot.pause(0.2)
 
-    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=open_launch)
+    return run_before
+
+
+def test_launch_dialog(snap_compare, ws):
+    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=after("n"))
 
 
 def test_help(snap_compare, ws):
-    async def open_help(pilot):
-        await settled(pilot)
-        await pilot.press("question_mark")
-        await pilot.pause(0.2)
-
-    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=open_help)
+    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=after("question_mark"))
 
 
 def test_data_placeholder(snap_compare, ws):
-    async def go(pilot):
-        await settled(pilot)
-        await pilot.press("1")
-        await pilot.pause(0.2)
-
-    assert snap_compare(make_app(ws), terminal_size=(80, 24), run_before=go)
+    assert snap_compare(make_app(ws), terminal_size=(80, 24), run_before=after("1"))
