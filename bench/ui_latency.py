@@ -70,11 +70,12 @@ def _train_record(step: int, total: int, t: float, t0: float, rng: random.Random
     }
 
 
-def _eval_record(step: int, total: int, t: float, t0: float, rng: random.Random, loss0: float, overfit: bool) -> dict[str, Any]:
+def _eval_record(step: int, total: int, t: float, t0: float, rng: random.Random, loss0: float,
+                 overfit_from: int | None = None) -> dict[str, Any]:
     progress = step / total
     loss = loss0 * (0.45 + 0.55 * math.exp(-4 * progress)) + rng.gauss(0, 0.01)
-    if overfit and progress > 0.5:
-        loss += (progress - 0.5) * 0.8
+    if overfit_from is not None and step > overfit_from:
+        loss += (step - overfit_from) * 0.004
     return {"type": "eval", "step": step, "epoch": round(3 * progress, 4), "time": t, "elapsed_s": round(t - t0, 2),
             "eval_loss": round(loss, 4), "eval_runtime": 3.1}
 
@@ -87,7 +88,7 @@ def _history(steps: int, total: int, t0: float, rng: random.Random, overfit: boo
         t = t0 + step * 0.85
         out.append(_train_record(step, total, t, t0, rng, loss0))
         if step % 10 == 0:
-            out.append(_eval_record(step, total, t, t0, rng, loss0, overfit))
+            out.append(_eval_record(step, total, t, t0, rng, loss0, int(steps * 0.6) if overfit else None))
     return out
 
 
@@ -129,6 +130,8 @@ def build_workspace(ws: Path, n_runs: int, owner_pid: int, seed: int = 0) -> str
         status: dict[str, Any] = {"run_id": run_id, "name": f"bench-{i:02d}", "state": state, "created": created,
                                   "heartbeat": now if live else created + steps, "step": steps, "total_steps": total,
                                   "pid": owner_pid if live else 999_999, "host": socket.gethostname()}
+        if i % 5 == 3:
+            status["verdict"] = {"kind": "overfitting", "step": steps, "since_step": int(steps * 0.6), "message": "eval loss rising"}
         if state in ("completed", "stopped"):
             evals = [r["eval_loss"] for r in records if r["type"] == "eval"]
             status.update(ended=created + steps, best_eval_loss=min(evals) if evals else None)
@@ -161,7 +164,7 @@ def writer_main(run_path: str, owner_pid: int, rate: float) -> int:
     while os.getppid() == owner_pid:
         now = time.time()
         if n % 10 == 9:
-            append_jsonl(run.metrics_path, _eval_record(step, total, now, t0, rng, loss0, False))
+            append_jsonl(run.metrics_path, _eval_record(step, total, now, t0, rng, loss0))
         else:
             step = step + 1 if step < total - 1 else step
             append_jsonl(run.metrics_path, _train_record(step, total, now, t0, rng, loss0))
@@ -237,11 +240,14 @@ class FrameHook:
 
         app._display = display
 
-    async def until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> float:
-        """perf_counter time of the end of the first frame painted once predicate() holds."""
+    def watch(self, predicate: Callable[[], bool]) -> asyncio.Future:
+        """A future of the perf_counter time at the end of the first frame painted once predicate() holds."""
         future = asyncio.get_running_loop().create_future()
         self.waiters.append((predicate, future))
-        return await asyncio.wait_for(future, timeout)
+        return future
+
+    async def until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> float:
+        return await asyncio.wait_for(self.watch(predicate), timeout)
 
 
 def send_key(app, key: str) -> float:
@@ -282,14 +288,17 @@ async def drive(ws: Path, state_path: Path, live_id: str, a: argparse.Namespace)
 
         # Run switches: down to the bottom and back up, `passes` times.
         switches: list[float] = []
+        first_frames: list[float] = []
         to_live: list[float] = []
         keys = (["down"] * (len(ids) - 1) + ["up"] * (len(ids) - 1)) * a.passes
         row = 0
         for key in keys:
             row += 1 if key == "down" else -1
             target = ids[row]
+            moved = hook.watch(lambda r=row: table.cursor_row == r)  # the cursor moved in the runs list
             sent = send_key(app, key)
             painted = await hook.until(shows(target))
+            first_frames.append((await asyncio.wait_for(moved, 10) - sent) * 1000)
             ms = (painted - sent) * 1000
             switches.append(ms)
             if target == live_id:
@@ -301,7 +310,7 @@ async def drive(ws: Path, state_path: Path, live_id: str, a: argparse.Namespace)
         log = app.query_one(Log)
         log_frame: list[float] = []
         log_lines: list[float] = []
-        for i in range(a.log_toggles * 2):
+        for _ in range(a.log_toggles * 2):
             showing = not pane.show_log
             sent = send_key(app, "l")
             painted = await hook.until(lambda s=showing: log.display == s)
@@ -330,7 +339,7 @@ async def drive(ws: Path, state_path: Path, live_id: str, a: argparse.Namespace)
         shown_step = pane.last.status.step
 
         out.update(
-            switch_ms=switches, switch_to_live_ms=to_live, log_frame_ms=log_frame, log_lines_ms=log_lines,
+            switch_ms=switches, switch_first_frame_ms=first_frames, switch_to_live_ms=to_live, log_frame_ms=log_frame, log_lines_ms=log_lines,
             watch_s=wall1 - wall0, watch_cpu_s=cpu1 - cpu0, watch_frames=frames, watch_output_s=output_s,
             watch_ui_s=ui_s, watch_update_s=update_s,
             watch_metric_lines=after_lines - before_lines, shown_step=shown_step,
@@ -411,6 +420,7 @@ def main() -> int:
         "runs": a.runs, "rate_per_s": a.rate, "size": list(SIZE),
         "keypress": {**lat, "target_p95_ms": TARGET_P95_MS, "p95_ratio": round(lat["p95_ms"] / TARGET_P95_MS, 3)},
         "switch_run": stats(m["switch_ms"]), "switch_to_live_run": stats(m["switch_to_live_ms"]),
+        "switch_first_frame": stats(m["switch_first_frame_ms"]),
         "log_toggle_frame": stats(m["log_frame_ms"]), "log_lines_shown": stats(m["log_lines_ms"]),
         "watch": {"seconds": round(m["watch_s"], 2), "cpu_s": round(m["watch_cpu_s"], 3), "cpu_pct_one_core": round(cpu_pct, 2),
                   "target_cpu_pct": TARGET_CPU_PCT, "cpu_ratio": round(cpu_pct / TARGET_CPU_PCT, 3),
@@ -432,11 +442,12 @@ def main() -> int:
     print(f"{'key press -> frame showing its effect':<42}{'n':>4}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'p95/50ms':>10}")
     for label, key in (("switch run (down/up): new run's charts", "switch_run"),
                        ("  of which: to the live run", "switch_to_live_run"),
+                       ("  first frame: cursor moved in the list *", "switch_first_frame"),
                        ("toggle log (l): log shown/hidden", "log_toggle_frame"),
                        ("toggle log (l): train.log lines shown *", "log_lines_shown")):
         s = result[key]
         print(f"{label:<42}{s['n']:>4}{s['p50_ms']:>9.1f}{s['p95_ms']:>9.1f}{s['max_ms']:>9.1f}{s['p95_ms'] / TARGET_P95_MS:>10.2f}")
-    print("* not in the figures below: the lines come with the follow worker's next read")
+    print("* not in the figures below (all key presses = run switches to charts painted, and log shown/hidden)")
     print()
     w = result["watch"]
     print(f"{'figure':<42}{'value':>11}{'target':>11}{'ratio':>8}")

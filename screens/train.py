@@ -7,6 +7,7 @@ only when something changed, so following a run never blocks the UI.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ from workbench.train import runner
 from workbench.train.rundir import LIVE_STATES, RunDir, RunStatus
 from workbench.train.watch import ChartData, RunWatcher, SystemView, chart_data, system_view
 
-POLL_LIVE = 0.25  # seconds between reads of a live run's files
+POLL_LIVE = 0.5  # seconds between reads of a live run's files
+CHART_EVERY = 1.0  # while only watching, charts redraw at most this often (a key press redraws at once)
 POLL_IDLE = 1.0  # a finished run can still be resumed by someone else
 RUNS_EVERY = 2.0  # seconds between refreshes of the runs list
 
@@ -81,6 +83,10 @@ class TrainPane(Vertical):
         self.show_log = False
         self.last: RunChanged | None = None
         self.initial_run: str | None = None
+        self._wake = threading.Event()  # wakes the follower early (log toggled, compare changed)
+        self._drawn_at = 0.0
+        self._undrawn: RunChanged | None = None  # a snapshot whose charts wait for the next redraw slot
+        self._drawn: RunChanged | None = None  # the snapshot the charts show
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -106,6 +112,7 @@ class TrainPane(Vertical):
         self.query_one("#gpu").display = False
         self.refresh_runs()
         self.set_interval(RUNS_EVERY, self.refresh_runs)
+        self.set_interval(CHART_EVERY, self._draw_pending)
 
     # --- runs list ----------------------------------------------------------
 
@@ -133,6 +140,8 @@ class TrainPane(Vertical):
         """Follow another run: its whole history first, then what is new."""
         self.run_id = run_id
         self.last = None
+        self._drawn = None
+        self._undrawn = None
         self.query_one("#run-header", Static).update(f"[b]{run_id}[/b]  loading…")
         self.follow(run_id)
         self.app.remember(last_run=run_id)
@@ -162,7 +171,8 @@ class TrainPane(Vertical):
                     {k: chart_data(w.records) for k, w in others.items()}, log, update.bad_lines,
                 ))
                 seen_compare, seen_log, first = compare, log, False
-            time.sleep(POLL_LIVE if update.status.state in LIVE_STATES else POLL_IDLE)
+            self._wake.wait(POLL_LIVE if update.status.state in LIVE_STATES else POLL_IDLE)
+            self._wake.clear()
 
     def on_run_changed(self, message: RunChanged) -> None:
         if message.run_id != self.run_id:
@@ -171,18 +181,34 @@ class TrainPane(Vertical):
         self.last = message
         self._render_header(message)
         self._render_alert(message)
-        if previous is None or previous.chart != message.chart or previous.overlays != message.overlays:
-            self.query_one(LossChart).show(message.chart, message.overlays)
-            self.query_one("#lr", SeriesChart).show("learning rate", message.chart.learning_rate)
-            self.query_one("#tps", SeriesChart).show("tokens/s", message.chart.tokens_per_s, color="green")
-        if previous is None or previous.system != message.system:
-            self._render_system(message.system)
+        urgent = (previous is None or previous.overlays.keys() != message.overlays.keys()
+                  or previous.status.state != message.status.state)
+        if urgent or time.monotonic() - self._drawn_at >= CHART_EVERY:
+            self._draw_charts(message, self._drawn)
+        else:
+            self._undrawn = message
         if message.log is not None and (previous is None or previous.log != message.log):
             log = self.query_one(Log)
             log.clear()
             log.write_lines(message.log)
         if previous is None or previous.status.raw.get("created") != message.status.raw.get("created"):
             self._render_config(message.run_id)
+
+    def _draw_charts(self, message: RunChanged, drawn: RunChanged | None) -> None:
+        """Redraw what changed since the snapshot last drawn."""
+        if drawn is None or drawn.chart != message.chart or drawn.overlays != message.overlays:
+            self.query_one(LossChart).show(message.chart, message.overlays)
+            self.query_one("#lr", SeriesChart).show("learning rate", message.chart.learning_rate)
+            self.query_one("#tps", SeriesChart).show("tokens/s", message.chart.tokens_per_s, color="green")
+        if drawn is None or drawn.system != message.system:
+            self._render_system(message.system)
+        self._drawn_at = time.monotonic()
+        self._drawn = message
+        self._undrawn = None
+
+    def _draw_pending(self) -> None:
+        if self._undrawn is not None and self._undrawn.run_id == self.run_id:
+            self._draw_charts(self._undrawn, self._drawn)
 
     # --- rendering ----------------------------------------------------------
 
@@ -329,6 +355,7 @@ class TrainPane(Vertical):
 
     def action_toggle_log(self) -> None:
         self.show_log = not self.show_log
+        self._wake.set()
         self.query_one(Log).display = self.show_log
         self.query_one("#small-charts").display = not self.show_log
 
@@ -340,6 +367,7 @@ class TrainPane(Vertical):
         if run_id == self.run_id and not self.compare:
             self.notify("Mark other runs with c to overlay their loss on this one.")
         self.compare = self.compare ^ {run_id}
+        self._wake.set()
         self.notify(f"Comparing {len(self.compare)} run(s)." if self.compare else "Compare cleared.")
         self.refresh_runs()
 

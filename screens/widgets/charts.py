@@ -9,6 +9,11 @@ from workbench.train.watch import ChartData, Series
 OVERLAY_COLORS = ["magenta", "cyan", "yellow", "white", "blue"]
 
 
+def _points(widget: PlotextPlot) -> int:
+    """Two points per character column of the plot: finer detail cannot be drawn anyway."""
+    return max(40, 2 * widget.size.width)
+
+
 class LossChart(PlotextPlot):
     """Train and eval loss against step; compared runs overlaid in other colours."""
 
@@ -36,16 +41,21 @@ class LossChart(PlotextPlot):
             plt.vertical_line(verdict.since_step, color="red")
         elif verdict.kind == "diverged" and verdict.since_step is not None:
             plt.vertical_line(verdict.since_step, color="red")
+        n = _points(self)
         for i, (run_id, other) in enumerate((overlays or {}).items()):
             color = OVERLAY_COLORS[i % len(OVERLAY_COLORS)]
             if other.eval_loss:
-                plt.plot(other.eval_loss.steps, other.eval_loss.values, color=color, marker="braille", label=f"{run_id} eval")
+                ev = other.eval_loss.thinned(n)
+                plt.plot(ev.steps, ev.values, color=color, marker="braille", label=f"{run_id} eval")
             elif other.train_loss:
-                plt.plot(other.train_loss.steps, other.train_loss.values, color=color, marker="braille", label=f"{run_id} train")
+                tr = other.train_loss.thinned(n)
+                plt.plot(tr.steps, tr.values, color=color, marker="braille", label=f"{run_id} train")
         if data.train_loss:
-            plt.plot(data.train_loss.steps, data.train_loss.values, color="blue+", marker="braille", label="train")
+            train = data.train_loss.thinned(n)
+            plt.plot(train.steps, train.values, color="blue+", marker="braille", label="train")
         if data.eval_loss:
-            plt.plot(data.eval_loss.steps, data.eval_loss.values, color="orange", marker="braille", label="eval")
+            evals = data.eval_loss.thinned(n)
+            plt.plot(evals.steps, evals.values, color="orange", marker="braille", label="eval")
         if data.best is not None:
             plt.scatter([data.best[0]], [data.best[1]], color="green+", marker="●", label=f"best {data.best[1]:.4f}")
         self.refresh()
@@ -66,6 +76,7 @@ class SeriesChart(PlotextPlot):
         colors = [color, "magenta", "yellow", "green"]
         values = []
         for i, s in enumerate(many):
+            s = s.thinned(_points(self))
             if s:
                 values += s.values
                 plt.plot(s.steps, s.values, marker="braille", color=colors[i % len(colors)],

@@ -78,6 +78,11 @@ class RunDirCallback(TrainerCallback):
             record.update(self._throughput(state, now))
         append_jsonl(self.run.metrics_path, record)
         self.records.append(record)
+        eval_loss = record.get("eval_loss")
+        if isinstance(eval_loss, float) and eval_loss == eval_loss:
+            best = self.status.get("best_eval_loss")
+            if best is None or eval_loss < best:
+                self.status.set(best_eval_loss=eval_loss)  # the runs list reads it without the metrics
         self._judge(state, control)
 
     def on_evaluate(self, args, state, control, **kwargs):

@@ -30,6 +30,24 @@ class Series:
     def __bool__(self) -> bool:
         return bool(self.steps)
 
+    def thinned(self, max_points: int) -> Series:
+        """At most ~max_points points for drawing: per bucket of steps, its min and max (peaks survive)."""
+        n = len(self.steps)
+        if n <= max_points or max_points < 4:
+            return self
+        out = Series()
+        buckets = max_points // 2
+        for b in range(buckets):
+            lo, hi = b * n // buckets, (b + 1) * n // buckets
+            if lo >= hi:
+                continue
+            idx = range(lo, hi)
+            i_min = min(idx, key=self.values.__getitem__)
+            i_max = max(idx, key=self.values.__getitem__)
+            for i in sorted({i_min, i_max}):
+                out.add(self.steps[i], self.values[i])
+        return out
+
 
 @dataclass
 class ChartData:
