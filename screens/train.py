@@ -29,8 +29,8 @@ from workbench.train import runner
 from workbench.train.rundir import LIVE_STATES, RunDir, RunStatus
 from workbench.train.watch import ChartData, RunWatcher, SystemView, chart_data, system_view
 
-POLL_LIVE = 0.5  # seconds between reads of a live run's files
-CHART_EVERY = 1.0  # while only watching, charts redraw at most this often (a key press redraws at once)
+POLL_LIVE = 1.0  # seconds between reads of a live run's files (key presses wake the reader at once)
+CHART_EVERY = 2.0  # while only watching, charts redraw at most this often (a key press redraws at once)
 POLL_IDLE = 1.0  # a finished run can still be resumed by someone else
 RUNS_EVERY = 2.0  # seconds between refreshes of the runs list
 
@@ -51,6 +51,7 @@ class RunChanged(Message):
     overlays: dict[str, ChartData] = field(default_factory=dict)
     log: list[str] | None = None
     bad_lines: int = 0
+    config: list[tuple[str, str]] | str | None = None  # the config summary, or why it could not be read
 
 
 def _duration(seconds: float | None) -> str:
@@ -154,6 +155,10 @@ class TrainPane(Vertical):
         seen_compare: frozenset[str] = frozenset()
         seen_log = None
         first = True
+        try:
+            config: list[tuple[str, str]] | str = summary(load_config(watcher.run.config_path))
+        except WorkbenchError as exc:
+            config = str(exc)
         while not worker.is_cancelled:
             update = watcher.poll()
             compare = self.compare - {run_id}
@@ -168,7 +173,7 @@ class TrainPane(Vertical):
             if first or update.changed or fresh or compare != seen_compare or log != seen_log:
                 self.post_message(RunChanged(
                     run_id, update.status, chart_data(watcher.records), system_view(watcher.samples),
-                    {k: chart_data(w.records) for k, w in others.items()}, log, update.bad_lines,
+                    {k: chart_data(w.records) for k, w in others.items()}, log, update.bad_lines, config,
                 ))
                 seen_compare, seen_log, first = compare, log, False
             self._wake.wait(POLL_LIVE if update.status.state in LIVE_STATES else POLL_IDLE)
@@ -191,20 +196,29 @@ class TrainPane(Vertical):
             log = self.query_one(Log)
             log.clear()
             log.write_lines(message.log)
-        if previous is None or previous.status.raw.get("created") != message.status.raw.get("created"):
-            self._render_config(message.run_id)
+        if previous is None:
+            self._render_config(message.config)
 
     def _draw_charts(self, message: RunChanged, drawn: RunChanged | None) -> None:
         """Redraw what changed since the snapshot last drawn."""
         if drawn is None or drawn.chart != message.chart or drawn.overlays != message.overlays:
             self.query_one(LossChart).show(message.chart, message.overlays)
-            self.query_one("#lr", SeriesChart).show("learning rate", message.chart.learning_rate)
-            self.query_one("#tps", SeriesChart).show("tokens/s", message.chart.tokens_per_s, color="green")
-        if drawn is None or drawn.system != message.system:
+            small = lambda: self._draw_small(message, drawn)  # noqa: E731
+            # On a switch the loss chart comes first; the small charts follow a frame later.
+            self.call_after_refresh(small) if drawn is None else small()
+        elif drawn.system != message.system:
             self._render_system(message.system)
         self._drawn_at = time.monotonic()
         self._drawn = message
         self._undrawn = None
+
+    def _draw_small(self, message: RunChanged, drawn: RunChanged | None) -> None:
+        if message.run_id != self.run_id:
+            return
+        self.query_one("#lr", SeriesChart).show("learning rate", message.chart.learning_rate)
+        self.query_one("#tps", SeriesChart).show("tokens/s", message.chart.tokens_per_s, color="green")
+        if drawn is None or drawn.system != message.system:
+            self._render_system(message.system)
 
     def _draw_pending(self) -> None:
         if self._undrawn is not None and self._undrawn.run_id == self.run_id:
@@ -277,14 +291,12 @@ class TrainPane(Vertical):
             parts.append("GPU: none seen (no NVIDIA GPU or driver on the training machine)" if latest else "no system samples yet")
         self.query_one("#system-line", Static).update("   ".join(parts))
 
-    def _render_config(self, run_id: str) -> None:
+    def _render_config(self, config: list[tuple[str, str]] | str | None) -> None:
         widget = self.query_one("#config-summary", Static)
-        try:
-            config = load_config(runner.runs_dir(self.workspace) / run_id / "config.yaml")
-        except WorkbenchError as exc:
-            widget.update(f"[red]{exc}[/]")
-            return
-        widget.update("\n".join(f"[dim]{k:<7}[/dim]{v}" for k, v in summary(config)))
+        if isinstance(config, str):
+            widget.update(f"[red]{config}[/]")
+        else:
+            widget.update("\n".join(f"[dim]{k:<7}[/dim]{v}" for k, v in config or []))
 
     # --- actions ------------------------------------------------------------
 
