@@ -12,7 +12,8 @@ sent the way a terminal driver sends them, and latency is the time from
 sending the key to the first frame the app paints that shows its effect:
 
 * ``down``/``up`` in the runs list: until a frame is painted with the new
-  run's snapshot rendered (header, charts, system line). This includes the
+  run's snapshot rendered (header, alert and loss chart; the pane draws the
+  small charts and the system line one frame later). This includes the
   follow worker starting, its first read of the run's whole history, the
   chart data and verdict, the message to the UI thread and the frame.
 * ``l``: until the frame that shows (or hides) the log, and, when showing,
