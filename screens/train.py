@@ -111,6 +111,7 @@ class TrainPane(Vertical):
         self.query_one("#alert").display = False
         self.query_one("#log").display = False
         self.query_one("#gpu").display = False
+        self.query_one(RunsTable).focus()  # the pane's keys work from the first moment
         self.refresh_runs()
         self.set_interval(RUNS_EVERY, self.refresh_runs)
         self.set_interval(CHART_EVERY, self._draw_pending)

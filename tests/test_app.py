@@ -96,6 +96,7 @@ async def test_failed_run_shows_the_error_and_log(tmp_path):
         await until(pilot, lambda: pane.last is not None)
         alert = str(app.query_one("#alert", Static).render())
         assert "FAILED" in alert and "train.jsonl:17" in alert
+        assert app.focused is app.query_one("#runs")
         await pilot.press("l")
         await until(pilot, lambda: pane.last.log is not None and any("DataError" in line for line in pane.last.log), what="log tail")
 
