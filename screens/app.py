@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import copy
 import gc
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -70,7 +72,11 @@ class WorkbenchApp(App[None]):
     def remember(self, **fields: Any) -> None:
         """Keep something for the next session (last run, pane)."""
         self.state.for_workspace(self.workspace).update(fields)
-        save_state(self.state, self.state_path)
+        # Written off the UI thread: a key press never waits for the disk.
+        threading.Thread(target=save_state, args=(copy.deepcopy(self.state), self.state_path), daemon=True).start()
+
+    def on_unmount(self) -> None:
+        save_state(self.state, self.state_path)  # the last word, in case a background save was cut short
 
     def watch_theme(self, theme: str) -> None:
         if getattr(self, "state", None) is not None and self.state.theme != theme:

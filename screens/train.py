@@ -88,6 +88,7 @@ class TrainPane(Vertical):
         self._drawn_at = 0.0
         self._undrawn: RunChanged | None = None  # a snapshot whose charts wait for the next redraw slot
         self._drawn: RunChanged | None = None  # the snapshot the charts show
+        self._follower = None  # the reader thread's worker, started with the first run
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -145,22 +146,33 @@ class TrainPane(Vertical):
         self._drawn = None
         self._undrawn = None
         self.query_one("#run-header", Static).update(f"[b]{run_id}[/b]  loading…")
-        self.follow(run_id)
+        self._wake.set()
+        if self._follower is None or self._follower.is_finished:
+            self._follower = self.follow()
         self.app.remember(last_run=run_id)
 
     @work(thread=True, exclusive=True, group="follow", exit_on_error=False)
-    def follow(self, run_id: str) -> None:
+    def follow(self) -> None:
+        """One long-lived reader: it switches runs when `run_id` changes, woken by `_wake`."""
         worker = get_current_worker()
-        watcher = RunWatcher(RunDir(runner.runs_dir(self.workspace) / run_id))
+        watcher: RunWatcher | None = None
         others: dict[str, RunWatcher] = {}
-        seen_compare: frozenset[str] = frozenset()
-        seen_log = None
-        first = True
-        try:
-            config: list[tuple[str, str]] | str = summary(load_config(watcher.run.config_path))
-        except WorkbenchError as exc:
-            config = str(exc)
         while not worker.is_cancelled:
+            self._wake.clear()  # cleared before reading: a wake during this pass is not lost
+            run_id = self.run_id
+            if run_id is None:
+                self._wake.wait(POLL_IDLE)
+                continue
+            if watcher is None or watcher.run.id != run_id:
+                watcher = RunWatcher(RunDir(runner.runs_dir(self.workspace) / run_id))
+                others = {}
+                seen_compare: frozenset[str] = frozenset()
+                seen_log = None
+                first = True
+                try:
+                    config: list[tuple[str, str]] | str = summary(load_config(watcher.run.config_path))
+                except WorkbenchError as exc:
+                    config = str(exc)
             update = watcher.poll()
             compare = self.compare - {run_id}
             fresh = False
@@ -178,7 +190,6 @@ class TrainPane(Vertical):
                 ))
                 seen_compare, seen_log, first = compare, log, False
             self._wake.wait(POLL_LIVE if update.status.state in LIVE_STATES else POLL_IDLE)
-            self._wake.clear()
 
     def on_run_changed(self, message: RunChanged) -> None:
         if message.run_id != self.run_id:

@@ -56,10 +56,15 @@ class RunsTable(DataTable):
                 age(now - r.created),
             )
         if wanted == current:
+            shown = getattr(self, "_shown", {})
             for run_id, cells in rows.items():
-                for column, value in zip(("run", "state", "step", "best", "age"), cells):
-                    self.update_cell(run_id, column, value)
+                old = shown.get(run_id, ())
+                for i, (column, value) in enumerate(zip(("run", "state", "step", "best", "age"), cells)):
+                    if i >= len(old) or old[i] != value:  # only what changed: each update costs a repaint
+                        self.update_cell(run_id, column, value)
+            self._shown = rows
             return
+        self._shown = rows
         selected = current[self.cursor_row] if current and 0 <= self.cursor_row < len(current) else None
         self.clear()
         for run_id in wanted:
