@@ -242,17 +242,21 @@ class TrainPane(Vertical):
         s, latest = m.status, m.chart.latest
         total = s.total_steps
         pct = f" ({100 * s.step / total:.0f}%)" if total else ""
-        parts = [f"[b]{m.run_id}[/b] [b]{s.state}[/b] {s.step}/{total or '?'}{pct}"]
+        first = [f"[b]{m.run_id}[/b] [b]{s.state}[/b] {s.step}/{total or '?'}{pct}"]
         if s.state == "running" and "eta_s" in latest:
-            parts.append(f"ETA {_duration(latest['eta_s'])}")
+            first.append(f"ETA {_duration(latest['eta_s'])}")
+        second = []
         loss = latest.get("loss")
         if isinstance(loss, float):
-            parts.append(f"loss {loss:.4f}")
+            second.append(f"train loss {loss:.4f}")
         if m.chart.best:
-            parts.append(f"best eval {m.chart.best[1]:.4f}@{m.chart.best[0]}")
+            second.append(f"best eval {m.chart.best[1]:.4f} at step {m.chart.best[0]}")
+        if isinstance(latest.get("tokens_per_s"), float):
+            second.append(f"{latest['tokens_per_s']:.0f} tok/s")
         if m.bad_lines:
-            parts.append(f"[yellow]{m.bad_lines} corrupt metrics line(s) skipped[/]")
-        self.query_one("#run-header", Static).update(" · ".join(parts))
+            second.append(f"[yellow]{m.bad_lines} corrupt metrics line(s) skipped[/]")
+        # Two lines in a fixed slot: a header that changes height would re-lay out every chart.
+        self.query_one("#run-header", Static).update(" · ".join(first) + "\n" + " · ".join(second))
 
     def _render_alert(self, m: RunChanged) -> None:
         alert = self.query_one("#alert", Static)

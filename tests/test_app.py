@@ -71,7 +71,7 @@ async def test_finished_run_history_and_overfitting_alert(tmp_path):
         assert pane.last.chart.best == (24, 0.47)
         assert len(pane.last.chart.train_loss.steps) == 64
         header = text_of(app, "#run-header")
-        assert "demo-1" in header and "completed" in header and "best eval 0.4700@24" in header
+        assert "demo-1" in header and "completed" in header and "best eval 0.4700 at step 24" in header
         alert = app.query_one("#alert", Static)
         assert alert.display and "OVERFITTING since step 24" in str(alert.render())
         assert "lora" in text_of(app, "#config-summary")
