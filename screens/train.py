@@ -25,6 +25,7 @@ from screens.widgets.charts import LossChart, SeriesChart
 from screens.widgets.runs_table import RunsTable
 from workbench.config.schema import load_config, summary
 from workbench.errors import WorkbenchError
+from workbench.fmt import duration
 from workbench.train import runner
 from workbench.train.rundir import LIVE_STATES, RunDir, RunStatus
 from workbench.train.watch import ChartData, RunWatcher, SystemView, chart_data, system_view
@@ -52,14 +53,6 @@ class RunChanged(Message):
     log: list[str] | None = None
     bad_lines: int = 0
     config: list[tuple[str, str]] | str | None = None  # the config summary, or why it could not be read
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 class TrainPane(Vertical):
@@ -244,7 +237,7 @@ class TrainPane(Vertical):
         pct = f" ({100 * s.step / total:.0f}%)" if total else ""
         first = [f"[b]{m.run_id}[/b] [b]{s.state}[/b] {s.step}/{total or '?'}{pct}"]
         if s.state == "running" and "eta_s" in latest:
-            first.append(f"ETA {_duration(latest['eta_s'])}")
+            first.append(f"ETA {duration(latest['eta_s'])}")
         second = []
         loss = latest.get("loss")
         if isinstance(loss, float):

@@ -14,16 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
+from workbench.fmt import age
 
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
-
-
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
 
 
 # --- commands ---------------------------------------------------------------
@@ -183,7 +177,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             note = f"{r.verdict['kind']} since step {r.verdict.get('since_step')}"
         elif r.error:
             note = r.error.splitlines()[0][:60]
-        print(f"{r.id:<34} {r.state:<10} {step:>11} {best:>10} {_age(r.age_s):>5}  {note}")
+        print(f"{r.id:<34} {r.state:<10} {step:>11} {best:>10} {age(r.age_s):>5}  {note}")
     return 0
 
 

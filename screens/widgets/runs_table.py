@@ -6,19 +6,13 @@ import time
 
 from textual.widgets import DataTable
 
+from workbench.fmt import age
 from workbench.train.runner import RunSummary
 
 STATE_STYLE = {
     "running": "bold green", "starting": "green", "stopping": "yellow", "completed": "cyan",
     "stopped": "yellow", "failed": "bold red", "diverged": "bold red", "lost": "bold magenta",
 }
-
-
-def age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
 
 
 class RunsTable(DataTable):
@@ -29,6 +23,7 @@ class RunsTable(DataTable):
     """
 
     def on_mount(self) -> None:
+        self._shown: dict[str, tuple] = {}  # the cells last written, per run id
         self.cursor_type = "row"
         self.zebra_stripes = False
         self.add_column("run", key="run")
@@ -56,9 +51,8 @@ class RunsTable(DataTable):
                 age(now - r.created),
             )
         if wanted == current:
-            shown = getattr(self, "_shown", {})
             for run_id, cells in rows.items():
-                old = shown.get(run_id, ())
+                old = self._shown.get(run_id, ())
                 for i, (column, value) in enumerate(zip(("run", "state", "step", "best", "age"), cells)):
                     if i >= len(old) or old[i] != value:  # only what changed: each update costs a repaint
                         self.update_cell(run_id, column, value)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from workbench.fmt import duration
 from workbench.train.rundir import LIVE_STATES, JsonlTail, RunDir, RunStatus
 
 
@@ -61,15 +62,6 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
     return format(value, spec) if isinstance(value, int | float) else str(value)
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
-
-
 def describe(record: dict[str, Any]) -> str | None:
     """One readable line for a metrics record (None for records not worth a line)."""
     kind = record.get("type")
@@ -86,7 +78,7 @@ def describe(record: dict[str, Any]) -> str | None:
     if kind == "verdict":
         return f"step {step:>5}  !! {record.get('kind', '').upper()}: {record.get('message', '')}"
     if kind == "summary":
-        return f"training finished after {_duration(record.get('train_runtime_s'))}"
+        return f"training finished after {duration(record.get('train_runtime_s'))}"
     return None
 
 
@@ -104,7 +96,7 @@ def progress_line(status: RunStatus, last: dict[str, Any] | None, width: int = 2
         if "tokens_per_s" in last:
             parts.append(f"{_fmt(last['tokens_per_s'], '.0f')} tok/s")
         if "eta_s" in last and status.state == "running":
-            parts.append(f"ETA {_duration(last['eta_s'])}")
+            parts.append(f"ETA {duration(last['eta_s'])}")
     return "  ".join(parts)
 
 
