@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,12 +29,41 @@ from workbench.errors import WorkbenchError
 from workbench.fmt import duration
 from workbench.train import runner
 from workbench.train.rundir import LIVE_STATES, RunDir, RunStatus
-from workbench.train.watch import ChartData, RunWatcher, SystemView, chart_data, system_view
+from workbench.train.watch import ChartData, RunWatcher, SystemView, WatchUpdate, chart_data, system_view
 
 POLL_LIVE = 1.0  # seconds between reads of a live run's files (key presses wake the reader at once)
 CHART_EVERY = 2.0  # while only watching, charts redraw at most this often (a key press redraws at once)
 POLL_IDLE = 1.0  # a finished run can still be resumed by someone else
 RUNS_EVERY = 2.0  # seconds between refreshes of the runs list
+KEEP_FOLLOWED = 32  # runs whose history stays in memory for a quick return
+
+
+@dataclass
+class _Followed:
+    """A run the follower has read: its watcher and what was last computed from it."""
+
+    watcher: RunWatcher
+    config: list[tuple[str, str]] | str
+    chart: ChartData | None = None
+    system: SystemView | None = None
+
+    @classmethod
+    def open(cls, path: Path) -> _Followed:
+        watcher = RunWatcher(RunDir(path))
+        try:
+            config: list[tuple[str, str]] | str = summary(load_config(watcher.run.config_path))
+        except WorkbenchError as exc:
+            config = str(exc)
+        return cls(watcher, config)
+
+    def poll(self) -> WatchUpdate:
+        """Read what is new; the chart data and system view are rebuilt only when it changed them."""
+        update = self.watcher.poll()
+        if update.records or self.chart is None:
+            self.chart = chart_data(self.watcher.records)
+        if update.samples or self.system is None:
+            self.system = system_view(self.watcher.samples)
+        return update
 
 
 @dataclass
@@ -82,6 +112,7 @@ class TrainPane(Vertical):
         self._undrawn: RunChanged | None = None  # a snapshot whose charts wait for the next redraw slot
         self._drawn: RunChanged | None = None  # the snapshot the charts show
         self._follower = None  # the reader thread's worker, started with the first run
+        self._alert_shown = ("", "")
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -102,7 +133,6 @@ class TrainPane(Vertical):
                 yield Log(id="log", max_lines=400)
 
     def on_mount(self) -> None:
-        self.query_one("#alert").display = False
         self.query_one("#log").display = False
         self.query_one("#gpu").display = False
         self.query_one(RunsTable).focus()  # the pane's keys work from the first moment
@@ -138,7 +168,7 @@ class TrainPane(Vertical):
         self.last = None
         self._drawn = None
         self._undrawn = None
-        self.query_one("#run-header", Static).update(f"[b]{run_id}[/b]  loading…")
+        self.query_one("#run-header", Static).update(f"[b]{run_id}[/b]  loading…", layout=False)
         self._wake.set()
         if self._follower is None or self._follower.is_finished:
             self._follower = self.follow()
@@ -146,9 +176,14 @@ class TrainPane(Vertical):
 
     @work(thread=True, exclusive=True, group="follow", exit_on_error=False)
     def follow(self) -> None:
-        """One long-lived reader: it switches runs when `run_id` changes, woken by `_wake`."""
+        """One long-lived reader: it switches runs when `run_id` changes, woken by `_wake`.
+
+        Runs seen lately stay in memory (their history, chart data and config summary), so
+        coming back to one reads only what is new: moving up and down the list stays quick.
+        """
         worker = get_current_worker()
-        watcher: RunWatcher | None = None
+        followed: OrderedDict[str, _Followed] = OrderedDict()
+        current: _Followed | None = None
         others: dict[str, RunWatcher] = {}
         while not worker.is_cancelled:
             self._wake.clear()  # cleared before reading: a wake during this pass is not lost
@@ -156,17 +191,16 @@ class TrainPane(Vertical):
             if run_id is None:
                 self._wake.wait(POLL_IDLE)
                 continue
-            if watcher is None or watcher.run.id != run_id:
-                watcher = RunWatcher(RunDir(runner.runs_dir(self.workspace) / run_id))
+            if current is None or current.watcher.run.id != run_id:
+                current = followed.pop(run_id, None) or _Followed.open(runner.runs_dir(self.workspace) / run_id)
+                followed[run_id] = current
+                while len(followed) > KEEP_FOLLOWED:
+                    followed.popitem(last=False)
                 others = {}
                 seen_compare: frozenset[str] = frozenset()
                 seen_log = None
                 first = True
-                try:
-                    config: list[tuple[str, str]] | str = summary(load_config(watcher.run.config_path))
-                except WorkbenchError as exc:
-                    config = str(exc)
-            update = watcher.poll()
+            update = current.poll()
             compare = self.compare - {run_id}
             fresh = False
             for other in compare - set(others):
@@ -175,11 +209,11 @@ class TrainPane(Vertical):
                 del others[other]
             for w in others.values():
                 fresh |= bool(w.poll().records)
-            log = watcher.log_tail() if self.show_log else None
+            log = current.watcher.log_tail() if self.show_log else None
             if first or update.changed or fresh or compare != seen_compare or log != seen_log:
                 self.post_message(RunChanged(
-                    run_id, update.status, chart_data(watcher.records), system_view(watcher.samples),
-                    {k: chart_data(w.records) for k, w in others.items()}, log, update.bad_lines, config,
+                    run_id, update.status, current.chart, current.system,
+                    {k: chart_data(w.records) for k, w in others.items()}, log, update.bad_lines, current.config,
                 ))
                 seen_compare, seen_log, first = compare, log, False
             self._wake.wait(POLL_LIVE if update.status.state in LIVE_STATES else POLL_IDLE)
@@ -249,32 +283,52 @@ class TrainPane(Vertical):
         if m.bad_lines:
             second.append(f"[yellow]{m.bad_lines} corrupt metrics line(s) skipped[/]")
         # Two lines in a fixed slot: a header that changes height would re-lay out every chart.
-        self.query_one("#run-header", Static).update(" · ".join(first) + "\n" + " · ".join(second))
+        self.query_one("#run-header", Static).update(" · ".join(first) + "\n" + " · ".join(second), layout=False)
 
     def _render_alert(self, m: RunChanged) -> None:
+        """The health line: always three lines high, so an alert never re-lays out the charts."""
         alert = self.query_one("#alert", Static)
         verdict, s = m.chart.verdict, m.status
-        alert.remove_class("-overfit", "-failed", "-lost")
-        text, cls = "", ""
+        best = m.chart.best
         if verdict.kind == "overfitting":
-            best = m.chart.best
             rise = f"eval loss {best[1]:.4f} → {m.chart.eval_loss.values[-1]:.4f}" if best else "eval loss rising"
-            action = ("[b]k[/b] stops now and keeps the best checkpoint" if s.state in LIVE_STATES
-                      else "With load_best on, the adapter is the best checkpoint")
-            text = f"⚠ OVERFITTING since step {verdict.since_step}: {rise} while train loss falls. {action}."
+            action = ("[b]k[/b]: stop now, keep the best checkpoint." if s.state in LIVE_STATES
+                      else "Adapter = best checkpoint (load_best).")
+            text = f"⚠ OVERFITTING since step {verdict.since_step}: {rise} while train loss falls. {action}"
             cls = "-overfit"
+        else:
+            text, cls = self._health(m), "-ok"
         if s.state in ("failed", "diverged"):
             head = verdict.message if s.state == "diverged" and verdict.message else (s.error or "the worker failed")
-            tail_lines = [line for line in (s.raw.get("error_tail") or []) if line.strip() not in head]
-            tail = "\n".join(tail_lines)[-600:]
-            text, cls = f"✖ {s.state.upper()}: {head}\n{tail}".rstrip() + "\n[b]l[/b] shows train.log", "-failed"
+            tail = [line for line in (s.raw.get("error_tail") or []) if line.strip() and line.strip() not in head]
+            last = tail[-1].strip()[:300] if tail else ""
+            # The key first: a long error wraps, and the slot is three lines.
+            text = f"✖ {s.state.upper()} ([b]l[/b] shows train.log): {head}" + (f"\n{last}" if last else "")
+            cls = "-failed"
         elif s.state == "lost":
             text, cls = ("✖ LOST: the worker stopped sending heartbeats (killed, or the machine rebooted). "
-                         "Press [b]r[/b] to resume from its last checkpoint."), "-lost"
-        alert.display = bool(text)
-        if text:
-            alert.update(text)
+                         "[b]r[/b] resumes from its last checkpoint."), "-lost"
+        if (text, cls) == self._alert_shown:
+            return  # unchanged: touching its classes would restyle it for nothing
+        self._alert_shown = (text, cls)
+        alert.update(text, layout=False)
+        if not alert.has_class(cls):
+            alert.set_class(False, "-ok", "-overfit", "-failed", "-lost")
             alert.add_class(cls)
+
+    @staticmethod
+    def _health(m: RunChanged) -> str:
+        """What the detector sees when nothing is wrong, in words."""
+        best, evals = m.chart.best, m.chart.eval_loss
+        if not m.chart.train_loss:
+            return "[dim]No metrics yet. The detector watches for overfitting and divergence once losses arrive.[/]"
+        if not evals:
+            return ("✓ No divergence seen. [dim]Overfitting is judged from eval loss, and this run has none "
+                    "(set data.val_ratio or data.val and eval.eval_steps).[/]")
+        if best and best[0] == evals.steps[-1]:
+            return f"✓ Healthy: eval loss {best[1]:.4f} at step {best[0]} is the best so far."
+        return (f"✓ No overfitting: best eval loss {best[1]:.4f} at step {best[0]}, latest "
+                f"{evals.values[-1]:.4f} (step {int(evals.steps[-1])}); not a rising trend.") if best else "✓ No alerts."
 
     def _render_system(self, view: SystemView) -> None:
         latest = view.latest
@@ -298,14 +352,14 @@ class TrainPane(Vertical):
         else:
             gpu_chart.display = False
             parts.append("GPU: none seen (no NVIDIA GPU or driver on the training machine)" if latest else "no system samples yet")
-        self.query_one("#system-line", Static).update("   ".join(parts))
+        self.query_one("#system-line", Static).update("   ".join(parts), layout=False)
 
     def _render_config(self, config: list[tuple[str, str]] | str | None) -> None:
         widget = self.query_one("#config-summary", Static)
         if isinstance(config, str):
-            widget.update(f"[red]{config}[/]")
+            widget.update(f"[red]{config}[/]", layout=False)
         else:
-            widget.update("\n".join(f"[dim]{k:<7}[/dim]{v}" for k, v in config or []))
+            widget.update("\n".join(f"[dim]{k:<7}[/dim]{v}" for k, v in config or []), layout=False)
 
     # --- actions ------------------------------------------------------------
 

@@ -108,6 +108,9 @@ async def test_select_compare_and_remember_last_run(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         pane = app.query_one(TrainPane)
         await until(pilot, lambda: pane.last is not None and pane.last.run_id == "b-2")
+        await pilot.pause()
+        health = str(app.query_one("#alert", Static).render())
+        assert "✓" in health and "OVERFITTING" not in health, health  # a healthy run says so
         await pilot.press("c")  # mark b-2
         await pilot.press("down")
         await until(pilot, lambda: pane.last is not None and pane.last.run_id == "a-1" and "b-2" in pane.last.overlays,

@@ -15,11 +15,32 @@ STATE_STYLE = {
 }
 
 
+NAME_WIDTH = 16
+
+
+def _labels(runs: list[RunSummary]) -> dict[str, str]:
+    """Short names for the list: the run's name, with its start time when several runs share it.
+
+    The full id (name-date-time) is in the pane's header; here it would push step, best
+    and age out of a narrow column.
+    """
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.name] = counts.get(r.name, 0) + 1
+    out = {}
+    for r in runs:
+        label = r.name or r.id
+        if counts.get(r.name, 0) > 1:
+            label = label[: NAME_WIDTH - 6] + time.strftime(" %H:%M", time.localtime(r.created))
+        out[r.id] = label if len(label) <= NAME_WIDTH else label[: NAME_WIDTH - 1] + "…"
+    return out
+
+
 class RunsTable(DataTable):
     """Runs with state, step/total, best eval loss and age; keys are run ids."""
 
     DEFAULT_CSS = """
-    RunsTable { height: 1fr; overflow-x: hidden; }
+    RunsTable { height: 1fr; overflow-x: auto; scrollbar-size-horizontal: 1; }
     """
 
     def on_mount(self) -> None:
@@ -40,14 +61,15 @@ class RunsTable(DataTable):
         wanted = [r.id for r in runs]
         current = [str(k.value) for k in self.rows]
         rows = {}
+        labels = _labels(runs)
         for r in runs:
             mark = "+" if r.id in compare else " "
             verdict = "!" if r.verdict and r.verdict.get("kind") not in (None, "ok") else " "
             rows[r.id] = (
-                f"{mark}{r.id}",
+                f"{mark}{labels[r.id]}",
                 Text(f"{r.state}{verdict}", style=STATE_STYLE.get(r.state, "")),
                 f"{r.step}/{r.total_steps or '?'}",
-                f"{r.best_eval_loss:.4f}" if r.best_eval_loss is not None else "-",
+                f"{r.best_eval_loss:.3f}" if r.best_eval_loss is not None else "-",
                 age(now - r.created),
             )
         if wanted == current:
