@@ -62,6 +62,11 @@ class Read:
     """Added to the file name in messages, e.g. ``[train]`` for a split of a DatasetDict."""
 
 
+def file_type_for_name(path: Path) -> str | None:
+    """The file type a name implies (``.jsonl`` -> ``jsonl``), for files yet to be written; None if unknown."""
+    return _EXTENSIONS.get(path.suffix.lower())
+
+
 def file_type_of(path: Path) -> str:
     """The reader to use, from the extension (a directory is a datasets dir)."""
     if path.is_dir():
