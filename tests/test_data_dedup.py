@@ -239,10 +239,12 @@ def test_leakage_twins_name_the_nearest_copy_and_skip_clusters_within_one_split(
 def test_bands_and_rows_put_the_s_curve_at_the_threshold(threshold: float) -> None:
     b, r = optimal_bands(threshold, 128)
     assert b * r <= 128
-    assert threshold - 0.1 <= s_curve_midpoint(b, r) <= threshold + 0.05
-    assert detection_probability(threshold, b, r) >= 0.75  # misses weigh more: pairs at the threshold are mostly seen
-    assert detection_probability(min(threshold + 0.1, 1.0), b, r) >= 0.95
-    assert detection_probability(threshold - 0.3, b, r) <= 0.06
+    # Misses weigh far more than candidates (each is re-checked exactly): the S-curve's midpoint
+    # sits below the threshold, so pairs at the threshold are nearly always candidates...
+    assert threshold - 0.2 <= s_curve_midpoint(b, r) <= threshold
+    assert detection_probability(threshold, b, r) >= 0.95
+    # ...while clearly different pairs mostly are not, so the exact re-check stays cheap.
+    assert detection_probability(threshold - 0.3, b, r) <= 0.25
 
 
 def test_equal_weights_give_the_literature_choice() -> None:
