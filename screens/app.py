@@ -17,6 +17,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
+from screens.data import DataPane
 from screens.modals import HelpScreen
 from screens.placeholder import PlaceholderPane
 from screens.train import TrainPane
@@ -28,7 +29,7 @@ PANES = [("data", "1 Data"), ("config", "2 Config"), ("train", "3 Train"), ("eva
 class WorkbenchApp(App[None]):
     """Data, Config, Train and Eval over one workspace."""
 
-    CSS_PATH = ["app.tcss", "train.tcss"]
+    CSS_PATH = ["app.tcss", "train.tcss", "data.tcss"]
     TITLE = "Fine-tuning workbench"
     BINDINGS = [
         Binding("1", "pane('data')", "Data", id="pane.data", show=False, tooltip="The Data pane"),
@@ -57,6 +58,10 @@ class WorkbenchApp(App[None]):
                         train = TrainPane(self.workspace, id="train-pane")
                         train.initial_run = remembered.get("last_run")
                         yield train
+                    elif pane == "data":
+                        data = DataPane(self.workspace, id="data-pane")
+                        data.initial_dataset = remembered.get("last_dataset")
+                        yield data
                     else:
                         yield PlaceholderPane(pane)
         yield Footer()
@@ -89,8 +94,9 @@ class WorkbenchApp(App[None]):
         self._focus_pane(pane)
 
     def _focus_pane(self, pane: str) -> None:
-        if pane == "train":
-            self.call_after_refresh(lambda: self.query_one("#runs").focus())
+        focus = {"train": "#runs", "data": "#examples"}.get(pane)
+        if focus:
+            self.call_after_refresh(lambda: self.query_one(focus).focus())
 
     def action_pane(self, pane: str) -> None:
         self.query_one(TabbedContent).active = pane
@@ -100,24 +106,35 @@ class WorkbenchApp(App[None]):
 
     def action_help(self) -> None:
         sections = [("Everywhere", _keys(self.BINDINGS) + [("ctrl+p", "command palette"), ("ctrl+t", "light / dark theme")])]
-        if self.query_one(TabbedContent).active == "train":
+        active = self.query_one(TabbedContent).active
+        if active == "train":
             sections.append(("Train pane", _keys(TrainPane.BINDINGS) + [("↑ ↓", "choose a run to watch")]))
+        elif active == "data":
+            sections.append(("Data pane", _keys(DataPane.BINDINGS)
+                             + [("↑ ↓ j k", "previous / next example"), ("PgUp PgDn g G", "page, first, last")]))
         self.push_screen(HelpScreen(sections))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for pane, title in PANES:
             yield SystemCommand(f"Go to {title[2:]}", f"Show the {title[2:]} pane", lambda p=pane: self.action_pane(p))
-        train = self.query("#train-pane")
-        if train:
-            pane = train.first(TrainPane)
-            for binding in TrainPane.BINDINGS:
-                action = getattr(pane, f"action_{binding.action}")
-                yield SystemCommand(f"Train: {binding.description}", binding.tooltip, lambda a=action: (self.action_pane("train"), a()))
+        for pane_id, name, cls in (("data", "Data", DataPane), ("train", "Train", TrainPane)):
+            found = self.query(f"#{pane_id}-pane")
+            if not found:
+                continue
+            widget = found.first(cls)
+            for binding in cls.BINDINGS:
+                yield SystemCommand(f"{name}: {binding.description}", binding.tooltip,
+                                    lambda w=widget, b=binding, p=pane_id: self._pane_action(p, w, b.action))
+
+    def _pane_action(self, pane: str, widget: Any, action: str) -> None:
+        """Show the pane, then run one of its actions (from the command palette)."""
+        self.action_pane(pane)
+        self.call_later(widget.run_action, action)
 
 
 def _keys(bindings: list) -> list[tuple[str, str]]:
-    names = {"question_mark": "?"}
+    names = {"question_mark": "?", "slash": "/", "right_square_bracket": "]", "plus": "+"}
     return [(names.get(b.key, b.key), b.tooltip or b.description) for b in bindings if isinstance(b, Binding)]
 
 

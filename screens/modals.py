@@ -72,3 +72,46 @@ class LaunchScreen(ModalScreen[Path | None]):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(self.configs[int(event.option.id or 0)])
+
+
+class PromptScreen(ModalScreen[str | None]):
+    """One line of input (a path, a regex, a note); Enter answers, Esc cancels."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, title: str, value: str = "", placeholder: str = "", help_text: str = "") -> None:
+        super().__init__()
+        self.title_text, self.value, self.placeholder, self.help_text = title, value, placeholder, help_text
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import Input
+
+        with Vertical(id="dialog"):
+            yield Label(self.title_text)
+            if self.help_text:
+                yield Static(self.help_text, classes="dialog-help")
+            yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
+            yield Label("[b]Enter[/b] ok    [b]Esc[/b] cancel", classes="dialog-keys")
+
+    def on_input_submitted(self, event) -> None:
+        self.dismiss(event.value)
+
+
+class ChoiceScreen(ModalScreen[str | None]):
+    """Pick one of several options (Enter), Esc cancels; returns the option's id."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, title: str, options: list[tuple[str, str]], help_text: str = "") -> None:
+        super().__init__()
+        self.title_text, self.options, self.help_text = title, options, help_text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.title_text)
+            if self.help_text:
+                yield Static(self.help_text, classes="dialog-help")
+            yield OptionList(*[Option(label, id=value) for label, value in self.options], id="choices")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)

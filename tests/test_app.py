@@ -47,8 +47,8 @@ async def test_switch_panes_and_help(tmp_path):
             await pilot.press(key)
             await pilot.pause()
             assert tabs.active == pane
-        await pilot.press("1")
-        assert "coming soon" in str(app.query_one("#data PlaceholderPane").query_one(Static).render())
+        await pilot.press("2")
+        assert "coming soon" in str(app.query_one("#config PlaceholderPane").query_one(Static).render())
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")

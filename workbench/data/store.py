@@ -179,6 +179,7 @@ class DatasetSession:
             self._take_lock()
         self._load()
         self._read_review()
+        self._counts: Counter[str] = Counter(e.status for e in self.examples if not e.deleted)
         if not self.readonly:
             self._recover()
             self._open_journal()
@@ -367,7 +368,7 @@ class DatasetSession:
     # --- reading ------------------------------------------------------------
 
     def __len__(self) -> int:
-        return sum(1 for e in self.examples if not e.deleted)
+        return sum(self._counts[s] for s in STATUSES)
 
     def visible(self) -> list[Example]:
         return [e for e in self.examples if not e.deleted]
@@ -376,12 +377,9 @@ class DatasetSession:
         return self.examples[example_id]
 
     def counts(self) -> Counter[str]:
-        """Examples per status (deleted ones left out), plus ``total``."""
-        out: Counter[str] = Counter({s: 0 for s in STATUSES})
-        for e in self.examples:
-            if not e.deleted:
-                out[e.status] += 1
-        out["total"] = sum(out[s] for s in STATUSES)
+        """Examples per status (deleted ones left out), plus ``total``; kept up to date by every change."""
+        out = Counter({s: self._counts[s] for s in STATUSES})
+        out["total"] = sum(out.values())
         return out
 
     def unsaved(self) -> int:
@@ -479,7 +477,11 @@ class DatasetSession:
                                  "time": round(time.time(), 3)})
         for example_id, key, _old, new in change.atoms:
             ex = self.examples[example_id]
+            if not ex.deleted:
+                self._counts[ex.status] -= 1
             setattr(ex, key, new)
+            if not ex.deleted:
+                self._counts[ex.status] += 1
             if key == "row":
                 ex._changed()
                 ex.problems = []
@@ -600,15 +602,18 @@ class DatasetSession:
 
     def export(self, path: str | Path, *, statuses: Iterable[str] = ("accepted",)) -> int:
         """Write the examples with these statuses (accepted only, by default) to a new file; returns the count."""
-        path = Path(path)
         wanted = set(statuses)
-        rows = [e for e in self.visible() if e.status in wanted]
+        return self.write_examples(path, [e for e in self.visible() if e.status in wanted])
+
+    def write_examples(self, path: str | Path, examples: list[Example]) -> int:
+        """Write examples to a file (atomically) in the type its extension names, in this dataset's shape."""
+        path = Path(path)
         target_type = file_type_for_name(path)
         if target_type is None:
             raise DataError(f"{path}: cannot tell the file type from {path.suffix or 'no extension'!r}; "
                             "use .jsonl, .json, .csv or .parquet")
-        _atomic_write(path, self._encode(rows, keep_bad=False, file_type=target_type))
-        return len(rows)
+        _atomic_write(path, self._encode(list(examples), keep_bad=False, file_type=target_type))
+        return len(examples)
 
     def _ordered(self, examples: list[Example]) -> list[Example | KeptLine]:
         """Examples in order, with unreadable source lines put back before the example that followed them."""
@@ -642,7 +647,7 @@ class DatasetSession:
             parts = [item.bad.raw if isinstance(item, KeptLine) else json.dumps(item.row, ensure_ascii=False, indent=2)
                      for item in items]
             body = "[\n" + ",\n".join(parts) + "\n]\n"
-            return self._rewrap_json(body).encode()
+            return (self._rewrap_json(body) if keep_bad else body).encode()  # in place: keep a wrapper object
         if file_type == "csv":
             rows = [item.row for item in items if isinstance(item, Example)]
             columns = list(dict.fromkeys(k for r in rows for k in r))

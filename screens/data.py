@@ -1,0 +1,709 @@
+"""The Data pane: triage, edit, critique and deduplicate a dataset by keyboard, losing nothing.
+
+The pane renders what the core returns: a :class:`~workbench.data.store.DatasetSession`
+(every change journaled before the screen shows it) and the findings of
+:mod:`workbench.data.analyze`. Opening, analysis, LLM calls and saving run in
+thread workers; the UI thread only draws.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Static
+
+from screens.edit_example import EditScreen, parse_row
+from screens.modals import ChoiceScreen, ConfirmScreen, PromptScreen
+from screens.widgets.example_detail import render_example
+from screens.widgets.example_list import ExampleList
+from workbench.data import analyze
+from workbench.data.findings import Finding
+from workbench.data.store import STATUSES, DatasetSession, open_dataset
+from workbench.errors import WorkbenchError
+
+SORTS = [(None, "file order"), ("findings", "worst findings first"), ("-length", "longest first"),
+         ("length", "shortest first"), ("score", "lowest score first")]
+STATUS_FILTERS = [None, "pending", "flagged", "accepted", "rejected"]
+
+
+@dataclass
+class DatasetOpened(Message):
+    session: DatasetSession | None
+    error: str = ""
+
+
+@dataclass
+class AnalysisDone(Message):
+    result: analyze.Analysis | None
+    error: str = ""
+
+
+@dataclass
+class Progress(Message):
+    text: str
+
+
+def find_datasets(workspace: Path) -> list[Path]:
+    """Dataset files in the workspace (not under runs/ or hidden folders), train files first."""
+    found = []
+    for pattern in ("*.jsonl", "*.json", "*.csv", "*.parquet"):
+        for p in workspace.rglob(pattern):
+            rel = p.relative_to(workspace).parts
+            if "runs" in rel or "evals" in rel or any(part.startswith(".") for part in rel):
+                continue
+            if p.name.endswith(".review.json") or p.name.endswith(".orig"):
+                continue
+            found.append(p)
+    return sorted(set(found), key=lambda p: (not p.stem.startswith("train"), str(p)))
+
+
+class DataPane(Vertical):
+    """Browse, triage, edit, critique, deduplicate, split and export one dataset."""
+
+    BINDINGS = [
+        Binding("a", "status('accepted')", "Accept", id="data.accept", tooltip="Accept this example"),
+        Binding("r", "status('rejected')", "Reject", id="data.reject", tooltip="Reject this example"),
+        Binding("f", "flag", "Flag", id="data.flag", tooltip="Flag this example with a note"),
+        Binding("p", "status('pending')", "Pending", id="data.pending", show=False, tooltip="Back to pending"),
+        Binding("u", "undo", "Undo", id="data.undo", tooltip="Undo the last change"),
+        Binding("U,ctrl+y", "redo", "Redo", id="data.redo", show=False, tooltip="Redo"),
+        Binding("n", "next('pending')", "Next unreviewed", id="data.next", show=False,
+                tooltip="Jump to the next pending example"),
+        Binding("N", "next('flagged')", "Next flagged", id="data.next_flagged", show=False,
+                tooltip="Jump to the next flagged example"),
+        Binding("right_square_bracket", "next('finding')", "Next finding", id="data.next_finding", show=False,
+                tooltip="Jump to the next example with a finding"),
+        Binding("slash", "search", "Filter", id="data.search", tooltip="Filter by text (a regular expression)"),
+        Binding("s", "cycle_status", "Status filter", id="data.status_filter", show=False,
+                tooltip="Show all, pending, flagged, accepted or rejected examples"),
+        Binding("c", "check_filter", "By finding", id="data.check_filter", show=False,
+                tooltip="Show only examples with a given finding"),
+        Binding("o", "cycle_sort", "Sort", id="data.sort", show=False,
+                tooltip="File order, worst findings, longest, shortest, lowest score"),
+        Binding("escape", "clear_filters", "Clear filters", id="data.clear", show=False,
+                tooltip="Show every example again"),
+        Binding("e", "edit", "Edit", id="data.edit", tooltip="Edit this example as JSON"),
+        Binding("E", "edit_external", "Edit in $EDITOR", id="data.editor", show=False,
+                tooltip="Edit this example in $EDITOR"),
+        Binding("plus", "add", "Add", id="data.add", show=False, tooltip="Add a new example (pending)"),
+        Binding("d", "duplicate", "Duplicate", id="data.duplicate", show=False,
+                tooltip="Duplicate this example (the copy is pending)"),
+        Binding("delete,x", "delete", "Delete", id="data.delete", show=False, tooltip="Delete this example (u undoes)"),
+        Binding("b", "bulk", "Bulk", id="data.bulk", show=False,
+                tooltip="Accept, reject or flag every example shown, or a duplicate cluster"),
+        Binding("C", "critique", "Critique", id="data.critique",
+                tooltip="Run every check: format, consistency, PII, duplicates, leakage (again: cancel)"),
+        Binding("L", "llm_critic", "LLM critic", id="data.llm", show=False,
+                tooltip="Score the examples shown (or a sample) with an LLM through litellm"),
+        Binding("g", "generate", "Generate", id="data.generate", show=False,
+                tooltip="Generate variations of this example with a teacher model (they arrive pending)"),
+        Binding("v", "toggle_summary", "Summary", id="data.summary", tooltip="Dataset summary and coverage"),
+        Binding("ctrl+s", "save", "Save", id="data.save", tooltip="Save in the file's own format (original kept)"),
+        Binding("X", "export", "Export accepted", id="data.export", show=False,
+                tooltip="Write the accepted examples to a new file"),
+        Binding("S", "split", "Split", id="data.split", show=False,
+                tooltip="Split into train/val/test, near-duplicate clusters kept whole"),
+        Binding("O", "open", "Open", id="data.open", tooltip="Open another dataset of the workspace"),
+    ]
+
+    def __init__(self, workspace: Path, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.workspace = workspace
+        self.session: DatasetSession | None = None
+        self.initial_dataset: str | None = None
+        self.findings: dict[int, list[Finding]] = {}
+        self.analysis: analyze.Analysis | None = None
+        self.pattern: str | None = None
+        self.status_filter: str | None = None
+        self.check: str | None = None
+        self.sort_index = 0
+        self.show_summary = False
+        self._cancel: threading.Event | None = None
+        self._progress = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static("Opening a dataset…", id="data-header")
+        with Horizontal():
+            with Vertical(id="examples-col"):
+                yield ExampleList(id="examples")
+                yield Static("", id="data-filter")
+            with VerticalScroll(id="detail-col"):
+                yield Static("", id="detail")
+
+    def on_mount(self) -> None:
+        # No focus() here: focusing a widget in a hidden tab would switch to it (the app focuses on switch).
+        datasets = find_datasets(self.workspace)
+        wanted = self.initial_dataset
+        if wanted and Path(wanted).exists():
+            self.open_path(Path(wanted))
+        elif datasets:
+            self.open_path(datasets[0])
+        else:
+            self.query_one("#data-header", Static).update(
+                f"No dataset in {self.workspace}. Put a .jsonl, .json, .csv or .parquet file here, or press O.")
+
+    def on_unmount(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+        if self.session is not None:
+            self.session.close()
+
+    # --- opening ------------------------------------------------------------
+
+    def open_path(self, path: Path) -> None:
+        self.query_one("#data-header", Static).update(f"Opening {path}…", layout=False)
+        self._open(path)
+
+    @work(thread=True, exclusive=True, group="data-open", exit_on_error=False)
+    def _open(self, path: Path) -> None:
+        try:
+            self.post_message(DatasetOpened(open_dataset(path)))
+        except WorkbenchError as exc:
+            self.post_message(DatasetOpened(None, str(exc)))
+
+    def on_dataset_opened(self, message: DatasetOpened) -> None:
+        if message.session is None:
+            self.query_one("#data-header", Static).update(f"[red]{_escape(message.error)}[/]")
+            self.notify(message.error, title="Cannot open", severity="error", timeout=15)
+            return
+        if self.session is not None:
+            self.session.close()
+        self.session = message.session
+        self.findings, self.analysis = {}, None
+        self.pattern = self.status_filter = self.check = None
+        self.sort_index = 0
+        self.app.remember(last_dataset=str(self.session.path))
+        for note in self.session.notes:
+            self.notify(note, title=self.session.path.name, timeout=12,
+                        severity="warning" if "read-only" in note or "changed outside" in note else "information")
+        if self.session.readonly:
+            self.notify(self.session.readonly_reason, title="Read-only", severity="warning", timeout=20)
+        self.reload()
+
+    # --- showing ------------------------------------------------------------
+
+    def reload(self, keep_id: int | None = None) -> None:
+        """Re-run the filter and redraw the list, the header and the detail."""
+        session = self.session
+        if session is None:
+            return
+        lst = self.query_one(ExampleList)
+        if keep_id is None and lst.current is not None:
+            keep_id = lst.current.id
+        try:
+            items = session.query(status=self.status_filter, pattern=self.pattern, findings=self.findings,
+                                  check=self.check, sort=SORTS[self.sort_index][0])
+        except WorkbenchError as exc:
+            self.notify(str(exc), severity="error")
+            self.pattern = None
+            items = session.query(status=self.status_filter, findings=self.findings, check=self.check,
+                                  sort=SORTS[self.sort_index][0])
+        lst.set_items(items, self.findings, session.shape, keep_id)
+        self._render_header()
+        self._render_filter(len(items))
+        self._render_detail()
+
+    def _render_header(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        counts = s.counts()
+        parts = [f"[b]{_escape(s.path.name)}[/b] {s.shape.label}{' (chat)' if s.conversational else ''}"]
+        parts.append(" · ".join(f"{k} {counts[k]}" for k in STATUSES) + f" · total {counts['total']}")
+        unsaved = s.unsaved()
+        second = []
+        if s.readonly:
+            second.append(f"[yellow]{_escape(s.readonly_reason)}[/]")
+        elif unsaved:
+            second.append(f"[b]{unsaved} unsaved[/b] (journaled: safe from crashes; ctrl+s writes the file)")
+        else:
+            second.append("saved")
+        if s.kept:
+            second.append(f"{len(s.kept)} unreadable line(s) kept: {', '.join(str(k.line) for k in s.kept[:6])}")
+        if self.analysis is not None:
+            total = sum(len(v) for v in self.findings.values())
+            second.append(f"{total} finding(s) on {len(self.findings)} example(s)")
+        if self._progress:
+            second.append(f"[b]{_escape(self._progress)}[/b]")
+        self.query_one("#data-header", Static).update("   ".join(parts) + "\n" + " · ".join(second), layout=False)
+
+    def _render_filter(self, shown: int) -> None:
+        s = self.session
+        bits = []
+        if self.status_filter:
+            bits.append(f"status={self.status_filter}")
+        if self.check:
+            bits.append(f"finding={self.check}")
+        if self.pattern:
+            bits.append(f"/{_escape(self.pattern)}/")
+        if self.sort_index:
+            bits.append(f"sorted: {SORTS[self.sort_index][1]}")
+        total = len(s) if s else 0
+        text = f"{shown} of {total} shown" + (f" · {' · '.join(bits)} · [b]Esc[/b] clears" if bits else "")
+        self.query_one("#data-filter", Static).update(text, layout=False)
+
+    def _render_detail(self) -> None:
+        detail = self.query_one("#detail", Static)
+        if self.show_summary:
+            detail.update(self.analysis.summary_renderable() if self.analysis else
+                          "No summary yet: press [b]C[/b] to critique the dataset (checks, lengths, formats, "
+                          "duplicates, leakage, coverage).")
+            return
+        lst = self.query_one(ExampleList)
+        ex = lst.current
+        if ex is None or self.session is None:
+            detail.update("No example matches. [b]Esc[/b] clears the filters." if self.session else "")
+            return
+        detail.update(render_example(ex, self.session.shape, self.findings.get(ex.id, []),
+                                     total=len(lst.items), position=lst.cursor))
+        self.query_one("#detail-col").scroll_home(animate=False)
+
+    @on(ExampleList.Highlighted)
+    def _highlighted(self, _: ExampleList.Highlighted) -> None:
+        if not self.show_summary:
+            self._render_detail()
+
+    # --- triage -------------------------------------------------------------
+
+    def _writable(self) -> DatasetSession | None:
+        s = self.session
+        if s is None:
+            self.notify("No dataset open.", severity="warning")
+            return None
+        if s.readonly:
+            self.notify(s.readonly_reason, title="Read-only", severity="warning")
+            return None
+        return s
+
+    def _current_id(self) -> int | None:
+        ex = self.query_one(ExampleList).current
+        return ex.id if ex else None
+
+    def _changed(self, change: Any, advance: bool = False) -> None:
+        """Show a change without re-running the filter over the whole dataset (fast at 100k examples).
+
+        Examples that the filter no longer lets through (another status, deleted) leave the list;
+        the cursor then sits on the next one. ``advance`` moves on after a triage key.
+        """
+        s = self.session
+        lst = self.query_one(ExampleList)
+        if s is None:
+            return
+        ids = {atom[0] for atom in getattr(change, "atoms", [])}
+        gone = {i for i in ids if s.get(i).deleted or (self.status_filter and s.get(i).status != self.status_filter)}
+        current = lst.current
+        if gone:
+            lst.drop(gone)
+        elif advance and current is not None and (current.id in ids or not ids) and lst.cursor < len(lst.items) - 1:
+            lst.cursor += 1
+        lst.refresh_rows()
+        self._render_header()
+        self._render_filter(len(lst.items))
+        self._render_detail()
+
+    def _do(self, fn: Callable[[], Any], advance: bool = False, full: bool = False) -> Any:
+        """Run a change on the session; errors become a notification, never a crash."""
+        try:
+            result = fn()
+        except WorkbenchError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return None
+        if full:
+            self.reload()
+        else:
+            self._changed(result, advance)
+        return result
+
+    def action_status(self, status: str) -> None:
+        s, ex_id = self._writable(), self._current_id()
+        if s is not None and ex_id is not None:
+            self._do(lambda: s.set_status([ex_id], status), advance=True)
+
+    def action_flag(self) -> None:
+        s, ex_id = self._writable(), self._current_id()
+        if s is None or ex_id is None:
+            return
+        current = s.get(ex_id).note
+
+        def done(note: str | None) -> None:
+            if note is not None:
+                self._do(lambda: s.flag(ex_id, note.strip()), advance=True)
+        self.app.push_screen(PromptScreen(f"Flag example {ex_id}: a note for later (Enter flags)", current,
+                                          "e.g. date format inconsistent"), done)
+
+    def action_undo(self) -> None:
+        s = self._writable()
+        if s is not None:
+            change = self._do(s.undo, full=True)
+            self.notify(f"Undid: {change.label}" if change else "Nothing to undo.", timeout=3)
+
+    def action_redo(self) -> None:
+        s = self._writable()
+        if s is not None:
+            change = self._do(s.redo, full=True)
+            self.notify(f"Redid: {change.label}" if change else "Nothing to redo.", timeout=3)
+
+    def action_next(self, what: str) -> None:
+        lst = self.query_one(ExampleList)
+        n = len(lst.items)
+        for step in range(1, n + 1):
+            ex = lst.items[(lst.cursor + step) % n]
+            if (what == "finding" and self.findings.get(ex.id)) or ex.status == what:
+                lst.cursor = (lst.cursor + step) % n
+                return
+        label = {"finding": "with a finding", "pending": "unreviewed"}.get(what, what)
+        self.notify(f"No {label} example among those shown.", timeout=4)
+
+    # --- filters ------------------------------------------------------------
+
+    def action_search(self) -> None:
+        def done(value: str | None) -> None:
+            if value is not None:
+                self.pattern = value or None
+                self.reload()
+        self.app.push_screen(PromptScreen("Filter by text: a regular expression over every turn (empty: no filter)",
+                                          self.pattern or "", r"e.g. \d{2}/\d{2}/\d{4}"), done)
+
+    def action_cycle_status(self) -> None:
+        self.status_filter = STATUS_FILTERS[(STATUS_FILTERS.index(self.status_filter) + 1) % len(STATUS_FILTERS)]
+        self.reload()
+
+    def action_check_filter(self) -> None:
+        if not self.findings:
+            self.notify("No findings yet: press C to critique the dataset first.", timeout=5)
+            return
+        counts: dict[str, int] = {}
+        for items in self.findings.values():
+            for check in {f.check for f in items}:
+                counts[check] = counts.get(check, 0) + 1
+        options = [(f"any finding ({len(self.findings)})", "any")]
+        options += [(f"{check} ({n})", check) for check, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+
+        def done(value: str | None) -> None:
+            if value is not None:
+                self.check = value
+                self.reload()
+        self.app.push_screen(ChoiceScreen("Show the examples with this finding", options), done)
+
+    def action_cycle_sort(self) -> None:
+        self.sort_index = (self.sort_index + 1) % len(SORTS)
+        self.notify(f"Sorted: {SORTS[self.sort_index][1]}", timeout=2)
+        self.reload()
+
+    def action_clear_filters(self) -> None:
+        if self.pattern or self.status_filter or self.check or self.sort_index:
+            self.pattern = self.status_filter = self.check = None
+            self.sort_index = 0
+            self.reload()
+
+    # --- editing ------------------------------------------------------------
+
+    def action_edit(self) -> None:
+        s, ex_id = self._writable(), self._current_id()
+        if s is None or ex_id is None:
+            return
+
+        def done(row: dict[str, Any] | None) -> None:
+            if row is not None:
+                self._do(lambda: s.set_row(ex_id, row))
+        self.app.push_screen(EditScreen(f"Example {ex_id} ({s.shape.label})", s.get(ex_id).row, s.row_problems), done)
+
+    def action_edit_external(self) -> None:
+        s, ex_id = self._writable(), self._current_id()
+        if s is None or ex_id is None:
+            return
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump(s.get(ex_id).row, fh, ensure_ascii=False, indent=2)
+            tmp = Path(fh.name)
+        try:
+            with self.app.suspend():
+                subprocess.run([*shlex.split(editor), str(tmp)], check=False)
+            row, error = parse_row(tmp.read_text(), s.row_problems)
+        finally:
+            tmp.unlink(missing_ok=True)
+        if row is None:
+            self.notify(f"Not applied. {error}", severity="error", timeout=12)
+            return
+        self._do(lambda: s.set_row(ex_id, row))
+
+    def action_add(self) -> None:
+        s = self._writable()
+        if s is None:
+            return
+        ex_id = self._current_id()
+        template = _blank_like(s.get(ex_id).row) if ex_id is not None else {}
+
+        def done(row: dict[str, Any] | None) -> None:
+            if row is not None:
+                ids = self._do(lambda: s.add([row]), full=True)
+                if ids:
+                    self.reload(keep_id=ids[0])
+        self.app.push_screen(EditScreen(f"New example ({s.shape.label}); it starts pending", template,
+                                        s.row_problems), done)
+
+    def action_duplicate(self) -> None:
+        s, ex_id = self._writable(), self._current_id()
+        if s is not None and ex_id is not None:
+            new = self._do(lambda: s.duplicate(ex_id), full=True)
+            if new is not None:
+                self.reload(keep_id=new)
+                self.notify(f"Example {new} is a copy of {ex_id} (pending).", timeout=3)
+
+    def action_delete(self) -> None:
+        s, ex_id = self._writable(), self._current_id()
+        if s is not None and ex_id is not None:
+            self._do(lambda: s.delete([ex_id]), advance=True)
+            self.notify(f"Deleted example {ex_id}. u undoes.", timeout=3)
+
+    def action_bulk(self) -> None:
+        s = self._writable()
+        if s is None:
+            return
+        shown = [e.id for e in self.query_one(ExampleList).items]
+        options = [(f"Accept all {len(shown)} shown", "accepted"), (f"Reject all {len(shown)} shown", "rejected"),
+                   (f"Flag all {len(shown)} shown", "flagged"), (f"Back to pending: all {len(shown)} shown", "pending")]
+        cluster = self._cluster_of(self._current_id())
+        if cluster is not None:
+            options.append((f"Reject the {len(cluster.members) - 1} duplicate(s) in this cluster, keep example "
+                            f"{cluster.keep}", "dedup-cluster"))
+        if self.analysis is not None and self.analysis.duplicate_ids():
+            options.append((f"Reject every duplicate ({len(self.analysis.duplicate_ids())}), keep one per cluster",
+                            "dedup-all"))
+
+        def done(choice: str | None) -> None:
+            if choice is None:
+                return
+            if choice == "dedup-cluster" and cluster is not None:
+                ids, label = [m for m in cluster.members if m != cluster.keep], "reject duplicates"
+                status = "rejected"
+            elif choice == "dedup-all" and self.analysis is not None:
+                ids, label, status = self.analysis.duplicate_ids(), "reject all duplicates", "rejected"
+            else:
+                ids, label, status = shown, f"{choice} {len(shown)} shown", choice
+            change = self._do(lambda: s.set_status(ids, status, label=label))
+            if change is not None:
+                self.notify(f"{label}: {len(change.atoms)} changed. u undoes it in one step.", timeout=5)
+        self.app.push_screen(ChoiceScreen("Bulk action", options), done)
+
+    def _cluster_of(self, ex_id: int | None) -> analyze.ClusterView | None:
+        if ex_id is None or self.analysis is None:
+            return None
+        return self.analysis.cluster_of(ex_id)
+
+    # --- saving -------------------------------------------------------------
+
+    def action_save(self) -> None:
+        s = self._writable()
+        if s is not None:
+            self._save(s)
+
+    @work(thread=True, exclusive=True, group="data-save", exit_on_error=False)
+    def _save(self, s: DatasetSession) -> None:
+        try:
+            path = s.save()
+        except (WorkbenchError, OSError) as exc:
+            self.app.call_from_thread(self.notify, f"Not saved: {exc}", severity="error", timeout=15)
+            return
+        note = f"Saved {path.name} (original kept as {s.original_path.name}; review state in {s.review_path.name})"
+        self.app.call_from_thread(self.notify, note, timeout=6)
+        self.app.call_from_thread(self._render_header)
+
+    def action_export(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        default = s.path.with_name(f"{s.path.stem}.accepted{s.path.suffix if s.file_type != 'datasets' else '.jsonl'}")
+
+        def done(value: str | None) -> None:
+            if not value:
+                return
+            target = Path(value)
+            target = target if target.is_absolute() else self.workspace / target
+            try:
+                n = s.export(target)
+            except (WorkbenchError, OSError) as exc:
+                self.notify(f"Not exported: {exc}", severity="error", timeout=12)
+                return
+            self.notify(f"Wrote {n} accepted example(s) to {target}", timeout=6)
+        shown = str(default.relative_to(self.workspace)) if default.is_relative_to(self.workspace) else str(default)
+        self.app.push_screen(PromptScreen(f"Export the {s.counts()['accepted']} accepted example(s) to",
+                                          shown, help_text="The type follows the extension: .jsonl .json .csv .parquet"),
+                             done)
+
+    def action_open(self) -> None:
+        paths = find_datasets(self.workspace)
+        options = [(str(p.relative_to(self.workspace)), str(p)) for p in paths]
+
+        def done(value: str | None) -> None:
+            if value:
+                self.open_path(Path(value))
+        self.app.push_screen(ChoiceScreen("Open a dataset", options,
+                                          help_text="" if options else f"No dataset files in {self.workspace}."), done)
+
+    # --- analysis -----------------------------------------------------------
+
+    def action_critique(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+            self.notify("Cancelling…", timeout=2)
+            return
+        s = self.session
+        if s is None:
+            return
+        self._cancel = threading.Event()
+        self._set_progress("critique: starting…")
+        self._critique(s, self._cancel)
+
+    @work(thread=True, exclusive=True, group="data-analysis", exit_on_error=False)
+    def _critique(self, s: DatasetSession, cancel: threading.Event) -> None:
+        try:
+            result = analyze.analyze(s, workspace=self.workspace, cancel=cancel,
+                                     progress=lambda text: self.post_message(Progress(text)))
+        except Exception as exc:  # noqa: BLE001  shown to the user; the pane keeps working
+            self.post_message(AnalysisDone(None, f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(AnalysisDone(result))
+
+    def on_progress(self, message: Progress) -> None:
+        self._set_progress(message.text)
+
+    def _set_progress(self, text: str) -> None:
+        self._progress = text
+        self._render_header()
+
+    def on_analysis_done(self, message: AnalysisDone) -> None:
+        self._cancel = None
+        self._progress = ""
+        if message.result is None:
+            self.notify(message.error, title="Critique failed", severity="error", timeout=15)
+            self._render_header()
+            return
+        result = message.result
+        self.analysis = result
+        self.findings = result.findings
+        self.notify(result.headline(), title="Critique", timeout=8)
+        self.reload()
+
+    def action_toggle_summary(self) -> None:
+        self.show_summary = not self.show_summary
+        self._render_detail()
+
+    def action_llm_critic(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        shown = [e.id for e in self.query_one(ExampleList).items]
+        model = os.environ.get("WORKBENCH_LLM_MODEL", "")
+
+        def done(value: str | None) -> None:
+            if not value:
+                return
+            self._cancel = threading.Event()
+            self._set_progress(f"LLM critic ({value}): starting…")
+            self._llm_critic(s, value.strip(), shown[:50], self._cancel)
+        self.app.push_screen(PromptScreen(
+            f"LLM critic on the first {min(50, len(shown))} example(s) shown: which model? (litellm name)", model,
+            "e.g. openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest, ollama/llama3",
+            help_text="The key comes from the environment (OPENAI_API_KEY...); it is never written to disk. "
+                      "Replies are cached. C cancels."), done)
+
+    @work(thread=True, exclusive=True, group="data-analysis", exit_on_error=False)
+    def _llm_critic(self, s: DatasetSession, model: str, ids: list[int], cancel: threading.Event) -> None:
+        try:
+            result = analyze.llm_critic(s, model, ids, workspace=self.workspace, cancel=cancel,
+                                        progress=lambda text: self.post_message(Progress(text)),
+                                        previous=self.analysis)
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(AnalysisDone(None, f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(AnalysisDone(result))
+
+    def action_generate(self) -> None:
+        s, ex_id = self._writable(), self._current_id()
+        if s is None or ex_id is None:
+            return
+        model = os.environ.get("WORKBENCH_LLM_MODEL", "")
+
+        def done(value: str | None) -> None:
+            if value:
+                self._set_progress(f"generating variations of example {ex_id}…")
+                self._generate(s, value.strip(), ex_id)
+        self.app.push_screen(PromptScreen(f"Generate 3 variations of example {ex_id} with which teacher model?", model,
+                                          "e.g. openai/gpt-4o-mini",
+                                          help_text="New examples arrive as pending for review, never accepted."),
+                             done)
+
+    @work(thread=True, exclusive=True, group="data-generate", exit_on_error=False)
+    def _generate(self, s: DatasetSession, model: str, ex_id: int) -> None:
+        try:
+            ids, rejected = analyze.generate(s, model, [ex_id], workspace=self.workspace)
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self.notify, f"{type(exc).__name__}: {exc}", severity="error", timeout=15)
+            self.app.call_from_thread(self._set_progress, "")
+            return
+
+        def show() -> None:
+            self._set_progress("")
+            self.reload(keep_id=ids[0] if ids else None)
+            extra = f"; {len(rejected)} candidate(s) refused: {rejected[0]}" if rejected else ""
+            self.notify(f"{len(ids)} new example(s), pending review{extra}", timeout=8)
+        self.app.call_from_thread(show)
+
+    def action_split(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        default = f"0.8 0.1 0.1 seed=0 -> {s.path.parent.name}/split"
+
+        def done(value: str | None) -> None:
+            if value:
+                self._split(s, value)
+        self.app.push_screen(PromptScreen(
+            "Split the accepted and pending examples: ratios, seed and output folder", default,
+            help_text="Near-duplicate clusters stay whole in one split (run C first to find them). "
+                      "Writes train, val and test files in the dataset's own type."), done)
+
+    @work(thread=True, exclusive=True, group="data-split", exit_on_error=False)
+    def _split(self, s: DatasetSession, spec: str) -> None:
+        try:
+            written = analyze.split_session(s, spec, workspace=self.workspace, analysis=self.analysis)
+        except (WorkbenchError, OSError, ValueError) as exc:
+            self.app.call_from_thread(self.notify, f"Not split: {exc}", severity="error", timeout=12)
+            return
+        text = ", ".join(f"{name} {n}" for name, (_, n) in written.items())
+        folder = next(iter(written.values()))[0].parent
+        self.app.call_from_thread(self.notify, f"Split written to {folder}: {text}", timeout=8)
+
+
+def _blank_like(row: dict[str, Any]) -> dict[str, Any]:
+    """A template with the same fields as ``row`` and empty texts (roles kept)."""
+    def blank(value: Any) -> Any:
+        if isinstance(value, str):
+            return ""
+        if isinstance(value, list):
+            return [blank(v) for v in value]
+        if isinstance(value, dict):
+            return {k: (v if k in ("role", "from") else blank(v)) for k, v in value.items()}
+        return value
+    return blank(row)
+
+
+def _escape(text: str) -> str:
+    from textual.markup import escape
+
+    return escape(text)
