@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -259,7 +260,7 @@ class DataPane(Vertical):
     def _render_detail(self) -> None:
         detail = self.query_one("#detail", Static)
         if self.show_summary:
-            detail.update(self.analysis.summary_renderable() if self.analysis else
+            detail.update(Text(self.analysis.summary_text()) if self.analysis else
                           "No summary yet: press [b]C[/b] to critique the dataset (checks, lengths, formats, "
                           "duplicates, leakage, coverage).")
             return
@@ -402,7 +403,9 @@ class DataPane(Vertical):
     def action_cycle_sort(self) -> None:
         self.sort_index = (self.sort_index + 1) % len(SORTS)
         self.notify(f"Sorted: {SORTS[self.sort_index][1]}", timeout=2)
-        self.reload()
+        lst = self.query_one(ExampleList)
+        lst.cursor = 0
+        self.reload(keep_id=-1)  # a new order starts at its top
 
     def action_clear_filters(self) -> None:
         if self.pattern or self.status_filter or self.check or self.sort_index:
@@ -600,8 +603,12 @@ class DataPane(Vertical):
         self.reload()
 
     def action_toggle_summary(self) -> None:
+        """The summary takes the whole pane; v again returns to the examples."""
         self.show_summary = not self.show_summary
+        self.query_one("#examples-col").display = not self.show_summary
         self._render_detail()
+        # Keep the focus inside the pane (its keys work only there): the summary scrolls by keys.
+        (self.query_one("#detail-col") if self.show_summary else self.query_one(ExampleList)).focus()
 
     def action_llm_critic(self) -> None:
         s = self.session

@@ -72,7 +72,16 @@ def cmd_split(args: argparse.Namespace) -> int:
     from workbench.data import load_rows, split_rows
 
     result = load_rows(args.file, skip_bad=args.skip_bad)
-    parts = split_rows(result.rows, ratios=args.ratios, seed=args.seed)
+    groups = None
+    if not args.no_groups:
+        from workbench.data.dedup import find_duplicates, texts_for
+        from workbench.data.split import groups_from_clusters
+
+        clusters = find_duplicates(texts_for(result.rows, result.shape, "all")).clusters
+        groups = groups_from_clusters(len(result.rows), clusters)
+        if clusters:
+            print(f"{len(clusters)} duplicate cluster(s) kept whole, each in one split")
+    parts = split_rows(result.rows, ratios=args.ratios, seed=args.seed, groups=groups)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in (("train", parts.train), ("val", parts.val), ("test", parts.test)):
@@ -82,6 +91,148 @@ def cmd_split(args: argparse.Namespace) -> int:
             print(f"{out / f'{name}.jsonl'}: {len(rows)} rows")
     if result.bad_rows:
         print(f"{len(result.bad_rows)} bad rows were left out:", *(f"  {b}" for b in result.bad_rows), sep="\n")
+    return 0
+
+
+class _ProgressLine:
+    """A one-line progress display on stderr (only on a terminal; scripts get clean output)."""
+
+    def __init__(self) -> None:
+        self.live = sys.stderr.isatty()
+        self.width = 0
+
+    def __call__(self, text: str) -> None:
+        if self.live:
+            line = text[:100]
+            sys.stderr.write("\r" + line.ljust(self.width))
+            sys.stderr.flush()
+            self.width = len(line)
+
+    def steps(self, name: str) -> Any:
+        def step(done: int, total: int) -> None:
+            filled = int(20 * done / total) if total else 20
+            self(f"{name} [{'#' * filled}{'.' * (20 - filled)}] {done}/{total}")
+        return step
+
+    def done(self) -> None:
+        if self.live and self.width:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+            sys.stderr.flush()
+
+
+def _load_for_analysis(path: str) -> Any:
+    from workbench.data import load_rows
+
+    return load_rows(path, skip_bad=True)
+
+
+def _where(loaded: Any, index: int) -> str:
+    line = loaded.row_lines[index] if index < len(loaded.row_lines) else None
+    return f"{Path(loaded.path).name}:{line}" if line else f"row {index}"
+
+
+def cmd_critique(args: argparse.Namespace) -> int:
+    from workbench.data.analyze import analyze_rows, load_tokenizer, sibling_splits
+
+    loaded = _load_for_analysis(args.file)
+    bar = _ProgressLine()
+    tokenizer, unit_note = None, "lengths in words (--no-tokenizer)"
+    if not args.no_tokenizer:
+        bar(f"loading the tokenizer of {args.model}…")
+        tokenizer = load_tokenizer(args.model)
+        unit_note = f"lengths in tokens of {args.model}"
+    siblings = {} if args.no_leakage else sibling_splits(Path(args.file))
+    for extra in args.against or []:
+        siblings[Path(extra).stem] = Path(extra)
+    result = analyze_rows(loaded.rows, loaded.shape, path=Path(args.file), tokenizer=tokenizer,
+                          max_length=args.max_length, model=args.model, threshold=args.threshold,
+                          siblings=siblings, progress=bar)
+    bar.done()
+    findings = sorted(result.all_findings(), key=lambda f: (f.index, f.check))
+    if args.json:
+        _print_json({
+            "file": str(args.file), "shape": loaded.shape.value, "rows": len(loaded.rows),
+            "bad_rows": [b.to_dict() for b in loaded.bad_rows],
+            "findings": [{**f.to_dict(), "line": loaded.row_lines[f.index]} for f in findings],
+            "clusters": [{"id": c.id, "kind": c.kind, "members": list(c.members), "keep": c.keep,
+                          "similarity": c.similarity} for c in result.clusters],
+            "leakage": result.leakage,
+            "summary": result.summary.to_dict() if hasattr(result.summary, "to_dict") else None,
+            "counts": dict(result.counts()),
+        })
+    else:
+        print(f"{args.file}: {len(loaded.rows)} examples ({loaded.shape.label}), {len(loaded.bad_rows)} unreadable; "
+              f"{unit_note}, max_length {args.max_length}")
+        for bad in loaded.bad_rows:
+            print(f"  unreadable: {bad}")
+        by_check: dict[str, list[Any]] = {}
+        for f in findings:
+            by_check.setdefault(f.check, []).append(f)
+        order = sorted(by_check, key=lambda c: (min(_rank(f.severity) for f in by_check[c]), -len(by_check[c])))
+        for check in order:
+            items = by_check[check]
+            print(f"\n{check} ({len(items)})")
+            for f in items[: args.limit]:
+                print(f"  {f.severity:<7} {_where(loaded, f.index)}  {f.message}")
+                if f.suggestion and args.verbose:
+                    print(f"          → {f.suggestion}")
+            if len(items) > args.limit:
+                print(f"  … and {len(items) - args.limit} more (--limit, or --json for all)")
+        print("\n" + result.summary_text())
+        print("\n" + result.headline())
+    worst = min((_rank(f.severity) for f in findings), default=9)
+    return 1 if args.fail_on and worst <= _rank(args.fail_on) else 0
+
+
+def _rank(severity: str) -> int:
+    from workbench.data.findings import severity_rank
+
+    return severity_rank(severity)
+
+
+def _params(params: Any) -> str:
+    if hasattr(params, "bands"):
+        return f"Jaccard >= {params.threshold} on {params.shingle_size}-word shingles, LSH {params.bands} bands x {params.rows} rows"
+    return f"cosine >= {params.threshold}" if hasattr(params, "threshold") else str(params)
+
+
+def cmd_dedup(args: argparse.Namespace) -> int:
+    from workbench.data.dedup import find_duplicates, find_leakage, leakage_findings, semantic_duplicates, texts_for
+
+    loaded = _load_for_analysis(args.file)
+    bar = _ProgressLine()
+    texts = texts_for(loaded.rows, loaded.shape, args.field)
+    threshold = args.threshold or (0.95 if args.semantic else 0.8)
+    if args.semantic:
+        result = semantic_duplicates(texts, threshold=threshold, progress=bar.steps("embedding"))
+    else:
+        result = find_duplicates(texts, threshold=threshold, progress=bar.steps("hashing"))
+    leaks = []
+    if args.against:
+        me = Path(args.file).stem
+        splits = {me: texts}
+        for other in args.against:
+            other_rows = _load_for_analysis(other)
+            splits[Path(other).stem] = texts_for(other_rows.rows, other_rows.shape, args.field)
+        leaks = find_leakage(splits, threshold=0.8 if args.semantic else threshold, train_split=me)
+    bar.done()
+    if args.json:
+        data = result.to_dict()
+        data["lines"] = {str(i): loaded.row_lines[i] for c in result.clusters for i in c.members}
+        data["leakage"] = [f.to_dict() for f in leakage_findings(leaks)]
+        _print_json(data)
+        return 0
+    dupes = sum(len(c.members) - 1 for c in result.clusters)
+    print(f"{args.file}: {len(texts)} examples compared on {args.field!r}; {len(result.clusters)} cluster(s), "
+          f"{dupes} duplicate(s) beyond one per cluster; {_params(result.params)}")
+    for c in result.clusters[: args.limit]:
+        where = ", ".join(_where(loaded, i) + (" (keep)" if i == c.representative else "") for i in c.members[:8])
+        more = f" … +{len(c.members) - 8}" if len(c.members) > 8 else ""
+        print(f"  #{c.id} {c.kind:<8} sim {c.min_similarity:.2f}-{c.max_similarity:.2f}: {where}{more}")
+    if len(result.clusters) > args.limit:
+        print(f"  … and {len(result.clusters) - args.limit} more clusters (--json for all)")
+    for f in leakage_findings(leaks):
+        print(f"  leakage {_where(loaded, f.index)}: {f.message}")
     return 0
 
 
@@ -216,7 +367,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--skip-bad", action="store_true", help="split the good rows when some rows are malformed")
+    p.add_argument("--no-groups", action="store_true",
+                   help="split row by row (by default near-duplicate clusters stay whole in one split)")
     p.set_defaults(func=cmd_split)
+
+    p = data.add_parser("critique", help="every check on a dataset: format, consistency, lengths, PII, duplicates, "
+                                         "leakage against sibling splits")
+    p.add_argument("file")
+    p.add_argument("--model", default="bundled", help="whose tokenizer measures lengths (default: bundled)")
+    p.add_argument("--max-length", type=int, default=512, help="flag examples longer than this many tokens")
+    p.add_argument("--no-tokenizer", action="store_true", help="measure lengths in words; no model needed")
+    p.add_argument("--threshold", type=float, default=0.8, help="near-duplicate Jaccard threshold")
+    p.add_argument("--against", nargs="*", metavar="FILE", help="check leakage against these files too")
+    p.add_argument("--no-leakage", action="store_true", help="skip the sibling val/test files")
+    p.add_argument("--limit", type=int, default=10, help="examples listed per check")
+    p.add_argument("--fail-on", choices=["error", "warning", "info"], help="exit 1 when a finding this bad exists")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the suggested fix of each finding")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_critique)
+
+    p = data.add_parser("dedup", help="exact and near-duplicate clusters (MinHash LSH), or semantic ones (MiniLM)")
+    p.add_argument("file")
+    p.add_argument("--threshold", type=float, default=None, help="Jaccard (default 0.8) or cosine (--semantic, 0.95)")
+    p.add_argument("--field", choices=["all", "prompt", "response"], default="all")
+    p.add_argument("--semantic", action="store_true", help="embedding similarity with the bundled MiniLM")
+    p.add_argument("--against", nargs="*", metavar="FILE", help="also report copies found in these files (leakage)")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_dedup)
 
     p = sub.add_parser("check", help="validate a run config")
     p.add_argument("config")

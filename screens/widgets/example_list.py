@@ -40,21 +40,33 @@ def preview(text: str, width: int) -> str:
     return flat if len(flat) <= width else flat[: max(0, width - 1)] + "…"
 
 
+SHORT = {
+    "empty_output": "empty", "placeholder_output": "placeholder", "invisible_input": "invisible",
+    "merged_instructions": "merged", "consistency": "inconsistent", "length_outlier": "length",
+    "too_long": "too long", "role_order": "roles", "chat_template": "template", "pii": "PII/secret",
+    "language_mismatch": "language", "exact_duplicate": "duplicate", "near_duplicate": "near dup",
+    "semantic_duplicate": "similar", "leakage": "LEAKAGE", "coverage": "coverage",
+}
+
+
 def badges(findings: list[Finding] | tuple[Finding, ...]) -> tuple[str, str]:
-    """A compact badge: the worst finding's check and how many more; and its style."""
+    """A compact badge: the worst finding's check (short name) and how many more; and its style."""
     if not findings:
         return "", ""
     worst = min(findings, key=lambda f: severity_rank(f.severity))
-    more = f"+{len(findings) - 1}" if len(findings) > 1 else ""
-    name = worst.check[: 13 - len(more)]
-    return f"{name}{more}", SEVERITY_STYLE.get(worst.severity, "")
+    more = f" +{len(findings) - 1}" if len(findings) > 1 else ""
+    if worst.check == "llm_critic" and worst.score is not None:
+        name = f"LLM {worst.score:.0f}/5"
+    else:
+        name = SHORT.get(worst.check, worst.check.replace("_", " "))
+    return f"{name[: 13 - len(more)]}{more}", SEVERITY_STYLE.get(worst.severity, "")
 
 
 class ExampleList(ScrollView, can_focus=True):
     """Rows of examples: id, status, findings badge, prompt and response previews."""
 
     DEFAULT_CSS = """
-    ExampleList { height: 1fr; }
+    ExampleList { height: 1fr; overflow-x: hidden; }
     ExampleList > .example-list--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
     ExampleList:blur > .example-list--cursor { background: $block-cursor-blurred-background; }
     ExampleList > .example-list--header { text-style: bold; background: $boost; }
@@ -95,6 +107,7 @@ class ExampleList(ScrollView, can_focus=True):
             index = next((i for i, e in enumerate(items) if e.id == keep_id), min(self.cursor, max(0, len(items) - 1)))
         self.cursor = max(0, min(index, len(items) - 1))
         self.refresh()
+        self.call_after_refresh(self._scroll_to_cursor)  # once the new virtual size is in place
 
     def drop(self, ids: set[int]) -> None:
         """Take examples out of the list (deleted, or no longer matching the filter); the cursor stays put."""

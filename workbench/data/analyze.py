@@ -24,7 +24,6 @@ from workbench.data.load import load_rows
 from workbench.errors import DataError, WorkbenchError
 
 Progress = Callable[[str], None]
-SPLIT_NAMES = ("train", "val", "validation", "dev", "test", "eval")
 DEFAULT_MAX_LENGTH = 512
 
 
@@ -97,22 +96,24 @@ class Analysis:
 
     def summary_text(self) -> str:
         """The dataset summary as plain text, for the pane and the CLI."""
-        lines = []
+        sections = []
         if self.summary is not None and hasattr(self.summary, "text"):
-            lines.append(self.summary.text())
+            sections.append(self.summary.text())
         if self.clusters:
             kinds = Counter(c.kind for c in self.clusters)
-            dupes = len(self.duplicate_ids())
-            lines.append(f"Duplicates: {len(self.clusters)} cluster(s) ("
-                         + ", ".join(f"{n} {k}" for k, n in kinds.items())
-                         + f"); {dupes} example(s) would go if one per cluster is kept (b, then 'Reject every duplicate').")
+            sections.append(f"Duplicates: {len(self.clusters)} cluster(s) ("
+                            + ", ".join(f"{n} {k}" for k, n in kinds.items())
+                            + f"); {len(self.duplicate_ids())} example(s) would go if one per cluster is kept.")
         if self.leakage:
-            lines.append("Leakage across splits:")
-            lines += [f"  {line}" for line in self.leakage[:20]]
+            shown = [f"  {line}" for line in self.leakage[:20]]
+            if len(self.leakage) > 20:
+                shown.append(f"  … and {len(self.leakage) - 20} more")
+            sections.append("Leakage across splits (examples also in an evaluation split):\n" + "\n".join(shown))
         if self.llm_usage:
-            lines.append(f"LLM critic: {self.llm_usage}")
-        lines += self.notes
-        return "\n\n".join(lines) if lines else "Nothing to summarize."
+            sections.append(f"LLM critic: {self.llm_usage}")
+        if self.notes:
+            sections.append("\n".join(self.notes))
+        return "\n\n".join(sections) if sections else "Nothing to summarize."
 
 
 # --- context: which model's tokens, which max_length ------------------------------------------
@@ -145,11 +146,21 @@ def load_tokenizer(model: str) -> Any:
     return AutoTokenizer.from_pretrained(str(resolve_model(model).path))
 
 
+EVAL_SPLITS = ("val", "validation", "dev", "test", "eval")
+
+
 def sibling_splits(path: Path) -> dict[str, Path]:
-    """The split files beside a dataset (``val.jsonl``, ``test.jsonl``... next to ``train.jsonl``), itself excepted."""
+    """The files beside a dataset that it must not share examples with.
+
+    For a training file (or any other, e.g. a cleaned copy): the evaluation splits beside it
+    (``val``, ``validation``, ``dev``, ``test``, ``eval``). For an evaluation split: the
+    ``train`` file beside it. Itself excepted.
+    """
+    mine = path.stem.lower()
+    wanted = ("train",) if mine in EVAL_SPLITS else EVAL_SPLITS
     out = {}
     for other in sorted(path.parent.iterdir()):
-        if other == path or not other.is_file() or other.stem.lower() not in SPLIT_NAMES:
+        if other == path or not other.is_file() or other.stem.lower() not in wanted:
             continue
         if other.suffix.lower() in (".jsonl", ".json", ".csv", ".parquet"):
             out[other.stem.lower()] = other
