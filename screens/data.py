@@ -223,14 +223,14 @@ class DataPane(Vertical):
         if s is None:
             return
         counts = s.counts()
-        parts = [f"[b]{_escape(s.path.name)}[/b] {s.shape.label}{' (chat)' if s.conversational else ''}"]
-        parts.append(" · ".join(f"{k} {counts[k]}" for k in STATUSES) + f" · total {counts['total']}")
+        first = f"[b]{_escape(s.path.name)}[/b] · " + " · ".join(f"{k} {counts[k]}" for k in STATUSES)
+        first += f" · total {counts['total']}"
         unsaved = s.unsaved()
-        second = []
+        second = [f"{s.shape.label}{' (chat)' if s.conversational else ''}"]
         if s.readonly:
             second.append(f"[yellow]{_escape(s.readonly_reason)}[/]")
         elif unsaved:
-            second.append(f"[b]{unsaved} unsaved[/b] (journaled: safe from crashes; ctrl+s writes the file)")
+            second.append(f"[b]{unsaved} unsaved[/b] (journaled, safe from crashes; ctrl+s writes the file)")
         else:
             second.append("saved")
         if s.kept:
@@ -240,7 +240,7 @@ class DataPane(Vertical):
             second.append(f"{total} finding(s) on {len(self.findings)} example(s)")
         if self._progress:
             second.append(f"[b]{_escape(self._progress)}[/b]")
-        self.query_one("#data-header", Static).update("   ".join(parts) + "\n" + " · ".join(second), layout=False)
+        self.query_one("#data-header", Static).update(first + "\n" + " · ".join(second), layout=False)
 
     def _render_filter(self, shown: int) -> None:
         s = self.session

@@ -49,6 +49,17 @@ SHORT = {
 }
 
 
+def from_difference(a: str, b: str) -> tuple[str, str]:
+    """Both texts from their first differing word (with an ellipsis when cut)."""
+    wa, wb = [w for w in a.split() if w != "·"], [w for w in b.split() if w != "·"]
+    i = 0
+    while i < min(len(wa), len(wb)) and wa[i] == wb[i]:
+        i += 1
+    if i == 0:
+        return a, b
+    return "…" + " ".join(wa[i:]), "…" + " ".join(wb[i:])
+
+
 def badges(findings: list[Finding] | tuple[Finding, ...]) -> tuple[str, str]:
     """A compact badge: the worst finding's check (short name) and how many more; and its style."""
     if not findings:
@@ -166,17 +177,20 @@ class ExampleList(ScrollView, can_focus=True):
 
     # --- drawing ------------------------------------------------------------
 
-    def _columns(self, width: int) -> tuple[int, int]:
-        fixed = 7 + 10 + 14  # id, status, badge
+    def _columns(self, width: int) -> tuple[int, int, int]:
+        """Widths of the status, prompt and response columns (a narrow list shows only the status mark)."""
+        status = 10 if width >= 70 else 2
+        fixed = 7 + status + 14  # id, status, badge
         rest = max(10, width - fixed - 3)
         prompt = rest // 2
-        return prompt, rest - prompt
+        return status, prompt, rest - prompt
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         if y == 0:
-            prompt_w, response_w = self._columns(width)
-            header = f"{'#':>6} {'status':<10}{'findings':<14}{'prompt':<{prompt_w}} │ response"
+            status_w, prompt_w, _ = self._columns(width)
+            status = "status" if status_w > 2 else ""
+            header = f"{'#':>6} {status:<{status_w}}{'findings':<14}{'prompt':<{prompt_w}} │ response"
             return Strip([Segment(header.ljust(width)[:width], self.get_component_rich_style("example-list--header"))])
         index = self.scroll_offset.y + y - 1
         if index >= len(self.items):
@@ -191,21 +205,27 @@ class ExampleList(ScrollView, can_focus=True):
         return strip
 
     def _row(self, ex: Example, width: int, selected: bool) -> Strip:
-        prompt_w, response_w = self._columns(width)
+        status_w, prompt_w, response_w = self._columns(width)
         v = ex.view(self.shape)
         mark, mark_style = STATUS_MARK.get(ex.status, ("?", ""))
         badge, badge_style = badges(self.findings.get(ex.id, ()))
         if ex.problems and not badge:
             badge, badge_style = "bad shape", "bold red"
-        response = v.response_text if not v.is_preference else f"{v.response_text} ⟂ {v.rejected_text}"
+        if v.is_preference:  # chosen and rejected side by side, from where they differ: that is the point
+            half = max(1, (response_w - 3) // 2)
+            chosen, rejected = from_difference(preview(v.response_text, 10_000), preview(v.rejected_text, 10_000))
+            response = preview(chosen, half).ljust(half) + " ⟂ " + preview(rejected, half)
+        else:
+            response = preview(v.response_text, response_w)
         base = self.get_component_rich_style("example-list--cursor") if selected else self.rich_style
         note = "✎" if ex.note else " "
+        status = f"{mark} {ex.status}" if status_w > 2 else mark
         segments = [
             Segment(f"{ex.id:>6} ", base),
-            Segment(f"{mark} {ex.status:<8}"[:10].ljust(10), base + Style.parse(mark_style or "none")),
+            Segment(status[:status_w].ljust(status_w), base + Style.parse(mark_style or "none")),
             Segment(badge[:13].ljust(13) + note, base + Style.parse(badge_style or "none")),
             Segment(preview(v.prompt_text or v.system, prompt_w).ljust(prompt_w) + " │ ", base),
-            Segment(preview(response, response_w).ljust(response_w), base + Style(dim=not selected)),
+            Segment(response[:response_w].ljust(response_w), base + Style(dim=not selected)),
         ]
         return Strip(segments).crop(0, width).extend_cell_length(width, base)
 

@@ -1,0 +1,91 @@
+"""Snapshots of the Data pane's states at fixed terminal sizes (pytest-textual-snapshot).
+
+Update after an intended UI change with `pytest tests/test_snapshots_data.py --snapshot-update`
+and look at the report before committing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from screens.app import create_app
+from screens.data import DataPane
+
+SUPPORT = Path(__file__).resolve().parents[1] / "sample_data" / "support"
+WORKSPACE = Path("/tmp/workbench-snapshot-data")  # fixed: the header shows the path
+
+
+@pytest.fixture
+def ws() -> Path:
+    shutil.rmtree(WORKSPACE, ignore_errors=True)
+    (WORKSPACE / "support").mkdir(parents=True)
+    yield WORKSPACE
+    shutil.rmtree(WORKSPACE, ignore_errors=True)
+
+
+def with_files(ws: Path, *names: str) -> None:
+    for name in names:
+        shutil.copy(SUPPORT / name, ws / "support" / name)
+
+
+def make_app(ws: Path):
+    return create_app(ws, state_path=ws / "state.json")
+
+
+def steps(*keys: str, critique: bool = False):
+    """Open the Data pane, wait for the dataset (and the critique), press keys, let it settle."""
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        await pilot.press("1")
+        pane = pilot.app.query_one(DataPane)
+        deadline = time.monotonic() + 30
+        while pane.session is None and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        if critique:
+            await pilot.press("C")
+            deadline = time.monotonic() + 120
+            while pane.analysis is None and time.monotonic() < deadline:
+                await pilot.pause(0.1)
+            pilot.app.clear_notifications()
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause(0.1)
+        pilot.app.clear_notifications()
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.5)
+
+    return run_before
+
+
+def test_messy_dataset_opened(snap_compare, ws):
+    with_files(ws, "messy.jsonl", "test.jsonl")
+    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=steps())
+
+
+def test_messy_critiqued_worst_first(snap_compare, ws):
+    with_files(ws, "messy.jsonl", "test.jsonl")
+    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=steps("o", critique=True))
+
+
+def test_messy_critiqued_80x24(snap_compare, ws):
+    with_files(ws, "messy.jsonl", "test.jsonl")
+    assert snap_compare(make_app(ws), terminal_size=(80, 24), run_before=steps("o", critique=True))
+
+
+def test_summary(snap_compare, ws):
+    with_files(ws, "messy.jsonl", "test.jsonl")
+    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=steps("v", critique=True))
+
+
+def test_preference_pair_side_by_side(snap_compare, ws):
+    with_files(ws, "preferences.jsonl")
+    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=steps("a", "f", *"tone", "enter"))
+
+
+def test_edit_dialog(snap_compare, ws):
+    with_files(ws, "alpaca_sample.json")
+    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=steps("e"))
