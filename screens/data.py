@@ -8,6 +8,7 @@ thread workers; the UI thread only draws.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shlex
@@ -184,6 +185,9 @@ class DataPane(Vertical):
         if self.session is not None:
             self.session.close()
         self.session = message.session
+        # A big dataset is millions of objects that live as long as it is open: keep the garbage
+        # collector from walking them on every full pass (300+ ms pauses at 100k examples).
+        gc.freeze()
         self.findings, self.analysis = {}, None
         self.pattern = self.status_filter = self.check = None
         self.sort_index = 0
