@@ -22,7 +22,7 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
@@ -109,6 +109,8 @@ class DataPane(Vertical):
                 tooltip="Accept, reject or flag every example shown, or a duplicate cluster"),
         Binding("C", "critique", "Critique", id="data.critique",
                 tooltip="Run every check: format, consistency, PII, duplicates, leakage (again: cancel)"),
+        Binding("D", "semantic", "Similar", id="data.semantic", show=False,
+                tooltip="Paraphrase-level duplicates by MiniLM sentence embeddings (slower; again: cancel)"),
         Binding("L", "llm_critic", "LLM critic", id="data.llm", show=False,
                 tooltip="Score the examples shown (or a sample) with an LLM through litellm"),
         Binding("g", "generate", "Generate", id="data.generate", show=False,
@@ -441,6 +443,9 @@ class DataPane(Vertical):
             with self.app.suspend():
                 subprocess.run([*shlex.split(editor), str(tmp)], check=False)
             row, error = parse_row(tmp.read_text(), s.row_problems)
+        except (SuspendNotSupported, OSError) as exc:
+            self.notify(f"Cannot run {editor} here ({exc}); e edits in the app.", severity="error", timeout=10)
+            return
         finally:
             tmp.unlink(missing_ok=True)
         if row is None:
@@ -582,6 +587,28 @@ class DataPane(Vertical):
             result = analyze.analyze(s, workspace=self.workspace, cancel=cancel,
                                      progress=lambda text: self.post_message(Progress(text)))
         except Exception as exc:  # noqa: BLE001  shown to the user; the pane keeps working
+            self.post_message(AnalysisDone(None, f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(AnalysisDone(result))
+
+    def action_semantic(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+            self.notify("Cancelling…", timeout=2)
+            return
+        s = self.session
+        if s is None:
+            return
+        self._cancel = threading.Event()
+        self._set_progress("similar examples: loading MiniLM…")
+        self._semantic(s, self._cancel)
+
+    @work(thread=True, exclusive=True, group="data-analysis", exit_on_error=False)
+    def _semantic(self, s: DatasetSession, cancel: threading.Event) -> None:
+        try:
+            result = analyze.semantic(s, previous=self.analysis, cancel=cancel,
+                                      progress=lambda text: self.post_message(Progress(text)))
+        except Exception as exc:  # noqa: BLE001
             self.post_message(AnalysisDone(None, f"{type(exc).__name__}: {exc}"))
             return
         self.post_message(AnalysisDone(result))

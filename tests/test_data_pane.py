@@ -229,3 +229,27 @@ async def test_llm_critic_through_litellm_mock(tmp_path: Path, monkeypatch: pyte
         assert scored and all(f.score == 2 for f in scored)
         assert "LLM critic" in pane.analysis.summary_text()
     assert list((ws / ".workbench" / "llm-cache").glob("**/*.json"))
+
+
+async def test_edit_in_external_editor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import contextlib
+    import sys
+
+    script = tmp_path / "fake-editor.py"
+    script.write_text(
+        "import json, sys\n"
+        "p = sys.argv[1]\n"
+        "row = json.load(open(p))\n"
+        "row['messages'][-1]['content'] = 'from the editor'\n"
+        "json.dump(row, open(p, 'w'))\n"
+    )
+    monkeypatch.setenv("VISUAL", f"{sys.executable} {script}")
+    ws = make_workspace(tmp_path, lines=3)
+    app = create_app(ws, state_path=tmp_path / "state.json")
+    monkeypatch.setattr(app, "suspend", contextlib.nullcontext)  # the headless driver cannot give up the terminal
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await opened(pilot)
+        await pilot.press("E")
+        await pilot.pause()
+        assert pane.session.get(0).row["messages"][-1]["content"] == "from the editor"
+        assert pane.session.unsaved() == 1

@@ -263,6 +263,34 @@ def analyze(session: Any, *, workspace: Path, progress: Progress | None = None,
     return result
 
 
+def semantic(session: Any, *, threshold: float = 0.95, previous: Analysis | None = None,
+             progress: Progress | None = None, cancel: threading.Event | None = None) -> Analysis:
+    """Paraphrase-level duplicates by MiniLM embeddings (cosine >= threshold), added to ``previous``."""
+    from workbench.data.dedup import Cancelled, semantic_duplicates, texts_for
+
+    say = progress or (lambda _text: None)
+    examples = session.visible()
+    texts = texts_for([e.row for e in examples], session.shape, "all")
+    out = previous or Analysis()
+    try:
+        result = semantic_duplicates(texts, threshold=threshold,
+                                     progress=lambda done, total: say(f"embedding {done}/{total}"), cancel=cancel)
+    except Cancelled:
+        out.cancelled = True
+        return out
+    found: dict[int, list[Finding]] = {}
+    for f in result.findings():
+        found.setdefault(examples[f.index].id, []).append(f)
+    out.merge(found, replace_check="semantic_duplicate")
+    out.clusters = [c for c in out.clusters if c.kind != "semantic"]
+    base = max((c.id for c in out.clusters), default=-1) + 1
+    for c in result.clusters:
+        out.clusters.append(ClusterView(base + c.id, "semantic", tuple(examples[m].id for m in c.members),
+                                        examples[c.representative].id, c.min_similarity))
+    out.cancelled = False
+    return out
+
+
 # --- LLM --------------------------------------------------------------------------------------
 
 LLMFactory = Callable[[str, Path], Any]
