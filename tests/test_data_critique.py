@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -625,3 +628,11 @@ def test_empty_dataset():
     assert summary.checked == 0 and summary.prompt_lengths is None and summary.by_severity["error"] == 0
 
 
+def test_same_report_whatever_the_hash_seed():
+    code = ("import hashlib, json; from workbench.data.load import load_rows;"
+            "from workbench.data.critique import critique;"
+            "r = load_rows('sample_data/support/messy.jsonl', skip_bad=True);"
+            "print(hashlib.sha1(json.dumps(critique(r.rows, r.shape).to_dict(), sort_keys=True).encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], cwd=SAMPLE.parent, capture_output=True, text=True,
+                              check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert len(digests) == 1  # set order never leaks into topics or conventions
