@@ -630,7 +630,8 @@ class DataPane(Vertical):
         result = message.result
         self.analysis = result
         self.findings = result.findings
-        self.notify(result.headline(), title="Critique", timeout=8)
+        hint = "o sorts worst first · c filters by finding · ] jumps to the next · v summary"
+        self.notify(f"{result.headline()}\n{hint}", title="Critique", timeout=8)
         self.reload()
 
     def action_toggle_summary(self) -> None:
