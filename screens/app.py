@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import copy
 import gc
+import os
+import sys
+import termios
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -70,9 +73,24 @@ class WorkbenchApp(App[None]):
         if self.state.theme and self.state.theme in self.available_themes:
             self.theme = self.state.theme
         self._focus_pane(self.query_one(TabbedContent).active)
+        if not self.is_headless and _tty() is not None:
+            self.set_interval(2.0, self._check_terminal)
         # What exists after the first paint lives as long as the app: keep the garbage
         # collector from walking it again and again (full passes cost 60+ ms here).
         self.call_after_refresh(gc.freeze)
+
+    def _check_terminal(self) -> None:
+        """Quit when the terminal has hung up (an SSH drop whose SIGHUP never reached us).
+
+        Textual's input thread would otherwise read end-of-file forever at 100% CPU. Runs go on.
+        """
+        fd = _tty()
+        try:
+            if fd is None:
+                raise OSError("stdin closed")
+            termios.tcgetattr(fd)
+        except (termios.error, OSError):
+            self.exit(return_code=129)
 
     def remember(self, **fields: Any) -> None:
         """Keep something for the next session (last run, pane)."""
@@ -131,6 +149,15 @@ class WorkbenchApp(App[None]):
         """Show the pane, then run one of its actions (from the command palette)."""
         self.action_pane(pane)
         self.call_later(widget.run_action, action)
+
+
+def _tty() -> int | None:
+    """The file descriptor of stdin when it is a terminal."""
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, ValueError, OSError):
+        return None
+    return fd if os.isatty(fd) else None
 
 
 def _keys(bindings: list) -> list[tuple[str, str]]:

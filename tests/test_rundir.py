@@ -99,3 +99,16 @@ def test_list_find_and_summarize(tmp_path):
     assert summarize(find_run(tmp_path, str(tmp_path / "runs" / "b-2"))).state == "failed"
     with pytest.raises(RunError, match="no run"):
         find_run(tmp_path, "zzz")
+
+
+def test_a_checkpoint_cut_by_a_kill_is_not_resumed_from(tmp_path):
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    for step, state in ((5, '{"global_step": 5}'), (10, '{"global_st'), (15, None)):
+        ckpt = run.path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "adapter_model.safetensors").write_bytes(b"x")
+        if state is not None:
+            (ckpt / "trainer_state.json").write_text(state)
+    assert [p.name for p in run.checkpoints()] == ["checkpoint-5"]
+    assert len(run.checkpoints(complete=False)) == 3

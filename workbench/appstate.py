@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.train.rundir import atomic_write_text
+from workbench.fileio import atomic_write_text
 
 
 def state_path() -> Path:

@@ -29,7 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from workbench.errors import WorkbenchError
-from workbench.train.rundir import atomic_write_text
+from workbench.fileio import atomic_write_text
 
 Messages = list[dict[str, Any]]
 """A chat request: ``[{"role": "user", "content": "..."}]``."""

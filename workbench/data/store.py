@@ -45,6 +45,7 @@ from workbench.data.load import BadRow, load_rows
 from workbench.data.readers import file_type_for_name, file_type_of
 from workbench.data.view import ExampleView, view
 from workbench.errors import DataError
+from workbench.fileio import atomic_write_bytes
 
 STATUSES = ("pending", "accepted", "rejected", "flagged")
 REVIEW_VERSION = 1
@@ -116,27 +117,8 @@ class Change:
         return Change(self.label, [(i, k, new, old) for i, k, old, new in reversed(self.atoms)])
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+def _write(path: Path, data: bytes) -> None:
+    atomic_write_bytes(path, data, durable=True)
 
 
 def row_hash(row: dict[str, Any]) -> str:
@@ -589,13 +571,13 @@ class DatasetSession:
         # hash, so a journal left over from a cut save is known as already saved), then the data,
         # then a fresh journal on the new content.
         self._write_review(new_hash)
-        _atomic_write(self.path, data)
+        _write(self.path, data)
         self.base_hash = new_hash
         self._saved_hash = new_hash
         self._saved_seq = self._seq
         if self._journal_fh is not None:
             self._journal_fh.close()
-        _atomic_write(self.journal_path, json.dumps({"base": self.base_hash, "file": self.path.name,
+        _write(self.journal_path, json.dumps({"base": self.base_hash, "file": self.path.name,
                                                       "version": REVIEW_VERSION}).encode() + b"\n")
         self._journal_fh = open(self.journal_path, "ab")
         return self.path
@@ -612,7 +594,7 @@ class DatasetSession:
         if target_type is None:
             raise DataError(f"{path}: cannot tell the file type from {path.suffix or 'no extension'!r}; "
                             "use .jsonl, .json, .csv or .parquet")
-        _atomic_write(path, self._encode(list(examples), keep_bad=False, file_type=target_type))
+        _write(path, self._encode(list(examples), keep_bad=False, file_type=target_type))
         return len(examples)
 
     def _ordered(self, examples: list[Example]) -> list[Example | KeptLine]:
@@ -696,7 +678,7 @@ class DatasetSession:
             rows.append(entry)
         payload = {"version": REVIEW_VERSION, "file": self.path.name, "file_sha256": content_hash,
                    "journal_seq": self._seq, "saved": time.strftime("%Y-%m-%dT%H:%M:%S"), "rows": rows}
-        _atomic_write(self.review_path, json.dumps(payload, ensure_ascii=False).encode())
+        _write(self.review_path, json.dumps(payload, ensure_ascii=False).encode())
 
     # --- analysis helpers ---------------------------------------------------
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.fileio import atomic_write_text
 from workbench.errors import RunError
 
 LIVE_STATES = ("starting", "running", "stopping")
@@ -56,14 +57,12 @@ def as_float(value: Any) -> float | None:
     return None
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write-temp, fsync, rename: a reader sees the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def _checkpoint_complete(path: Path) -> bool:
+    try:
+        state = json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and "global_step" in state
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
@@ -207,9 +206,15 @@ class RunDir:
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics_path)[0]
 
-    def checkpoints(self) -> list[Path]:
-        """checkpoint-N directories, by step."""
+    def checkpoints(self, *, complete: bool = True) -> list[Path]:
+        """checkpoint-N directories, by step; by default only complete ones.
+
+        The Trainer writes trainer_state.json last: a worker killed while saving leaves a
+        directory without it (or with half of it), which cannot be resumed from.
+        """
         found = [p for p in self.path.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+        if complete:
+            found = [p for p in found if _checkpoint_complete(p)]
         return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
     def locked(self) -> bool:

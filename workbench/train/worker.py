@@ -177,6 +177,10 @@ def run_worker(run: RunDir, resume: bool = False) -> str:
             trainer, tokenizer = build_trainer(run, config, callback)
             checkpoint = str(run.checkpoints()[-1]) if resume and run.checkpoints() else None
             if resume:
+                partial = [p.name for p in run.checkpoints(complete=False) if p not in run.checkpoints()]
+                if partial:
+                    print(f"[workbench] skipping incomplete checkpoint(s) {', '.join(partial)} "
+                          "(the worker was killed while saving)", flush=True)
                 print(f"[workbench] resuming from {checkpoint or 'the start (no checkpoint)'}", flush=True)
             trainer.train(resume_from_checkpoint=checkpoint)
             if callback.verdict.kind == "diverged":
