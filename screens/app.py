@@ -20,6 +20,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
+from screens.config import ConfigPane
 from screens.data import DataPane
 from screens.modals import HelpScreen
 from screens.placeholder import PlaceholderPane
@@ -32,7 +33,7 @@ PANES = [("data", "1 Data"), ("config", "2 Config"), ("train", "3 Train"), ("eva
 class WorkbenchApp(App[None]):
     """Data, Config, Train and Eval over one workspace."""
 
-    CSS_PATH = ["app.tcss", "train.tcss", "data.tcss"]
+    CSS_PATH = ["app.tcss", "train.tcss", "data.tcss", "config.tcss"]
     TITLE = "Fine-tuning workbench"
     BINDINGS = [
         Binding("1", "pane('data')", "Data", id="pane.data", show=False, tooltip="The Data pane"),
@@ -65,6 +66,10 @@ class WorkbenchApp(App[None]):
                         data = DataPane(self.workspace, id="data-pane")
                         data.initial_dataset = remembered.get("last_dataset")
                         yield data
+                    elif pane == "config":
+                        config = ConfigPane(self.workspace, id="config-pane")
+                        config.initial_config = remembered.get("last_config")
+                        yield config
                     else:
                         yield PlaceholderPane(pane)
         yield Footer()
@@ -112,7 +117,7 @@ class WorkbenchApp(App[None]):
         self._focus_pane(pane)
 
     def _focus_pane(self, pane: str) -> None:
-        focus = {"train": "#runs", "data": "#examples"}.get(pane)
+        focus = {"train": "#runs", "data": "#examples", "config": "#form"}.get(pane)
         if focus:
             self.call_after_refresh(lambda: self.query_one(focus).focus())
 
@@ -130,13 +135,16 @@ class WorkbenchApp(App[None]):
         elif active == "data":
             sections.append(("Data pane", _keys(DataPane.BINDINGS)
                              + [("↑ ↓ j k", "previous / next example"), ("PgUp PgDn g G", "page, first, last")]))
+        elif active == "config":
+            sections.append(("Config pane", [("↑ ↓", "choose a field")] + _keys(ConfigPane.BINDINGS)))
         self.push_screen(HelpScreen(sections))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for pane, title in PANES:
             yield SystemCommand(f"Go to {title[2:]}", f"Show the {title[2:]} pane", lambda p=pane: self.action_pane(p))
-        for pane_id, name, cls in (("data", "Data", DataPane), ("train", "Train", TrainPane)):
+        for pane_id, name, cls in (("data", "Data", DataPane), ("config", "Config", ConfigPane),
+                                   ("train", "Train", TrainPane)):
             found = self.query(f"#{pane_id}-pane")
             if not found:
                 continue

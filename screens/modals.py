@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -50,28 +51,35 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(value)
 
 
-class LaunchScreen(ModalScreen[Path | None]):
-    """Pick a run config from the workspace; Enter launches, Esc cancels."""
+class LaunchScreen(ModalScreen[Any]):
+    """Pick a run config: the Config pane's (when given) or a file of the workspace; Enter launches."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, configs: list[Path], workspace: Path) -> None:
+    def __init__(self, configs: list[Path], workspace: Path, held: tuple[str, Any] | None = None) -> None:
         super().__init__()
         self.configs = configs
         self.workspace = workspace
+        self.held = held  # (label, config) of the config the Config pane holds
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label("[b]Launch a run[/b]: pick a config (Enter), Esc cancels")
-            if not self.configs:
+            if not self.configs and self.held is None:
                 yield Static(f"No *.yaml configs in {self.workspace}. Save one from the Config pane or write one "
                              "(see sample_data/configs/).")
-            options = [Option(str(p.relative_to(self.workspace)) if p.is_relative_to(self.workspace) else str(p), id=str(i))
-                       for i, p in enumerate(self.configs)]
+            options = []
+            if self.held is not None:
+                options.append(Option(f"the Config pane's config: {self.held[0]}", id="held"))
+            options += [Option(str(p.relative_to(self.workspace)) if p.is_relative_to(self.workspace) else str(p), id=str(i))
+                        for i, p in enumerate(self.configs)]
             yield OptionList(*options, id="configs")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(self.configs[int(event.option.id or 0)])
+        if event.option.id == "held" and self.held is not None:
+            self.dismiss(self.held[1])
+        else:
+            self.dismiss(self.configs[int(event.option.id or 0)])
 
 
 class PromptScreen(ModalScreen[str | None]):

@@ -7,17 +7,6 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 COMING = {
-    "data": ("Data", [
-        "Open, edit and triage examples by keyboard: accept, reject, flag, undo.",
-        "Critique: empty and placeholder outputs, format consistency, near-duplicates (MinHash),",
-        "train/test leakage, personal data, an LLM critic.",
-        "Meanwhile: `workbench data inspect FILE` and `workbench data split FILE --out DIR`.",
-    ]),
-    "config": ("Config", [
-        "Build a LoRA, QLoRA or full SFT/DPO config with every field explained and validated live,",
-        "a GPU memory estimate, an advisor, and exports to TRL's CLI and a plain script.",
-        "Meanwhile: edit a YAML in the workspace and run `workbench check CONFIG`.",
-    ]),
     "eval": ("Eval", [
         "Predictions of the base model against adapters and checkpoints, metrics with confidence",
         "intervals, an LLM judge, and blind human rating in a review grid.",

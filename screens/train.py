@@ -24,7 +24,7 @@ from textual.worker import get_current_worker
 from screens.modals import ConfirmScreen, LaunchScreen
 from screens.widgets.charts import LossChart, SeriesChart
 from screens.widgets.runs_table import RunsTable
-from workbench.config.schema import load_config, summary
+from workbench.config.schema import RunConfig, load_config, summary
 from workbench.errors import WorkbenchError
 from workbench.fmt import duration
 from workbench.train import runner
@@ -370,18 +370,25 @@ class TrainPane(Vertical):
         return RunDir(runner.runs_dir(self.workspace) / self.run_id)
 
     def action_launch(self) -> None:
-        configs = sorted(p for p in self.workspace.rglob("*.yaml") if "runs" not in p.relative_to(self.workspace).parts)
-        self.app.push_screen(LaunchScreen(configs, self.workspace), self._launch_chosen)
+        from screens.config import ConfigPane, find_configs
 
-    def _launch_chosen(self, path: Path | None) -> None:
-        if path is not None:
-            self.notify(f"Checking {path.name}…")
-            self.launch_config(path)
+        held = None
+        panes = self.app.query(ConfigPane)
+        if panes and panes.first().config is not None:
+            pane = panes.first()
+            label = pane.config.name + (" (unsaved changes included)" if pane.dirty else "")
+            held = (label, pane.config)
+        self.app.push_screen(LaunchScreen(find_configs(self.workspace), self.workspace, held), self._launch_chosen)
+
+    def _launch_chosen(self, chosen: Path | RunConfig | None) -> None:
+        if chosen is not None:
+            self.notify(f"Checking {chosen.name if isinstance(chosen, Path) else chosen.name}…")
+            self.launch_config(chosen)
 
     @work(thread=True, exclusive=True, group="launch", exit_on_error=False)
-    def launch_config(self, path: Path) -> None:
+    def launch_config(self, config: Path | RunConfig) -> None:
         try:
-            run = runner.launch(path, self.workspace)
+            run = runner.launch(config, self.workspace)
         except WorkbenchError as exc:
             self.app.call_from_thread(self.notify, str(exc), title="Not launched", severity="error", timeout=15)
             return

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from appkit import fake_run
-from textual.widgets import Static, TabbedContent
+from textual.widgets import OptionList, Static, TabbedContent
 
 from screens.app import create_app
 from screens.modals import ConfirmScreen, HelpScreen, LaunchScreen
@@ -47,8 +47,8 @@ async def test_switch_panes_and_help(tmp_path):
             await pilot.press(key)
             await pilot.pause()
             assert tabs.active == pane
-        await pilot.press("2")
-        assert "coming soon" in str(app.query_one("#config PlaceholderPane").query_one(Static).render())
+        await pilot.press("4")
+        assert "coming soon" in str(app.query_one("#eval PlaceholderPane").query_one(Static).render())
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
@@ -147,7 +147,10 @@ async def test_launch_watch_stop_resume_by_keys(workspace, tiny_model_dir, tmp_p
         await pilot.pause()
         await pilot.press("n")
         assert isinstance(app.screen, LaunchScreen)
-        await pilot.press("enter")  # the only config
+        options = app.screen.query_one(OptionList)
+        labels = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        options.highlighted = next(i for i, label in enumerate(labels) if label.endswith("tiny-test.yaml"))
+        await pilot.press("enter")
         await until(pilot, lambda: pane.last is not None and bool(pane.last.chart.train_loss), timeout=120,
                     what="the first metrics")
         assert pane.last.status.state == "running"

@@ -1,0 +1,102 @@
+"""Everything the Config pane shows about a config, computed in one call (off the UI thread).
+
+:func:`assess` gathers the context (data files, dataset size and shape, token
+lengths, hardware, the model's facts), runs every validation rule, and adds the
+derived figures and the memory estimate. Gathering the context reads the
+dataset and the model's config, so it is cached per data/model settings: a
+change to the learning rate re-validates in milliseconds.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.config.check import gather_context
+from workbench.config.schema import RunConfig
+from workbench.config.validate import Context, Finding, Hardware, validate
+from workbench.errors import WorkbenchError
+
+_cache: dict[tuple, Context] = {}
+_lock = threading.Lock()
+_hardware: Hardware | None = None
+
+
+@dataclass
+class Assessment:
+    findings: list[Finding]
+    context: Context
+    derived: Any = None  # derived.Derived
+    memory: Any = None  # memory.MemoryEstimate
+    facts: Any = None  # modelinfo.ModelFacts
+    modules: str = ""  # the model's adaptable module names, for the target_modules field
+
+    def derived_text(self) -> str:
+        if self.derived is None:
+            return ""
+        rows = self.derived.lines()
+        width = max((len(label) for label, _, _ in rows), default=10)
+        return "Derived\n" + "\n".join(f"  {label:<{width}}  {value}" for label, value, _ in rows) + "\n"
+
+    def memory_text(self) -> str:
+        if self.memory is None:
+            return ""
+        return self.memory.text() + "\n"
+
+
+def _context_key(config: RunConfig) -> tuple:
+    d = config.data
+    return (str(config.base_dir), config.resolved_model(), d.train, d.val, d.test, d.shape, d.val_ratio,
+            d.max_train_examples, config.train.max_length, config.method)
+
+
+def hardware() -> Hardware:
+    global _hardware
+    if _hardware is None:
+        _hardware = Hardware.detect()
+    return _hardware
+
+
+def context_for(config: RunConfig, hw: Hardware | None = None) -> Context:
+    """The (cached) context of a config: only data and model settings change it."""
+    key = _context_key(config)
+    with _lock:
+        cached = _cache.get(key)
+    if cached is None:
+        cached = gather_context(config, hw or hardware())
+        with _lock:
+            _cache[key] = cached
+    return cached
+
+
+def assess(config: RunConfig, *, step_seconds: float | None = None, hw: Hardware | None = None) -> Assessment:
+    ctx = context_for(config, hw)
+    result = Assessment(validate(config, ctx), ctx)
+    facts = getattr(ctx, "model_facts", None)
+    if facts is None:
+        try:
+            from workbench.config.modelinfo import model_facts
+
+            facts = model_facts(config.resolved_model())
+        except (WorkbenchError, OSError, ValueError, ImportError):
+            facts = None
+    result.facts = facts
+    if facts is not None:
+        from workbench.config.memory import estimate_memory
+        from workbench.config.modelinfo import lora_params
+
+        result.modules = ", ".join(facts.module_groups().get("all-linear", []))
+        result.memory = estimate_memory(config, facts)
+        trainable = None if config.finetune == "full" else lora_params(facts, config.lora.target_modules, config.lora.r)
+    else:
+        trainable = None
+    from workbench.config.derived import derived
+
+    result.derived = derived(
+        config, n_train=ctx.n_train, trainable_params=trainable if config.finetune != "full" else
+        (facts.total_params if facts is not None else None),
+        total_params=facts.total_params if facts is not None else None,
+        mean_tokens=getattr(ctx, "mean_tokens", None), step_seconds=step_seconds,
+    )
+    return result
