@@ -156,8 +156,10 @@ class DiagnoseScreen(ModalScreen[None]):
     def _show(self, diagnoses: list[Any], source: str) -> None:
         out = Text(f"{source}\n\n", style="bold")
         for d in diagnoses:
-            out.append(f"● {d.cause}\n", style="bold")
-            out.append(f"  fix: {d.fix}\n")
+            out.append(f"● {d.cause}", style="bold")
+            out.append(f"  ({d.confidence} confidence)\n", style="dim")
+            for step in d.fix:
+                out.append(f"  - {step}\n")
             if d.evidence:
                 out.append(f"  seen: {d.evidence}\n", style="dim")
             out.append("\n")
@@ -168,7 +170,9 @@ class DiagnoseScreen(ModalScreen[None]):
 
         text = self.query_one(TextArea).text
         if text.strip():
-            self._show(diagnose_text(text), "From the pasted text")
+            held = self.app.query("#config-pane")
+            config = held.first().config if held else None
+            self._show(diagnose_text(text, config=config), "From the pasted text")
 
     def action_pick_run(self) -> None:
         from screens.modals import ChoiceScreen
