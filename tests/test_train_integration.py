@@ -168,3 +168,13 @@ def test_a_killed_worker_reads_as_lost_and_can_resume(workspace, tiny_model_dir)
     runner.resume(run)
     assert runner.stop(run, timeout=120) == "stopped"  # even while it is still starting up
     assert "resuming from" in run.log_path.read_text()
+
+
+def test_fp32_runs_turn_trls_bf16_default_off():
+    from workbench.config import RunConfig
+    from workbench.train.worker import _precision
+
+    for precision in ("fp32", "auto"):  # auto is fp32 on this CPU-only machine
+        config = RunConfig.model_validate({"data": {"train": "x.jsonl"}, "train": {"precision": precision}})
+        _, flags = _precision(config)
+        assert flags == {"bf16": False, "fp16": False}  # SFTConfig would otherwise default bf16=True

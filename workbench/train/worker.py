@@ -43,7 +43,11 @@ def _telemetry_loop(run: RunDir, status: StatusWriter, done: threading.Event) ->
 
 
 def _precision(config: RunConfig) -> tuple[Any, dict[str, bool]]:
-    """The dtype to load the base model in and the trainer's mixed-precision flags."""
+    """The dtype to load the base model in and the trainer's mixed-precision flags.
+
+    Both flags are always passed: TRL's configs default bf16 to True, so leaving them out
+    would train an fp32 run (every CPU run) under bf16 autocast.
+    """
     import torch
 
     p = config.train.precision
@@ -51,10 +55,10 @@ def _precision(config: RunConfig) -> tuple[Any, dict[str, bool]]:
     if p == "auto":
         p = "bf16" if cuda and torch.cuda.is_bf16_supported() else ("fp16" if cuda else "fp32")
     if p == "bf16":
-        return torch.bfloat16, {"bf16": True}
+        return torch.bfloat16, {"bf16": True, "fp16": False}
     if p == "fp16":
-        return torch.float32, {"fp16": True}  # fp16 AMP needs fp32 master weights
-    return torch.float32, {}
+        return torch.float32, {"bf16": False, "fp16": True}  # fp16 AMP needs fp32 master weights
+    return torch.float32, {"bf16": False, "fp16": False}
 
 
 def _has_arg(name: str) -> bool:

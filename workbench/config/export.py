@@ -1,0 +1,553 @@
+"""A run config exported three ways: the workbench's YAML, TRL's CLI config, a standalone script.
+
+The three share one mapping from our config onto TRL's ``SFTConfig`` /
+``DPOConfig`` (:func:`training_arguments`, :func:`precision_arguments`) and
+PEFT's ``LoraConfig`` (:func:`peft_arguments`), the same mapping the worker's
+``build_trainer`` applies, so an exported run trains like the workbench's.
+
+What TRL's CLI cannot express (the workbench's overfitting detector, a
+separate validation file, ...) is written into the exported YAML as a comment
+line saying so; the script keeps all of it that plain TRL can do. No export
+reads the environment: nothing from it (tokens, cache paths) is embedded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import pprint
+import textwrap
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import yaml
+
+from workbench.config.derived import has_eval_split
+from workbench.config.schema import RunConfig, dump_config
+from workbench.config.validate import Hardware, eval_interval, total_steps
+from workbench.models import BUNDLED_NAME, is_bundled
+
+Precision = Literal["bf16", "fp16", "fp32"]
+
+#: The hub original of the bundled model (the workbench trains a copy converted from its Q4_1 GGUF).
+BUNDLED_HUB_ID = f"HuggingFaceTB/{BUNDLED_NAME}"
+
+#: Per precision: the dtype the base model loads in, and the trainer's mixed-precision flags. Both flags
+#: are always given: TRL turns bf16 on when neither is set.
+PRECISIONS: dict[Precision, tuple[str, dict[str, bool]]] = {
+    "bf16": ("bfloat16", {"bf16": True, "fp16": False}),
+    "fp16": ("float32", {"bf16": False, "fp16": True}),  # fp16 AMP needs fp32 master weights
+    "fp32": ("float32", {"bf16": False, "fp16": False}),
+}
+
+#: Without a known step count, the eval interval as a share of the run: about ten evaluations.
+EVAL_SHARE = 0.1
+
+#: datasets' builder for each data file extension.
+_BUILDERS = {".jsonl": "json", ".ndjson": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+#: PEFT LoraConfig argument -> TRL ModelConfig field.
+_TRL_LORA_KEYS = {
+    "r": "lora_r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout", "target_modules": "lora_target_modules",
+    "use_rslora": "use_rslora", "use_dora": "use_dora", "task_type": "lora_task_type",
+}
+
+_NO_TRL = "no TRL equivalent"
+
+#: training_arguments keys that go into the exported YAML's evaluation section.
+_EVAL_KEYS = (
+    "logging_steps", "logging_first_step", "eval_strategy", "eval_steps", "save_strategy", "save_steps",
+    "save_total_limit", "load_best_model_at_end", "metric_for_best_model", "greater_is_better", "report_to",
+)
+
+_COMPLETION_ONLY_NOTE = (
+    f"completion-only loss on conversations: {_NO_TRL}; the workbench splits each conversation into prompt + "
+    "final assistant turn and trains on that turn only; TRL does the same for prompt/completion rows, but trains "
+    "'messages' rows on every token (assistant_only_loss needs a chat template with generation markers)"
+)
+
+
+class TrlExport(NamedTuple):
+    """A TRL CLI config and the command that runs it (``FILE`` stands for where the YAML is written)."""
+
+    yaml_text: str
+    command: str
+
+
+# --- the mapping, shared by the exports and (proposed) the worker ------------------------------------------
+
+
+def resolve_precision(precision: str, hardware: Hardware) -> Precision:
+    """The concrete precision: ``auto`` is bf16 on a GPU that has it, fp16 on other GPUs, else fp32."""
+    if precision == "auto":
+        return "bf16" if hardware.bf16 else ("fp16" if hardware.cuda else "fp32")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}")
+    return precision
+
+
+def precision_arguments(precision: Precision) -> tuple[str, dict[str, bool]]:
+    """The base model's load dtype (a torch dtype name) and the trainer flags for a concrete precision."""
+    dtype, flags = PRECISIONS[precision]
+    return dtype, dict(flags)
+
+
+@functools.cache
+def checkpointing_key() -> str:
+    """The installed transformers' name for activation checkpointing (renamed in transformers 5)."""
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
+def training_arguments(config: RunConfig, *, output_dir: str, steps: int | None, has_eval: bool) -> dict[str, Any]:
+    """Keyword arguments of TRL's ``SFTConfig`` / ``DPOConfig`` for this config.
+
+    ``steps`` is the run's optimizer step count when known (see
+    :func:`~workbench.config.validate.total_steps`); without it and without
+    ``eval.eval_steps``, ``eval_steps`` and ``save_steps`` come back None for
+    the caller to settle. Precision flags (:func:`precision_arguments`) and
+    process-level settings (``use_cpu``, tqdm, dataloader workers) are left
+    to the caller too: they depend on the machine, not on the config.
+    """
+    t, e = config.train, config.eval
+    every = e.eval_steps or (eval_interval(config, steps) if steps else None)
+    args: dict[str, Any] = {
+        "output_dir": output_dir, "run_name": config.name, "seed": config.seed, "data_seed": config.seed,
+        "trust_remote_code": config.trust_remote_code,
+        "per_device_train_batch_size": t.batch_size, "per_device_eval_batch_size": t.batch_size,
+        "gradient_accumulation_steps": t.grad_accum, "learning_rate": t.learning_rate,
+        "lr_scheduler_type": t.lr_scheduler,
+        "warmup_steps": t.warmup_ratio,  # transformers 5: a value below 1 is a share of the steps
+        "weight_decay": t.weight_decay, "max_grad_norm": t.max_grad_norm, "optim": t.optimizer,
+        "num_train_epochs": t.epochs, "max_steps": t.max_steps or -1, "max_length": t.max_length,
+        "logging_steps": e.logging_steps, "logging_first_step": True,
+        "eval_strategy": "steps" if has_eval else "no", "eval_steps": every,
+        "save_strategy": "steps", "save_steps": e.save_steps or every, "save_total_limit": e.save_total_limit,
+        "load_best_model_at_end": e.load_best and has_eval, "metric_for_best_model": "eval_loss",
+        "greater_is_better": False, "report_to": "none",
+    }
+    # TRL turns checkpointing on by default: say exactly what the config says.
+    args[checkpointing_key()] = t.gradient_checkpointing
+    if config.method == "dpo":
+        args["beta"] = t.dpo_beta
+    else:
+        args["packing"] = t.packing
+    return args
+
+
+def peft_arguments(config: RunConfig) -> dict[str, Any] | None:
+    """Keyword arguments of PEFT's ``LoraConfig``, or None for full fine-tuning."""
+    if config.finetune == "full":
+        return None
+    lora = config.lora
+    return {
+        "r": lora.r, "lora_alpha": _number(lora.alpha), "lora_dropout": lora.dropout,
+        "target_modules": lora.target_modules, "use_rslora": lora.rslora, "use_dora": lora.dora,
+        "task_type": "CAUSAL_LM",
+    }
+
+
+def model_reference(config: RunConfig) -> str:
+    """What ``from_pretrained`` loads outside the workbench: a local directory (absolute) or a hub id."""
+    return BUNDLED_HUB_ID if is_bundled(config.model) else config.resolved_model()
+
+
+def data_path(config: RunConfig, value: str | None) -> str | None:
+    """A data path from the config, resolved against the config's directory."""
+    path = config.resolve(value)
+    return None if path is None else os.path.normpath(path)
+
+
+def default_output_dir(config: RunConfig) -> str:
+    return f"outputs/{config.name}"
+
+
+# --- the workbench's own YAML ----------------------------------------------------------------------------
+
+
+def to_yaml(config: RunConfig) -> str:
+    """The YAML the workbench trains from (``workbench train FILE``)."""
+    return dump_config(config)
+
+
+# --- TRL's CLI ---------------------------------------------------------------------------------------------
+
+
+def to_trl_config(
+    config: RunConfig, *, n_train: int | None = None, output_dir: str | None = None, hardware: Hardware | None = None,
+) -> TrlExport:
+    """A config file for ``trl sft --config FILE`` or ``trl dpo --config FILE``.
+
+    ``n_train`` (training examples) pins the eval interval to the
+    workbench's exact step; without it the interval is a share of the run.
+    ``precision: auto`` is resolved for ``hardware`` (this machine's when
+    None), since TRL has no "best available" setting.
+    """
+    hardware = hardware or Hardware.detect()
+    notes: dict[str, list[str]] = {title: [] for title in ("model", "data", "lora", "training", "evaluation")}
+    data, has_eval = _trl_data(config, notes["data"])
+    args = training_arguments(
+        config, output_dir=output_dir or default_output_dir(config), steps=total_steps(config, n_train),
+        has_eval=has_eval,
+    )
+    _settle_schedule(args, notes["evaluation"])
+    _unmapped_eval(config, notes["evaluation"])
+    precision = resolve_precision(config.train.precision, hardware)
+    dtype, flags = precision_arguments(precision)
+    if config.train.precision == "auto":
+        where = "a GPU with bf16" if hardware.bf16 else ("a GPU without bf16" if hardware.cuda else "no CUDA GPU")
+        notes["training"].append(
+            f"train.precision auto: resolved to {precision} for the exporting machine ({where}); "
+            "the workbench decides on the machine that trains"
+        )
+    if config.method == "sft":
+        notes["training"].append(_COMPLETION_ONLY_NOTE)
+    model: dict[str, Any] = {"model_name_or_path": model_reference(config), "dtype": dtype}
+    if is_bundled(config.model):
+        notes["model"].append(
+            f"model {config.model}: the workbench trains a copy converted from the bundled {BUNDLED_NAME} GGUF "
+            "(Q4_1); this is the original on the hub"
+        )
+    lora = _trl_lora(config, model, notes["lora"])
+    evaluation = {k: args.pop(k) for k in _EVAL_KEYS}
+    sections = {"model": model, "data": data, "lora": lora, "training": {**args, **flags}, "evaluation": evaluation}
+    text = "".join(_comment(line) for line in (
+        f"TRL CLI config for the workbench run '{config.name}' ({config.method.upper()}, {config.finetune}).",
+        f"Run it with: trl {config.method} --config FILE",
+        "Comment lines name what TRL's CLI has no equivalent for, and what differs from a workbench run.",
+    ))
+    for title, values in sections.items():
+        text += "\n" + _comment(title) + "".join(_comment(note) for note in notes[title])
+        text += yaml.safe_dump(values, sort_keys=False, allow_unicode=True, width=1000)
+    return TrlExport(text, f"trl {config.method} --config FILE")
+
+
+def _trl_data(config: RunConfig, notes: list[str]) -> tuple[dict[str, Any], bool]:
+    """The ``datasets`` mixture section (TRL's DatasetMixtureConfig) and whether it yields an eval split."""
+    d = config.data
+    train = data_path(config, d.train)
+    assert train is not None
+    builder = _builder(Path(train))
+    entry: dict[str, Any] = {"path": builder or train, "data_files": train, "split": "train"}
+    if builder is None:
+        del entry["data_files"]
+        notes.append(f"data.train {d.train}: {_NO_TRL} for this kind of data; TRL's CLI reads jsonl, json, csv "
+                     "and parquet files")
+    section: dict[str, Any] = {"datasets": [entry]}
+    split_here = d.val is None and d.val_ratio > 0
+    if split_here:
+        section["test_split_size"] = d.val_ratio
+        notes.append(f"data.split_seed {d.split_seed}: {_NO_TRL}; TRL holds out its test_split_size share at "
+                     "random on each run, not the workbench's seeded split")
+        if d.max_train_examples:
+            notes.append(f"data.max_train_examples {d.max_train_examples}: {_NO_TRL} after a held-out split")
+        if d.max_eval_examples:
+            notes.append(f"data.max_eval_examples {d.max_eval_examples}: {_NO_TRL}; TRL evaluates on the whole "
+                         "held-out share")
+    elif d.max_train_examples:
+        entry["split"] = f"train[:{d.max_train_examples}]"
+    if d.val is not None:
+        notes.append(f"data.val {d.val}: {_NO_TRL}; TRL's CLI reads one mixture of datasets with no separate "
+                     "eval file, so evaluation and load_best_model_at_end are off here (the Python script keeps them)")
+    if d.shape or d.system_prompt:
+        notes.append(f"data.shape / data.system_prompt: {_NO_TRL}; TRL reads rows as they are (messages, "
+                     "prompt/completion, text or preference columns), the workbench also converts alpaca and "
+                     "ShareGPT rows and adds the system prompt")
+    if d.skip_bad_rows:
+        notes.append(f"data.skip_bad_rows: {_NO_TRL}; a malformed row stops TRL")
+    return section, split_here
+
+
+def _trl_lora(config: RunConfig, model: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """The LoRA fields of TRL's ModelConfig; quantization settings go into ``model``."""
+    peft = peft_arguments(config)
+    if peft is None:
+        return {"use_peft": False}
+    if config.finetune == "qlora":
+        model.update(load_in_4bit=True, bnb_4bit_quant_type="nf4", use_bnb_nested_quant=True)
+        if model["dtype"] != "bfloat16":
+            notes.append(f"finetune qlora: the workbench computes in bfloat16, TRL in the load dtype ({model['dtype']})")
+    fields = {_TRL_LORA_KEYS[k]: v for k, v in peft.items()}
+    targets = fields["lora_target_modules"]
+    fields["lora_target_modules"] = [targets] if isinstance(targets, str) else list(targets)
+    return {"use_peft": True, **fields}
+
+
+def _settle_schedule(args: dict[str, Any], notes: list[str]) -> None:
+    """Eval and save intervals TRL's CLI can take when the step count is not known at export time."""
+    if args["eval_steps"] is not None:
+        return
+    if args["save_steps"] is not None:  # evaluate at each checkpoint, so load_best finds one at every evaluation
+        args["eval_steps"] = args["save_steps"]
+        notes.append("eval.eval_steps unset: evaluating at each checkpoint (save_steps); export with n_train for "
+                     "the workbench's exact interval")
+        return
+    args["eval_steps"] = args["save_steps"] = EVAL_SHARE
+    notes.append(f"eval.eval_steps unset: TRL evaluates every {EVAL_SHARE:g} of the run (rounded up), the "
+                 "workbench every total_steps // 10 steps; export with n_train for the exact interval")
+
+
+def _unmapped_eval(config: RunConfig, notes: list[str]) -> None:
+    e = config.eval
+    if e.early_stopping_patience:
+        notes.append(f"eval.early_stopping_patience {e.early_stopping_patience}: {_NO_TRL}; the CLI takes no "
+                     "callbacks (the Python script has EarlyStoppingCallback)")
+    if e.stop_on_overfit:
+        notes.append(f"eval.stop_on_overfit: {_NO_TRL}; the workbench's overfitting detector stops the run")
+
+
+# --- a standalone Python script ----------------------------------------------------------------------------
+
+
+def to_python_script(config: RunConfig, *, output_dir: str | None = None) -> str:
+    """A standalone script (datasets, transformers, trl, peft; no workbench) that trains the same run.
+
+    It reads the same data files, converts rows the way the workbench does
+    (conversations become prompt + final answer, so the loss is on the
+    answer), holds out the same seeded validation rows, and resolves
+    ``precision: auto`` on the machine it runs on.
+    """
+    d, e = config.data, config.eval
+    args = training_arguments(config, output_dir=output_dir or default_output_dir(config),
+                              steps=config.train.max_steps, has_eval=has_eval_split(config))
+    missing = [note for flag, note in (
+        (e.stop_on_overfit, "eval.stop_on_overfit: the workbench's overfitting detector is not part of this script"),
+        (d.skip_bad_rows, "data.skip_bad_rows: a malformed row stops this script"),
+        (d.shape, f"data.shape {d.shape}: this script detects each row's shape by its keys"),
+    ) if flag]
+    constants = {
+        "MODEL": model_reference(config),
+        "METHOD": config.method,
+        "TRAIN_FILE": data_path(config, d.train),
+        "VAL_FILE": data_path(config, d.val),
+        "VAL_RATIO": d.val_ratio,
+        "SPLIT_SEED": d.split_seed,
+        "MAX_TRAIN_EXAMPLES": d.max_train_examples,
+        "MAX_EVAL_EXAMPLES": d.max_eval_examples,
+        "SYSTEM_PROMPT": d.system_prompt,
+        "PRECISION": config.train.precision,
+        "PRECISIONS": PRECISIONS,
+        "QLORA": config.finetune == "qlora",
+        "TRUST_REMOTE_CODE": config.trust_remote_code,
+        "EARLY_STOPPING_PATIENCE": e.early_stopping_patience,
+        "LORA": peft_arguments(config),
+        "ARGS": args,
+    }
+    trainer = "DPO" if config.method == "dpo" else "SFT"
+    docstring = [
+        f"Train the workbench run '{config.name}': {config.method.upper()} with {config.finetune}",
+        f"on {constants['MODEL']}.",
+        "",
+        "Exported by finetune-workbench. Standalone: it needs datasets, transformers, trl and peft",
+        "(and the torch they run on). Run it with:  python THIS_FILE",
+    ]
+    if is_bundled(config.model):
+        docstring += ["", f"The workbench trains a copy converted from the bundled {BUNDLED_NAME} GGUF (Q4_1);",
+                      "this script loads the original from the hub."]
+    if missing:
+        docstring += ["", "Not in this script:"] + [f"- {note}" for note in missing]
+    body = "\n".join(f"{name} = {_literal(value)}" for name, value in constants.items())
+    return (
+        "#!/usr/bin/env python3\n"
+        + '"""' + "\n".join(docstring).replace('"""', "'''") + '\n"""\n\n'
+        + _SCRIPT_IMPORTS.replace("{TRAINER}", trainer)
+        + "\n" + body + "\n" + _SCRIPT_CODE.replace("{TRAINER}", trainer)
+    )
+
+
+def _literal(value: Any) -> str:
+    """A Python literal for a constant of the script, wrapped to stay readable."""
+    return pprint.pformat(value, width=100, sort_dicts=False)
+
+
+_SCRIPT_IMPORTS = '''from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import torch
+from datasets import Dataset, load_dataset, load_from_disk
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, EarlyStoppingCallback
+from trl import {TRAINER}Config, {TRAINER}Trainer
+'''
+
+_SCRIPT_CODE = '''SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "system": "system", "tool": "tool", "function_call": "assistant", "observation": "tool"}
+BUILDERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def read_rows(path):
+    """The rows of a JSONL/JSON/CSV/Parquet file or a datasets directory, as dicts."""
+    path = Path(path)
+    if path.is_dir():
+        data = load_from_disk(str(path))
+        return [dict(row) for row in (data["train"] if hasattr(data, "keys") else data)]
+    if path.suffix.lower() in BUILDERS:
+        return [dict(row) for row in load_dataset(BUILDERS[path.suffix.lower()], data_files=str(path), split="train")]
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None  # JSON lines in a .json file
+        if isinstance(data, dict):
+            data = next((v for v in data.values() if isinstance(v, list)), [data])
+        if isinstance(data, list):
+            return data
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def messages(value, role):
+    """A field as chat messages: a string is one turn of `role`; ShareGPT from/value keys are mapped."""
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    return [message(m) for m in value]
+
+
+def message(m):
+    """One turn as {role, content}, keeping its other keys (tool_calls, name)."""
+    role = m["role"] if m.get("role") is not None else SHAREGPT_ROLES[m["from"]]
+    content = m["content"] if m.get("content") is not None else m.get("value")
+    extra = {k: v for k, v in m.items() if v is not None and k not in ("role", "content", "from", "value")}
+    return {"role": role, "content": content, **extra}
+
+
+def with_system(turns):
+    if SYSTEM_PROMPT and turns and turns[0]["role"] != "system":
+        return [{"role": "system", "content": SYSTEM_PROMPT}, *turns]
+    return turns
+
+
+def sft_example(row):
+    """A row as TRL's SFT takes it; a conversation becomes prompt + final answer, so only the answer is learned."""
+    if "instruction" in row and "output" in row:  # alpaca
+        extra = row.get("input") or ""
+        user = f"{row['instruction']}\\n\\n{extra}" if extra.strip() else row["instruction"]
+        turns = [{"role": "user", "content": user}, {"role": "assistant", "content": row["output"]}]
+    elif "conversations" in row:  # ShareGPT
+        turns = messages(row["conversations"], "user")
+    elif "messages" in row:
+        turns = messages(row["messages"], "user")
+    elif "prompt" in row and ("completion" in row or "chosen" in row):
+        if "label" in row and not row["label"]:
+            return None  # an unpaired preference row labelled bad: not a demonstration
+        answer = row["completion"] if "completion" in row else row["chosen"]
+        return {"prompt": with_system(messages(row["prompt"], "user")), "completion": messages(answer, "assistant")}
+    elif "chosen" in row:  # preference pairs without a prompt: train on the chosen conversation
+        if isinstance(row["chosen"], str):
+            return {"text": row["chosen"]}
+        return {"messages": with_system(messages(row["chosen"], "user"))}
+    else:
+        return {"text": row["text"]}
+    turns = with_system(turns)
+    if len(turns) > 1 and turns[-1]["role"] == "assistant":
+        return {"prompt": turns[:-1], "completion": turns[-1:]}
+    return {"messages": turns}
+
+
+def dpo_example(row):
+    """A preference pair as TRL's DPO takes it (pairs without a prompt are left for TRL to split)."""
+    if "prompt" not in row:
+        return {"chosen": row["chosen"], "rejected": row["rejected"]}
+    return {"prompt": with_system(messages(row["prompt"], "user")),
+            "chosen": messages(row["chosen"], "assistant"), "rejected": messages(row["rejected"], "assistant")}
+
+
+def load(path):
+    convert = dpo_example if METHOD == "dpo" else sft_example
+    rows = [convert(row) for row in read_rows(path)]
+    return [row for row in rows if row is not None]
+
+
+def hold_out(rows, ratio, seed):
+    """The workbench's seeded split: shuffle, largest-remainder counts (at least one held out), source order kept."""
+    n = len(rows)
+    exact = [(1 - ratio) * n, ratio * n]
+    counts = [math.floor(x) for x in exact]
+    for i in sorted(range(2), key=lambda i: (-(exact[i] - counts[i]), i))[: n - sum(counts)]:
+        counts[i] += 1
+    if ratio > 0 and counts[1] == 0 and counts[0] > 1:
+        counts = [counts[0] - 1, 1]
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return [rows[i] for i in sorted(order[: counts[0]])], [rows[i] for i in sorted(order[counts[0]:])]
+
+
+def precision():
+    if PRECISION != "auto":
+        return PRECISION
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def main():
+    train = load(TRAIN_FILE)
+    if VAL_FILE:
+        val = load(VAL_FILE)
+    elif VAL_RATIO > 0:
+        train, val = hold_out(train, VAL_RATIO, SPLIT_SEED)
+    else:
+        val = []
+    train, val = train[:MAX_TRAIN_EXAMPLES], val[:MAX_EVAL_EXAMPLES]
+
+    args = dict(ARGS)
+    if args["eval_steps"] is None:  # about ten evaluations per run, as in the workbench
+        batch = args["per_device_train_batch_size"] * args["gradient_accumulation_steps"]
+        per_epoch = max(1, math.ceil(len(train) / batch))
+        every = max(1, math.ceil(per_epoch * args["num_train_epochs"]) // 10)
+        args["eval_steps"], args["save_steps"] = every, args["save_steps"] or every
+    if not val:
+        args.update(eval_strategy="no", load_best_model_at_end=False)
+    dtype, flags = PRECISIONS[precision()]
+    args.update(flags, use_cpu=not torch.cuda.is_available())
+
+    tokenizer = AutoTokenizer.from_pretrained(MODEL, trust_remote_code=TRUST_REMOTE_CODE)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    load_kwargs = {"dtype": getattr(torch, dtype), "trust_remote_code": TRUST_REMOTE_CODE}
+    if QLORA:
+        load_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_use_double_quant=True,
+        )
+    model = AutoModelForCausalLM.from_pretrained(MODEL, **load_kwargs)
+    callbacks = []
+    if EARLY_STOPPING_PATIENCE and val:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=EARLY_STOPPING_PATIENCE))
+    trainer = {TRAINER}Trainer(
+        model=model, args={TRAINER}Config(**args), train_dataset=Dataset.from_list(train),
+        eval_dataset=Dataset.from_list(val) if val else None, processing_class=tokenizer,
+        peft_config=LoraConfig(**LORA) if LORA else None, callbacks=callbacks,
+    )
+    trainer.train()
+    trainer.save_model(args["output_dir"])
+    tokenizer.save_pretrained(args["output_dir"])
+    print(f"saved to {args['output_dir']}")
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def _builder(path: Path) -> str | None:
+    """datasets' builder name for a data file, or None for a directory or an unknown extension."""
+    return None if path.is_dir() else _BUILDERS.get(path.suffix.lower())
+
+
+def _number(value: float) -> int | float:
+    """2.0 as 2 (TRL's lora_alpha is an int field), 0.5 as is."""
+    return int(value) if float(value).is_integer() else value
+
+
+def _comment(text: str) -> str:
+    """YAML comment lines, wrapped."""
+    lines = textwrap.wrap(text, width=110, subsequent_indent="  ") or [""]
+    return "".join(f"# {line}\n" for line in lines)
