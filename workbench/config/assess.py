@@ -16,7 +16,6 @@ from typing import Any
 from workbench.config.check import gather_context
 from workbench.config.schema import RunConfig
 from workbench.config.validate import Context, Finding, Hardware, validate
-from workbench.errors import WorkbenchError
 
 _cache: dict[tuple, Context] = {}
 _lock = threading.Lock()
@@ -36,13 +35,19 @@ class Assessment:
         if self.derived is None:
             return ""
         rows = self.derived.lines()
-        width = max((len(label) for label, _, _ in rows), default=10)
-        return "Derived\n" + "\n".join(f"  {label:<{width}}  {value}" for label, value, _ in rows) + "\n"
+        width = max((len(row.label) for row in rows), default=10)
+        out = ["Derived figures"]
+        for row in rows:
+            line = f"  {row.label:<{width}}  {row.value}"
+            if row.value == "?" and row.explanation:
+                line += f"  ({row.explanation})"
+            out.append(line)
+        return "\n".join(out) + "\n"
 
     def memory_text(self) -> str:
         if self.memory is None:
             return ""
-        return self.memory.text() + "\n"
+        return "\n".join(self.memory.lines()) + "\n"
 
 
 def _context_key(config: RunConfig) -> tuple:
@@ -73,14 +78,7 @@ def context_for(config: RunConfig, hw: Hardware | None = None) -> Context:
 def assess(config: RunConfig, *, step_seconds: float | None = None, hw: Hardware | None = None) -> Assessment:
     ctx = context_for(config, hw)
     result = Assessment(validate(config, ctx), ctx)
-    facts = getattr(ctx, "model_facts", None)
-    if facts is None:
-        try:
-            from workbench.config.modelinfo import model_facts
-
-            facts = model_facts(config.resolved_model())
-        except (WorkbenchError, OSError, ValueError, ImportError):
-            facts = None
+    facts = ctx.model
     result.facts = facts
     if facts is not None:
         from workbench.config.memory import estimate_memory
@@ -97,6 +95,13 @@ def assess(config: RunConfig, *, step_seconds: float | None = None, hw: Hardware
         config, n_train=ctx.n_train, trainable_params=trainable if config.finetune != "full" else
         (facts.total_params if facts is not None else None),
         total_params=facts.total_params if facts is not None else None,
-        mean_tokens=getattr(ctx, "mean_tokens", None), step_seconds=step_seconds,
+        mean_tokens=_mean_tokens(config, ctx), step_seconds=step_seconds, n_val=ctx.n_val,
     )
     return result
+
+
+def _mean_tokens(config: RunConfig, ctx: Context) -> float | None:
+    """Mean tokens per training example after truncation, from the sampled (prompt, answer) lengths."""
+    if not ctx.token_lengths:
+        return None
+    return sum(min(p + a, config.train.max_length) for p, a in ctx.token_lengths) / len(ctx.token_lengths)
