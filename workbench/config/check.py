@@ -6,7 +6,10 @@ The trainer calls the same function before it starts, so a config that
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from workbench.config.schema import RunConfig
 from workbench.config.validate import Context, Finding, Hardware, validate
@@ -25,8 +28,12 @@ class CheckReport:
         return [f for f in self.findings if f.severity == "error"]
 
 
+LENGTH_SAMPLE = 2000
+"""Training rows measured in tokens for the max_length rule (a seeded random sample beyond this)."""
+
+
 def gather_context(config: RunConfig, hardware: Hardware | None = None) -> Context:
-    """What rules need to know beyond the config: files, dataset size and shape, hardware."""
+    """What rules need to know beyond the config: files, dataset size and shape, hardware, model, token lengths."""
     from workbench.data import load_rows
 
     ctx = Context(hardware=hardware or Hardware.detect())
@@ -35,6 +42,9 @@ def gather_context(config: RunConfig, hardware: Hardware | None = None) -> Conte
         path = config.resolve(value)
         if value and path is not None and not path.exists():
             ctx.missing_files.append(name)
+    _model_facts(config, ctx)
+    if config.train.packing:
+        ctx.packing_isolated = _packing_isolated()
     if "train" not in ctx.missing_files:
         try:
             result = load_rows(config.resolve(config.data.train), shape=config.data.shape, skip_bad=True)
@@ -47,7 +57,50 @@ def gather_context(config: RunConfig, hardware: Hardware | None = None) -> Conte
         if config.data.max_train_examples:
             n = min(n, config.data.max_train_examples)
         ctx.n_train = n
+        if ctx.model is not None:
+            ctx.token_lengths = _token_lengths(config, result.rows, result.shape)
+            ctx.lengths_from = len(result.rows) if ctx.token_lengths is not None else None
     return ctx
+
+
+def _model_facts(config: RunConfig, ctx: Context) -> None:
+    from workbench.config.modelinfo import model_facts
+
+    try:
+        ctx.model = model_facts(config.resolved_model(), trust_remote_code=config.trust_remote_code)
+    except WorkbenchError as exc:
+        ctx.model_error = str(exc)
+
+
+def _token_lengths(config: RunConfig, rows: Sequence[Any], shape: Any) -> list[tuple[int, int]] | None:
+    """(prompt, answer) token counts of up to LENGTH_SAMPLE training rows, through the model's chat template.
+
+    Measured the way the dataset critic measures them (the same renderer and
+    counter), so the Data pane's max_length findings and this rule agree.
+    None when the tokenizer cannot be loaded or the rows cannot be rendered.
+    """
+    from workbench.data.analyze import load_tokenizer
+    from workbench.data.critique_example import Example
+    from workbench.data.critique_lengths import TokenMeter
+
+    sample = list(rows) if len(rows) <= LENGTH_SAMPLE else random.Random(0).sample(list(rows), LENGTH_SAMPLE)
+    try:
+        tokenizer = load_tokenizer(config.resolved_model())
+        meter = TokenMeter(tokenizer, render_check=False)
+        meter.measure([Example(i, row, shape) for i, row in enumerate(sample)])
+    except Exception:  # a tokenizer or template that fails here fails in the trainer too, with its own message
+        return None
+    lengths = meter.lengths
+    return [(p or 0, max(a or 0, r or 0)) for p, a, r in zip(lengths.prompt, lengths.response, lengths.rejected)]
+
+
+def _packing_isolated() -> bool:
+    """Whether this transformers masks packed examples apart from their position ids (no flash-attention needed)."""
+    try:
+        from transformers import masking_utils
+    except ImportError:
+        return False
+    return hasattr(masking_utils, "find_packed_sequence_indices")
 
 
 def check_config(config: RunConfig, hardware: Hardware | None = None) -> CheckReport:

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from workbench.config.schema import RunConfig
+
+if TYPE_CHECKING:
+    from workbench.config.modelinfo import ModelFacts
 
 Severity = Literal["error", "warning", "info"]
 
@@ -42,17 +46,48 @@ class Hardware:
     cuda: bool = False
     bf16: bool = False
     bitsandbytes: bool = False
+    gpu_name: str | None = None
+    gpu_total_bytes: int | None = None
+    gpu_free_bytes: int | None = None
+    """Free memory of the GPU a run would use (the first visible one), None when unknown."""
 
     @classmethod
     def detect(cls) -> Hardware:
         import torch
 
         cuda = torch.cuda.is_available()
-        return cls(
+        hw = cls(
             cuda=cuda,
             bf16=cuda and torch.cuda.is_bf16_supported(),
             bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None,
         )
+        if cuda:
+            hw.gpu_name, hw.gpu_total_bytes, hw.gpu_free_bytes = _gpu_memory()
+        return hw
+
+
+def _gpu_memory() -> tuple[str | None, int | None, int | None]:
+    """Name, total and free bytes of the first visible GPU: NVML first (no CUDA context), else torch."""
+    from workbench.train.telemetry import SystemSampler
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
+    index = int(visible) if visible.isdigit() else 0
+    sampler = SystemSampler()
+    try:
+        gpus = sampler.sample().get("gpus", [])
+    finally:
+        sampler.close()
+    gpu = next((g for g in gpus if g.get("index") == index), None)
+    if gpu and "mem_total_gb" in gpu:
+        total = int(gpu["mem_total_gb"] * 2**30)
+        return gpu.get("name"), total, total - int(gpu["mem_used_gb"] * 2**30)
+    try:
+        import torch
+
+        free, total = torch.cuda.mem_get_info()
+        return torch.cuda.get_device_name(), int(total), int(free)
+    except Exception:  # a driver that answers nothing: memory unknown, the memory rule is skipped
+        return None, None, None
 
 
 @dataclass
@@ -64,6 +99,17 @@ class Context:
     n_val: int | None = None
     data_shape: str | None = None  # detected shape of the training data
     missing_files: list[str] = field(default_factory=list)
+    model: ModelFacts | None = None
+    """The config's model, read from its config.json (see :mod:`workbench.config.modelinfo`)."""
+    model_error: str | None = None
+    """Why the model's facts could not be read (an unreadable model is an error)."""
+    token_lengths: list[tuple[int, int]] | None = None
+    """(prompt, answer) tokens of sampled training examples, rendered with the model's chat template;
+    for preference pairs the answer is the longer of chosen and rejected."""
+    lengths_from: int | None = None
+    """How many training rows ``token_lengths`` was sampled from."""
+    packing_isolated: bool | None = None
+    """Whether transformers keeps packed examples apart without flash-attention (a mask from position ids)."""
 
 
 Rule = Callable[[RunConfig, Context], Iterable[Finding]]
@@ -96,6 +142,10 @@ def total_steps(config: RunConfig, n_train: int | None) -> int | None:
         return None
     per_epoch = max(1, math.ceil(n_train / (t.batch_size * t.grad_accum)))
     return max(1, math.ceil(per_epoch * t.epochs))
+
+
+MIN_STEPS = 10
+"""Fewer optimizer steps than this are too few to learn or to judge a run by."""
 
 
 def eval_interval(config: RunConfig, steps: int | None) -> int:
@@ -140,15 +190,18 @@ def _lora(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     if config.finetune == "full":
         return
     lora = config.lora
-    scale = lora.alpha / (math.sqrt(lora.r) if lora.rslora else lora.r)
+    root = math.sqrt(lora.r) if lora.rslora else lora.r
+    scale = lora.alpha / root
+    ratio = "alpha/sqrt(r)" if lora.rslora else "alpha/r"
+    usual = round(2 * root, 2)  # the usual scale of 2: alpha = 2r (2·sqrt(r) with rsLoRA)
     if not lora.rslora and lora.r >= 64:
         yield Finding("info", "lora.rslora", f"rank {lora.r}: rsLoRA scaling keeps large ranks learning", True)
     if scale > 8:
-        yield Finding("warning", "lora.alpha", f"scale alpha/r = {scale:g} is high; the usual is 1 to 2", lora.r * 2)
+        yield Finding("warning", "lora.alpha", f"scale {ratio} = {scale:g} is high; the usual is 1 to 2", usual)
     elif scale < 0.25:
-        yield Finding("warning", "lora.alpha", f"scale alpha/r = {scale:g} is low; updates will barely move the model", lora.r * 2)
-    if lora.dropout > 0.3:
-        yield Finding("warning", "lora.dropout", f"dropout {lora.dropout:g} is unusually high (0 to 0.1 is typical)", 0.05)
+        yield Finding("warning", "lora.alpha", f"scale {ratio} = {scale:g} is low; updates will barely move the model", usual)
+    if lora.dropout > 0.2:
+        yield Finding("warning", "lora.dropout", f"dropout {lora.dropout:g} is unusually high (0 to 0.1 is typical, 0.2 at most)", 0.05)
 
 
 @rule
@@ -163,13 +216,26 @@ def _epochs(config: RunConfig, ctx: Context) -> Iterable[Finding]:
 @rule
 def _steps(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     steps = total_steps(config, ctx.n_train)
-    if steps is not None and steps < 10:
-        t = config.train
-        yield Finding(
-            "warning", "train.grad_accum",
-            f"only {steps} optimizer steps (effective batch {t.batch_size * t.grad_accum}): too few to learn or to judge",
-            1 if t.grad_accum > 1 else None,
-        )
+    if steps is None or steps >= MIN_STEPS:
+        return
+    t = config.train
+    if t.max_steps:
+        yield Finding("info", "train.max_steps", f"only {steps} optimizer steps: enough to try the setup, too few to learn", None)
+        return
+    assert ctx.n_train is not None  # steps is known
+    effective = t.batch_size * t.grad_accum
+    # the largest effective batch that still gives MIN_STEPS steps over the configured epochs
+    fitting = max(1, int(ctx.n_train * t.epochs // MIN_STEPS))
+    if t.grad_accum > 1:
+        field_, value = "train.grad_accum", max(1, fitting // t.batch_size)
+    else:
+        field_, value = "train.batch_size", min(t.batch_size, fitting)
+    yield Finding(
+        "warning", field_,
+        f"only {steps} optimizer steps ({ctx.n_train} examples, effective batch {effective}, {t.epochs:g} epochs): "
+        "too few to learn or to judge",
+        value if value != getattr(t, field_.split(".")[1]) else None,
+    )
 
 
 @rule
@@ -190,8 +256,20 @@ def _evaluation(config: RunConfig, ctx: Context) -> Iterable[Finding]:
             e.eval_steps,
         )
     steps = total_steps(config, ctx.n_train)
-    if steps and e.eval_steps and e.eval_steps > steps:
+    if not steps:
+        return
+    if e.eval_steps and e.eval_steps > steps:
         yield Finding("warning", "eval.eval_steps", f"eval every {e.eval_steps} steps but the run has only {steps}: no evaluation", max(1, steps // 10))
+    if e.save_steps and e.save_steps > steps:
+        yield Finding("warning", "eval.save_steps", f"checkpoint every {e.save_steps} steps but the run has only {steps}: no checkpoint to resume from",
+                      eval_interval(config, steps))
+    evals = steps // eval_interval(config, steps)
+    if has_val and e.early_stopping_patience and 0 < evals <= e.early_stopping_patience:
+        yield Finding(
+            "warning", "eval.early_stopping_patience",
+            f"patience {e.early_stopping_patience} but the run evaluates only {evals} times: early stopping can never trigger",
+            max(1, evals // 3),
+        )
 
 
 @rule
@@ -225,3 +303,153 @@ def _method_vs_data(config: RunConfig, ctx: Context) -> Iterable[Finding]:
 def _trust_remote_code(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     if config.trust_remote_code:
         yield Finding("warning", "trust_remote_code", "the model repository's Python code will run on this machine", False)
+
+
+@rule
+def _model(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+    if ctx.model_error:
+        from workbench.models import is_bundled
+
+        yield Finding("error", "model", ctx.model_error, None if is_bundled(config.model) else "bundled")
+
+
+@rule
+def _context_length(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+    facts = ctx.model
+    length = config.train.max_length
+    if facts is None or facts.max_context is None or length <= facts.max_context:
+        return
+    learned = any(e.in_features == facts.max_context != facts.vocab_size for e in facts.embeddings)
+    why = ("its learned position table ends there: training would fail" if learned
+           else "positions past it were never trained, so quality degrades")
+    yield Finding("error" if learned else "warning", "train.max_length",
+                  f"max_length {length} is longer than the model's context of {facts.max_context} tokens; {why}",
+                  facts.max_context)
+
+
+@rule
+def _truncation(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+    lengths = ctx.token_lengths
+    if not lengths:
+        return
+    limit = config.train.max_length
+    over = [(p, a) for p, a in lengths if p + a > limit]
+    if not over:
+        return
+    whole = sum(1 for p, a in over if p >= limit and a)  # the prompt fills max_length: no answer token left
+    partial = len(over) - whole
+    longest = max(p + a for p, a in lengths)
+    context = ctx.model.max_context if ctx.model and ctx.model.max_context else None
+    fits_all = min(-(-longest // 64) * 64, context or longest + 64)
+    n = len(lengths)
+    sampled = f" sampled (of {ctx.lengths_from})" if ctx.lengths_from and ctx.lengths_from > n else ""
+    cuts = []
+    if partial:
+        cuts.append(f"{partial} lose the end of their answer")
+    if whole:
+        cuts.append(f"{whole} lose the whole answer and are dropped by the trainer")
+    yield Finding(
+        "error" if whole == n else "warning", "train.max_length",
+        f"{len(over)} of {n}{sampled} training examples ({len(over) / n:.0%}) are longer than max_length {limit} "
+        f"tokens (longest {longest}, chat template included): {' and '.join(cuts)}",
+        fits_all if fits_all > limit else None,
+    )
+
+
+@rule
+def _packing(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+    t = config.train
+    if not t.packing:
+        return
+    if config.method == "dpo":
+        yield Finding("info", "train.packing", "DPO does not pack: packing is ignored", False)
+        return
+    attn = (ctx.model.attn_implementation if ctx.model else None) or "sdpa"
+    if attn.startswith("flash"):
+        return
+    if ctx.packing_isolated is False:
+        message = (f"packing with {attn} attention: packed examples attend to each other (this transformers cannot "
+                   "mask them apart without flash-attention)")
+    else:
+        tokens = t.batch_size * t.max_length
+        message = (f"packing with {attn} attention: TRL flattens each micro-batch into one row of {tokens} tokens and "
+                   f"attention runs over all of it, with a {tokens}² mask keeping the examples apart: "
+                   "quadratic time and memory (flash-attention handles packed rows without a mask)")
+    yield Finding("warning", "train.packing", message, False)
+
+
+@rule
+def _target_modules(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+    facts = ctx.model
+    if facts is None or config.finetune == "full":
+        return
+    targets = config.lora.target_modules
+    unknown = facts.unknown_targets(targets)
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = facts.closest_module(name)
+        hints.append(f"'{name}'" + (f" (did you mean '{close}'?)" if close else ""))
+    matched = len(unknown) < len(targets)
+    linear = ", ".join(facts.module_groups()["all-linear"])
+    yield Finding(
+        "warning" if matched else "error", "lora.target_modules",
+        f"{facts.architecture} has no module {', '.join(hints)}"
+        + ("; LoRA skips it" if matched else ": LoRA would adapt nothing")
+        + f". Its linear layers: {linear}",
+        "all-linear",
+    )
+
+
+TIGHT = 0.8
+"""Share of the GPU's free memory above which a run is tight (the estimate is about ±15%)."""
+
+
+@rule
+def _memory(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+    facts = ctx.model
+    if facts is None:
+        return
+    from workbench.config.memory import estimate_memory, gib
+
+    hw = ctx.hardware
+    estimate = estimate_memory(config, facts, seq_len=_longest(config, ctx), bf16=hw.bf16 or not hw.cuda)
+    largest = sorted((i for i in estimate.items if estimate.counted(i) and i.phase != "overhead"),
+                     key=lambda i: -i.bytes)[:3]
+    parts = ", ".join(f"{i.name} {gib(i.bytes)}" for i in largest)
+    padded = f"{estimate.rows} × {estimate.seq_len} tokens per micro-batch"
+    if not hw.cuda:
+        yield Finding("info", "train.batch_size",
+                      f"on a GPU this run would need about {gib(estimate.total)} ({parts}; {padded}); "
+                      "this machine has no GPU, so it trains on the CPU", None)
+        return
+    free = hw.gpu_free_bytes
+    if free is None:
+        return
+    gpu = hw.gpu_name or "the GPU"
+    if not estimate.fits(free):
+        fixes = estimate.cheapest_fixes(free, qlora=hw.bitsandbytes)
+        plan = "; then ".join(f"{fix.description} → {gib(fix.total)}" for fix in fixes) or "none found"
+        first = fixes[0] if fixes else None
+        yield Finding(
+            "error", first.field if first else "train.batch_size",
+            f"needs about {gib(estimate.total)} but {gpu} has {gib(free)} free ({parts}; {padded}). "
+            f"Cheapest fixes: {plan}",
+            first.value if first else None,
+        )
+    elif estimate.total > TIGHT * free and not config.train.gradient_checkpointing:
+        eased = estimate.with_changes({"train.gradient_checkpointing": True})
+        yield Finding(
+            "warning", "train.gradient_checkpointing",
+            f"memory is tight: about {gib(estimate.total)} of {gib(free)} free on {gpu}; gradient checkpointing "
+            f"brings it to {gib(eased.total)} (about 30% slower steps)",
+            True,
+        )
+
+
+def _longest(config: RunConfig, ctx: Context) -> int | None:
+    """Tokens in the longest sampled example (capped by max_length): how long padded micro-batches get."""
+    if not ctx.token_lengths or config.train.packing:
+        return None
+    return min(config.train.max_length, max(p + a for p, a in ctx.token_lengths))
