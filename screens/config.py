@@ -73,6 +73,8 @@ class ConfigPane(Vertical):
                 tooltip="Export: TRL CLI config (trl sft/dpo --config) or a plain Python script"),
         Binding("m", "probe", "Measure step", id="config.probe", show=False,
                 tooltip="Run one real training step: time per step and peak memory"),
+        Binding("i", "memory_details", "Memory details", id="config.memory", show=False,
+                tooltip="How each item of the memory estimate is worked out"),
         Binding("a", "advisor", "Advisor", id="config.advisor",
                 tooltip="Prompting, RAG, SFT, DPO, LoRA or full? A short questionnaire with a starter config"),
         Binding("D", "diagnose", "Diagnose", id="config.diagnose", show=False,
@@ -496,6 +498,13 @@ class ConfigPane(Vertical):
                         f"({result.device}). {result.note}", title="Measured", timeout=12)
             self._schedule()
         self.app.call_from_thread(show_result)
+
+    def action_memory_details(self) -> None:
+        from screens.modals import HelpScreen
+
+        lines = self.assessment.memory_details() if self.assessment is not None else []
+        if lines:
+            self.app.push_screen(HelpScreen([("GPU memory estimate", [("", line) for line in lines])]))
 
     def action_advisor(self) -> None:
         from screens.advisor import AdvisorScreen

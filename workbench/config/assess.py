@@ -45,9 +45,23 @@ class Assessment:
         return "\n".join(out) + "\n"
 
     def memory_text(self) -> str:
-        if self.memory is None:
+        """The estimate item by item, compact for a side panel (the full explanations: memory_details)."""
+        from workbench.config.memory import gib
+
+        m = self.memory
+        if m is None:
             return ""
-        return "\n".join(self.memory.lines()) + "\n"
+        out = ["GPU memory estimate (no weights loaded)"]
+        for item in m.items:
+            mark = "" if m.counted(item) else " *"
+            out.append(f"  {item.name:<27}{gib(item.bytes):>10}{mark}")
+        out.append(f"  {'total at the peak':<27}{gib(m.total):>10}")
+        out.append(f"  * not alive at the peak. {m.rows} × {m.seq_len} tokens per micro-batch, "
+                   f"{m.precision.name}; i shows how each item is worked out")
+        return "\n".join(out) + "\n"
+
+    def memory_details(self) -> list[str]:
+        return self.memory.lines() if self.memory is not None else []
 
 
 def _context_key(config: RunConfig) -> tuple:
