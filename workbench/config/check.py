@@ -58,7 +58,7 @@ def gather_context(config: RunConfig, hardware: Hardware | None = None) -> Conte
             n = min(n, config.data.max_train_examples)
         ctx.n_train = n
         if ctx.model is not None:
-            ctx.token_lengths = _token_lengths(config, result.rows, result.shape)
+            ctx.token_lengths = _token_lengths(ctx.model.path, result.rows, result.shape)
             ctx.lengths_from = len(result.rows) if ctx.token_lengths is not None else None
     return ctx
 
@@ -72,12 +72,14 @@ def _model_facts(config: RunConfig, ctx: Context) -> None:
         ctx.model_error = str(exc)
 
 
-def _token_lengths(config: RunConfig, rows: Sequence[Any], shape: Any) -> list[tuple[int, int]] | None:
+def _token_lengths(model_dir: str, rows: Sequence[Any], shape: Any) -> list[tuple[int, int]] | None:
     """(prompt, answer) token counts of up to LENGTH_SAMPLE training rows, through the model's chat template.
 
     Measured the way the dataset critic measures them (the same renderer and
-    counter), so the Data pane's max_length findings and this rule agree.
-    None when the tokenizer cannot be loaded or the rows cannot be rendered.
+    counter), so the Data pane's max_length findings and this rule agree. The
+    tokenizer comes from the directory the model's config was read from, so
+    nothing is downloaded. None when it cannot be loaded or the rows cannot
+    be rendered.
     """
     from workbench.data.analyze import load_tokenizer
     from workbench.data.critique_example import Example
@@ -85,7 +87,7 @@ def _token_lengths(config: RunConfig, rows: Sequence[Any], shape: Any) -> list[t
 
     sample = list(rows) if len(rows) <= LENGTH_SAMPLE else random.Random(0).sample(list(rows), LENGTH_SAMPLE)
     try:
-        tokenizer = load_tokenizer(config.resolved_model())
+        tokenizer = load_tokenizer(model_dir)
         meter = TokenMeter(tokenizer, render_check=False)
         meter.measure([Example(i, row, shape) for i, row in enumerate(sample)])
     except Exception:  # a tokenizer or template that fails here fails in the trainer too, with its own message

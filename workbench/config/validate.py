@@ -199,9 +199,14 @@ def _lora(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     if scale > 8:
         yield Finding("warning", "lora.alpha", f"scale {ratio} = {scale:g} is high; the usual is 1 to 2", usual)
     elif scale < 0.25:
-        yield Finding("warning", "lora.alpha", f"scale {ratio} = {scale:g} is low; updates will barely move the model", usual)
-    if lora.dropout > 0.2:
-        yield Finding("warning", "lora.dropout", f"dropout {lora.dropout:g} is unusually high (0 to 0.1 is typical, 0.2 at most)", 0.05)
+        yield Finding("warning", "lora.alpha", f"scale {ratio} = {scale:g} is low; updates will barely move the model",
+                      usual)
+    if config.method == "dpo" and lora.dropout > 0:
+        yield Finding("info", "lora.dropout", "TRL's DPO turns dropout off (disable_dropout): lora.dropout is ignored",
+                      0.0)
+    elif lora.dropout > 0.2:
+        yield Finding("warning", "lora.dropout",
+                      f"dropout {lora.dropout:g} is unusually high (0 to 0.1 is typical, 0.2 at most)", 0.05)
 
 
 @rule
@@ -220,7 +225,8 @@ def _steps(config: RunConfig, ctx: Context) -> Iterable[Finding]:
         return
     t = config.train
     if t.max_steps:
-        yield Finding("info", "train.max_steps", f"only {steps} optimizer steps: enough to try the setup, too few to learn", None)
+        yield Finding("info", "train.max_steps",
+                      f"only {steps} optimizer steps: enough to try the setup, too few to learn", None)
         return
     assert ctx.n_train is not None  # steps is known
     effective = t.batch_size * t.grad_accum
@@ -261,7 +267,8 @@ def _evaluation(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     if e.eval_steps and e.eval_steps > steps:
         yield Finding("warning", "eval.eval_steps", f"eval every {e.eval_steps} steps but the run has only {steps}: no evaluation", max(1, steps // 10))
     if e.save_steps and e.save_steps > steps:
-        yield Finding("warning", "eval.save_steps", f"checkpoint every {e.save_steps} steps but the run has only {steps}: no checkpoint to resume from",
+        yield Finding("warning", "eval.save_steps",
+                      f"checkpoint every {e.save_steps} steps but the run has only {steps}: no checkpoint to resume from",
                       eval_interval(config, steps))
     evals = steps // eval_interval(config, steps)
     if has_val and e.early_stopping_patience and 0 < evals <= e.early_stopping_patience:
