@@ -376,7 +376,8 @@ class TrainPane(Vertical):
         panes = self.app.query(ConfigPane)
         if panes and panes.first().config is not None:
             pane = panes.first()
-            label = pane.config.name + (" (unsaved changes included)" if pane.dirty else "")
+            where = pane.path.name if pane.path is not None else "new, not saved"
+            label = f"{pane.config.name} ({where}{', with unsaved changes' if pane.dirty else ''})"
             held = (label, pane.config)
         self.app.push_screen(LaunchScreen(find_configs(self.workspace), self.workspace, held), self._launch_chosen)
 

@@ -1,0 +1,72 @@
+"""Snapshots of the Config pane's states at fixed terminal sizes (pytest-textual-snapshot).
+
+Update after an intended UI change with `pytest tests/test_snapshots_config.py --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from screens.app import create_app
+from screens.config import ConfigPane
+
+SUPPORT = Path(__file__).resolve().parents[1] / "sample_data" / "support"
+WORKSPACE = Path("/tmp/workbench-snapshot-config")  # fixed: the header shows the path
+
+
+@pytest.fixture
+def ws() -> Path:
+    shutil.rmtree(WORKSPACE, ignore_errors=True)
+    (WORKSPACE / "support").mkdir(parents=True)
+    for name in ("train.jsonl", "val.jsonl"):
+        shutil.copy(SUPPORT / name, WORKSPACE / "support" / name)
+    (WORKSPACE / "configs").mkdir()
+    (WORKSPACE / "configs" / "a.yaml").write_text(yaml.safe_dump({
+        "name": "a", "model": "bundled",
+        "data": {"train": "../support/train.jsonl", "val": "../support/val.jsonl", "max_train_examples": 64},
+        "lora": {"r": 16, "alpha": 32},
+        "train": {"learning_rate": 0.02, "batch_size": 4, "epochs": 6, "max_length": 256},
+    }))
+    yield WORKSPACE
+    shutil.rmtree(WORKSPACE, ignore_errors=True)
+
+
+def steps(*keys: str, field: str | None = None):
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        await pilot.press("2")
+        pane = pilot.app.query_one(ConfigPane)
+        deadline = time.monotonic() + 60
+        while pane.assessment is None and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        if field is not None:
+            pilot.app.query_one("#form").highlighted = pane._rows.index(field)
+            await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause(0.2)
+        pilot.app.clear_notifications()
+        await pilot.pause(0.5)
+
+    return run_before
+
+
+def make_app(ws: Path):
+    return create_app(ws, state_path=ws / "state.json")
+
+
+def test_config_with_findings(snap_compare, ws):
+    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=steps(field="train.learning_rate"))
+
+
+def test_config_80x24(snap_compare, ws):
+    assert snap_compare(make_app(ws), terminal_size=(80, 24), run_before=steps(field="train.learning_rate"))
+
+
+def test_advisor(snap_compare, ws):
+    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=steps("a"))
