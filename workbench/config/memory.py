@@ -2,9 +2,10 @@
 
 The estimate follows what the workbench's trainer (TRL + PEFT, built by
 :func:`workbench.train.worker.build_trainer`) actually allocates; each factor
-below was read off the library code and checked by counting the bytes that
-autograd keeps (``torch.profiler`` allocation events on CPU, see
-``tests/test_config_memory.py``). Notation: ``P`` parameters, ``T`` tokens in
+below was read off the library code (transformers 5, TRL 1.x, PEFT 0.2x) and
+checked by counting the bytes autograd keeps and the live-tensor peak of real
+steps (``torch.profiler`` allocation events on CPU; see
+:mod:`workbench.config.probe` and ``tests/test_config_memory.py``). Notation: ``P`` parameters, ``T`` tokens in
 one micro-batch (rows × sequence length; DPO has two rows per pair), ``L``
 layers, ``h`` hidden size, ``I`` MLP width, ``q``/``kv`` query and key/value
 widths, ``V`` vocabulary, ``d`` bytes of an activation (2 under bf16/fp16
@@ -57,26 +58,37 @@ Activations (per token per layer, summed over ``L``, times ``T``)
       ``disable_dropout``).
     * LoRA's own ``d × r`` per adapted layer, and autocast's cached 16-bit copy
       of every LoRA weight (``d`` per LoRA parameter, once).
-    * Once per micro-batch: the final norm and the backward of one layer (one
-      more layer of the above).
+    * Once per micro-batch: the final norm.
     * The attention mask when rows are padded or packed: ``rows × length²``
       bytes of booleans, and the additive copy SDPA makes at every call, which
       CUDA's memory-efficient kernel keeps for backward (``d`` bytes per
       element per layer). TRL's padding-free packing flattens the micro-batch
       into one row, so the square is ``(rows × length)²``: packing without
       flash-attention is expensive.
+    * fp32 weights under 16-bit autocast (``fp16``): every frozen linear's
+      16-bit weight copy is kept for the input gradient (full fine-tuning:
+      autocast's cache of the trainable weights): the body's linear weights × ``d``.
+    * The backward of one layer holds its gradients while its saved tensors
+      are still alive: one more layer's worth (a moment of its own, see below).
     * Gradient checkpointing keeps only each layer's input (``w·h`` per token
       per layer, the residual stream's dtype) and recomputes one layer at a
-      time during backward: ``L × w·h + 2 × one layer``.
-    Measured on CPU against these terms within 1% for SmolLM2-135M (LoRA and
-    full, fp32 and bf16 autocast, with and without dropout and checkpointing).
+      time during backward: ``L × w·h``, plus two layers at the layer moment.
+    * QLoRA dequantizes one linear at a time to 16-bit (the largest one counts).
+    The per-layer terms match the bytes autograd keeps on SmolLM2-135M within
+    1% (LoRA and full, fp32 and bf16 autocast, with and without dropout and
+    grouped-query repetition); whole CPU steps of the real trainer peak within
+    0-4% of ``estimate_memory(..., device="cpu")`` (LoRA with and without
+    dropout and checkpointing, q/v-only LoRA, full fine-tuning, DPO).
 Logits
     TRL (1.x) scores tokens through a fused, chunked LM head: the
     ``T × V`` logits never exist. It keeps the final hidden states it scores
     (``T·h·d``), works on a tile of at most 4096 tokens × 32768 vocabulary
     entries in the compute dtype, and accumulates the hidden-state gradient in
     fp32 (``T·h·(4 + d)``); when the LM head trains (full fine-tuning) its
-    gradient is accumulated in fp32 too (``V·h·(4 + w)``). Without the fused
+    gradient is accumulated in fp32 too (``V·h·(4 + w)``). On a GPU only the
+    positions with a label are scored (the estimate assumes all of them); on
+    a CPU every position is, with about 7 fp32 tile-sized temporaries in the
+    torch fallback of its kernel. Without the fused
     head (an older TRL) the logits would be ``T × V × (d + 4 + 4)``: 16-bit
     logits, their fp32 upcast for the loss and its gradient, which is what
     dominates small models with big vocabularies.
@@ -431,7 +443,7 @@ def _optimizer(name: str, param_bytes: int) -> tuple[int, float, bool]:
     if low in ("sgd", "lomo", "adalomo") or "adafactor" in low:
         return 0, state_bytes, False
     states = 1 if any(k in low for k in ("lion", "adagrad", "rmsprop")) else 3 if "ademamix" in low else 2
-    foreach = low in ("adamw_torch", "adamw_hf", "adam", "adamw")
+    foreach = low == "adamw_torch"  # torch.optim.AdamW, foreach by default on CUDA
     return states, state_bytes, foreach
 
 
@@ -446,7 +458,7 @@ def _transients(s: _Spec, fused: bool) -> list[MemoryItem]:
     per_layer, breakdown = _per_layer(s)
     f, t = s.facts, s.config.train
     one_layer = s.tokens * per_layer
-    once = s.tokens * _final_norm(s) + _bool_mask(s) + _lora_weight_cache(s)
+    once = s.tokens * _final_norm(s) + _mask_square(s) + _lora_weight_cache(s)  # + the boolean mask, built once
     if t.gradient_checkpointing:
         kept = s.tokens * f.num_layers * s.prec.weight * f.hidden_size + once
         how = f"checkpointing keeps each layer's input ({s.prec.weight}h B per token) × {f.num_layers} layers"
@@ -539,11 +551,6 @@ def _mask_square(s: _Spec) -> int:
     if s.config.train.packing:
         return s.tokens * s.tokens
     return s.rows * s.length * s.length if s.rows > 1 else 0
-
-
-def _bool_mask(s: _Spec) -> int:
-    """The boolean mask transformers builds once per forward."""
-    return _mask_square(s)
 
 
 def _lora_weight_cache(s: _Spec) -> int:

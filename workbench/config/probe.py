@@ -64,8 +64,9 @@ def probe_step(config: RunConfig, *, steps: int = 1, tensor_peak: bool = True) -
 
     ``tensor_peak`` (CPU only) runs one more, untimed step under the profiler
     to count live tensor bytes (a step after the first, so the optimizer's
-    states exist as they do for the rest of a run). Raises what the trainer raises (a
-    :class:`~workbench.errors.WorkbenchError` for bad data or a bad model).
+    states exist as they do for the rest of a run). Raises what the trainer
+    raises (a :class:`~workbench.errors.WorkbenchError` for bad data or a bad
+    model).
     """
     import torch
     from transformers.utils import logging as hf_logging
@@ -77,7 +78,7 @@ def probe_step(config: RunConfig, *, steps: int = 1, tensor_peak: bool = True) -
         raise ValueError(f"steps must be at least 1, not {steps}")
     cuda = torch.cuda.is_available()
     profile = tensor_peak and not cuda
-    probe_config = _probe_config(config, 1 + steps + profile)
+    probe_config = _probe_config(config, 1 + steps + int(profile))
     clock = _make_clock(steps, profile=profile, cuda=cuda)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
@@ -99,11 +100,7 @@ def probe_step(config: RunConfig, *, steps: int = 1, tensor_peak: bool = True) -
                     trainer.train()
                 finally:
                     hook.remove()
-            if cuda:
-                peak = torch.cuda.max_memory_allocated() - base
-            else:
-                rss.stop()
-                peak = rss.peak_growth
+            peak = torch.cuda.max_memory_allocated() - base if cuda else 0
     finally:
         rss.stop()
         hf_logging.set_verbosity(verbosity)
@@ -123,7 +120,7 @@ def probe_step(config: RunConfig, *, steps: int = 1, tensor_peak: bool = True) -
     tensors = f"; live tensors peaked at {clock.tensor_peak / 2**30:.2f} GiB" if clock.tensor_peak else ""
     note = (f"CPU RSS growth (weights, data, allocator caching), not comparable to a GPU figure; "
             f"{batch}{longest}{tensors}")
-    return ProbeResult(seconds, peak, device, note, "cpu rss", clock.tensor_peak, shape, steps)
+    return ProbeResult(seconds, rss.peak_growth, device, note, "cpu rss", clock.tensor_peak, shape, steps)
 
 
 def _probe_config(config: RunConfig, total_steps: int) -> RunConfig:
@@ -241,31 +238,52 @@ def _live_tensor_bytes(trainer: Any) -> int:
 
 
 class _RssSampler:
-    """Samples this process's RSS in a thread; ``peak_growth`` is the highest sample minus the first."""
+    """This process's peak RSS growth: sampled in a thread, and the kernel's high-water mark when it rose.
+
+    ``ru_maxrss`` catches spikes between samples, but only counts when the
+    probe set a new high for the process (an app that was bigger before
+    leaves it unchanged); the samples cover that case.
+    """
 
     def __init__(self) -> None:
         self.peak_growth = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._base = 0
+        self._high_water = 0
 
     def start(self) -> None:
         import psutil
 
         process = psutil.Process(os.getpid())
-        base = process.memory_info().rss
+        self._base = process.memory_info().rss
+        self._high_water = _max_rss()
 
         def loop() -> None:
             while not self._stop.wait(_RSS_INTERVAL):
-                self.peak_growth = max(self.peak_growth, process.memory_info().rss - base)
+                self.peak_growth = max(self.peak_growth, process.memory_info().rss - self._base)
 
         self._thread = threading.Thread(target=loop, name="probe-rss", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        if self._thread is None:
+            return
+        self._thread.join()
+        self._thread = None
+        high_water = _max_rss()
+        if high_water > self._high_water:
+            self.peak_growth = max(self.peak_growth, high_water - self._base)
+
+
+def _max_rss() -> int:
+    """The process's resident-memory high-water mark in bytes (Linux reports KiB)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def _device_name(cuda: bool) -> str:
