@@ -120,8 +120,11 @@ class WorkbenchApp(App[None]):
         focus = {"train": "#runs", "data": "#examples", "config": "#form"}.get(pane)
         if focus:
             self.call_after_refresh(lambda: self.query_one(focus).focus())
+        else:  # focus left in another tab would pull the tabs back to it
+            self.call_after_refresh(lambda: self.query_one(f"#{pane} PlaceholderPane").focus())
 
     def action_pane(self, pane: str) -> None:
+        self.screen.set_focus(None)  # focus left in the old tab would pull the tabs back to it
         self.query_one(TabbedContent).active = pane
 
     def action_toggle_theme(self) -> None:
