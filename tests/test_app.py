@@ -140,7 +140,7 @@ def tiny_config(workspace: Path, model: Path, steps: int) -> Path:
 
 
 async def test_launch_watch_stop_resume_by_keys(workspace, tiny_model_dir, tmp_path):
-    tiny_config(workspace, tiny_model_dir, steps=150)
+    tiny_config(workspace, tiny_model_dir, steps=400)  # long enough that the stop lands mid-run
     app = app_for(workspace, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         pane = app.query_one(TrainPane)
@@ -160,10 +160,10 @@ async def test_launch_watch_stop_resume_by_keys(workspace, tiny_model_dir, tmp_p
         await pilot.press("y")
         await until(pilot, lambda: pane.last.status.state == "stopped", timeout=120, what="stopped")
         stopped_at = pane.last.status.step
-        assert stopped_at < 150 and run.checkpoints()
+        assert stopped_at < 400 and run.checkpoints()
         await pilot.press("r")
         await until(pilot, lambda: pane.last.status.state == "completed", timeout=180, what="completed")
-        assert pane.last.status.step == 150
+        assert pane.last.status.step == 400
         assert app.query_one("#loss").plt is not None
 
 
