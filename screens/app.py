@@ -117,6 +117,9 @@ class WorkbenchApp(App[None]):
         self._focus_pane(pane)
 
     def _focus_pane(self, pane: str) -> None:
+        widget = self.query(f"#{pane}-pane")
+        if widget and hasattr(widget.first(), "ensure_loaded"):
+            widget.first().ensure_loaded()
         focus = {"train": "#runs", "data": "#examples", "config": "#form"}.get(pane)
         if focus:
             self.call_after_refresh(lambda: self.query_one(focus).focus())

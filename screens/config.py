@@ -84,6 +84,7 @@ class ConfigPane(Vertical):
     def __init__(self, workspace: Path, **kwargs) -> None:
         super().__init__(**kwargs)
         self.workspace = workspace
+        self._loaded = False  # the pane loads on its first showing (ensure_loaded)
         self.initial_config: str | None = None
         self.path: Path | None = None
         self.config: RunConfig | None = None
@@ -106,7 +107,11 @@ class ConfigPane(Vertical):
                 yield Static("", id="memory")
                 yield Static("", id="all-findings")
 
-    def on_mount(self) -> None:
+    def ensure_loaded(self) -> None:
+        """Load and assess a config the first time the pane is shown (assessing reads data and a tokenizer)."""
+        if self._loaded:
+            return
+        self._loaded = True
         configs = find_configs(self.workspace)
         wanted = Path(self.initial_config) if self.initial_config else None
         if wanted is not None and wanted.exists():

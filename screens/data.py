@@ -127,6 +127,7 @@ class DataPane(Vertical):
     def __init__(self, workspace: Path, **kwargs) -> None:
         super().__init__(**kwargs)
         self.workspace = workspace
+        self._loaded = False  # the pane loads on its first showing (ensure_loaded)
         self.session: DatasetSession | None = None
         self.initial_dataset: str | None = None
         self.findings: dict[int, list[Finding]] = {}
@@ -148,8 +149,11 @@ class DataPane(Vertical):
             with VerticalScroll(id="detail-col"):
                 yield Static("", id="detail")
 
-    def on_mount(self) -> None:
-        # No focus() here: focusing a widget in a hidden tab would switch to it (the app focuses on switch).
+    def ensure_loaded(self) -> None:
+        """Open the dataset the first time the pane is shown (not at start: the other panes stay quick)."""
+        if self._loaded:
+            return
+        self._loaded = True
         datasets = find_datasets(self.workspace)
         wanted = self.initial_dataset
         if wanted and Path(wanted).exists():

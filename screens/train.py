@@ -374,6 +374,8 @@ class TrainPane(Vertical):
 
         held = None
         panes = self.app.query(ConfigPane)
+        if panes and panes.first().config is None:
+            panes.first().ensure_loaded()  # not visited yet: hold the config it would show
         if panes and panes.first().config is not None:
             pane = panes.first()
             where = pane.path.name if pane.path is not None else "new, not saved"
