@@ -34,6 +34,7 @@ from screens.widgets.example_detail import render_example
 from screens.widgets.example_list import ExampleList
 from workbench.data import analyze
 from workbench.data.findings import Finding
+from workbench.data.readers import looks_like_dataset
 from workbench.data.store import STATUSES, DatasetSession, open_dataset
 from workbench.errors import WorkbenchError
 
@@ -67,7 +68,7 @@ def find_datasets(workspace: Path) -> list[Path]:
             rel = p.relative_to(workspace).parts
             if "runs" in rel or "evals" in rel or any(part.startswith(".") for part in rel):
                 continue
-            if p.name.endswith(".review.json") or p.name.endswith(".orig"):
+            if p.name.endswith(".review.json") or not looks_like_dataset(p):
                 continue
             found.append(p)
     return sorted(set(found), key=lambda p: (not p.stem.startswith("train"), str(p)))

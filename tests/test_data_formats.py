@@ -262,3 +262,21 @@ def test_render_chat_needs_a_template(chat_tokenizer) -> None:
     plain = chat_tokenizer.__class__(tokenizer_object=chat_tokenizer.backend_tokenizer, unk_token="[UNK]")
     with pytest.raises(DataError, match="no chat template"):
         render_chat([{"messages": [user("hi")]}], plain)
+
+
+def test_only_dataset_files_are_offered(tmp_path):
+    from workbench.data.readers import looks_like_dataset
+
+    files = {
+        "rows.json": '[{"prompt": "a", "completion": "b"}]',
+        "wrapped.json": '{"version": 1, "data": [{"text": "a"}]}',
+        "lines.json": '{"text": "a"}\n{"text": "b"}\n',
+        "state.json": '{"theme": null, "workspaces": {}}',
+        "tokenizer_config.json": '{"model_max_length": 2048, "added_tokens_decoder": {}}',
+        "train.jsonl": "",
+        "notes.txt": "hello",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    offered = {name for name in files if looks_like_dataset(tmp_path / name)}
+    assert offered == {"rows.json", "wrapped.json", "lines.json", "train.jsonl"}

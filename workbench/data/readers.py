@@ -62,6 +62,33 @@ class Read:
     """Added to the file name in messages, e.g. ``[train]`` for a split of a DatasetDict."""
 
 
+def looks_like_dataset(path: Path, sniff: int = 4096) -> bool:
+    """Whether a file is worth offering as a dataset, from its name and first bytes only.
+
+    JSONL, CSV and Parquet files are; a ``.json`` file is when it holds an array, JSONL, or an
+    object with rows under a usual key (``data``, ``train``...). App state, tokenizer and model
+    configs (single objects) are not.
+    """
+    file_type = file_type_for_name(path)
+    if file_type != "json":
+        return file_type is not None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(sniff).decode("utf-8", "replace")
+    except OSError:
+        return False
+    text = head.lstrip("\ufeff \t\r\n")
+    if text.startswith("["):
+        return True
+    first_line = text.split("\n", 1)[0]
+    try:
+        if isinstance(json.loads(first_line), dict) and "\n" in text.strip():
+            return True  # JSONL named .json
+    except ValueError:
+        pass
+    return text.startswith("{") and any(re.search(rf'"{key}"\s*:\s*\[', text) for key in _LIST_KEYS)
+
+
 def file_type_for_name(path: Path) -> str | None:
     """The file type a name implies (``.jsonl`` -> ``jsonl``), for files yet to be written; None if unknown."""
     return _EXTENSIONS.get(path.suffix.lower())
