@@ -575,45 +575,33 @@ class DataPane(Vertical):
     # --- analysis -----------------------------------------------------------
 
     def action_critique(self) -> None:
-        if self._cancel is not None:
-            self._cancel.set()
-            self.notify("Cancelling…", timeout=2)
-            return
-        s = self.session
-        if s is None:
-            return
-        self._cancel = threading.Event()
-        self._set_progress("critique: starting…")
-        self._critique(s, self._cancel)
-
-    @work(thread=True, exclusive=True, group="data-analysis", exit_on_error=False)
-    def _critique(self, s: DatasetSession, cancel: threading.Event) -> None:
-        try:
-            result = analyze.analyze(s, workspace=self.workspace, cancel=cancel,
-                                     progress=lambda text: self.post_message(Progress(text)))
-        except Exception as exc:  # noqa: BLE001  shown to the user; the pane keeps working
-            self.post_message(AnalysisDone(None, f"{type(exc).__name__}: {exc}"))
-            return
-        self.post_message(AnalysisDone(result))
+        self._toggle_analysis("critique: starting…", lambda s, cancel, progress: analyze.analyze(
+            s, workspace=self.workspace, cancel=cancel, progress=progress))
 
     def action_semantic(self) -> None:
+        self._toggle_analysis("similar examples: loading MiniLM…", lambda s, cancel, progress: analyze.semantic(
+            s, previous=self.analysis, cancel=cancel, progress=progress))
+
+    def _toggle_analysis(self, starting: str, job: Callable[..., Any]) -> None:
+        """Start an analysis of the open dataset, or cancel the one running (its key pressed again)."""
         if self._cancel is not None:
             self._cancel.set()
             self.notify("Cancelling…", timeout=2)
             return
-        s = self.session
-        if s is None:
-            return
+        if self.session is not None:
+            self._start_analysis(starting, self.session, job)
+
+    def _start_analysis(self, starting: str, s: DatasetSession, job: Callable[..., Any]) -> None:
         self._cancel = threading.Event()
-        self._set_progress("similar examples: loading MiniLM…")
-        self._semantic(s, self._cancel)
+        self._set_progress(starting)
+        self._analysis(s, job, self._cancel)
 
     @work(thread=True, exclusive=True, group="data-analysis", exit_on_error=False)
-    def _semantic(self, s: DatasetSession, cancel: threading.Event) -> None:
+    def _analysis(self, s: DatasetSession, job: Callable[..., Any], cancel: threading.Event) -> None:
+        """Run job(session, cancel, progress) off the UI thread; its result or error comes back as AnalysisDone."""
         try:
-            result = analyze.semantic(s, previous=self.analysis, cancel=cancel,
-                                      progress=lambda text: self.post_message(Progress(text)))
-        except Exception as exc:  # noqa: BLE001
+            result = job(s, cancel, lambda text: self.post_message(Progress(text)))
+        except Exception as exc:  # noqa: BLE001  shown to the user; the pane keeps working
             self.post_message(AnalysisDone(None, f"{type(exc).__name__}: {exc}"))
             return
         self.post_message(AnalysisDone(result))
@@ -655,27 +643,15 @@ class DataPane(Vertical):
         model = os.environ.get("WORKBENCH_LLM_MODEL", "")
 
         def done(value: str | None) -> None:
-            if not value:
-                return
-            self._cancel = threading.Event()
-            self._set_progress(f"LLM critic ({value}): starting…")
-            self._llm_critic(s, value.strip(), shown[:50], self._cancel)
+            if value:
+                self._start_analysis(f"LLM critic ({value.strip()}): starting…", s, lambda s, cancel, progress: analyze.llm_critic(
+                    s, value.strip(), shown[:50], workspace=self.workspace, cancel=cancel, progress=progress,
+                    previous=self.analysis))
         self.app.push_screen(PromptScreen(
             f"LLM critic on the first {min(50, len(shown))} example(s) shown: which model? (litellm name)", model,
             "e.g. openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest, ollama/llama3",
             help_text="The key comes from the environment (OPENAI_API_KEY...); it is never written to disk. "
                       "Replies are cached. C cancels."), done)
-
-    @work(thread=True, exclusive=True, group="data-analysis", exit_on_error=False)
-    def _llm_critic(self, s: DatasetSession, model: str, ids: list[int], cancel: threading.Event) -> None:
-        try:
-            result = analyze.llm_critic(s, model, ids, workspace=self.workspace, cancel=cancel,
-                                        progress=lambda text: self.post_message(Progress(text)),
-                                        previous=self.analysis)
-        except Exception as exc:  # noqa: BLE001
-            self.post_message(AnalysisDone(None, f"{type(exc).__name__}: {exc}"))
-            return
-        self.post_message(AnalysisDone(result))
 
     def action_generate(self) -> None:
         s, ex_id = self._writable(), self._current_id()
