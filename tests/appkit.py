@@ -1,10 +1,11 @@
-"""Helpers shared by the app tests: fake run directories with a known history."""
+"""Helpers shared by the app tests: the app factory, waiting on a condition, fake run directories."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from screens.app import create_app
 from workbench.config import RunConfig, dump_config
 from workbench.train.rundir import RunDir, append_jsonl
 
@@ -14,6 +15,21 @@ CONFIG = RunConfig.model_validate({
     "train": {"learning_rate": 1e-3, "batch_size": 4, "epochs": 8, "max_length": 256},
     "lora": {"r": 32, "alpha": 64},
 })
+
+
+def make_app(ws: Path):
+    """The app on workspace ws, remembering its state inside ws (never the user's own state file)."""
+    return create_app(ws, state_path=ws / "state.json")
+
+
+async def until(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
+    """Let the app run until condition() holds; fail the test naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def fake_run(workspace: Path, run_id: str, *, state: str = "completed", overfit: bool = True,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from appkit import fake_run
+from appkit import fake_run, until
 from textual.widgets import OptionList, Static, TabbedContent
 
 from screens.app import create_app
@@ -24,13 +24,6 @@ def app_for(workspace: Path, tmp_path: Path):
     return create_app(workspace, state_path=tmp_path / "state.json")
 
 
-async def until(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def text_of(app, selector: str) -> str:

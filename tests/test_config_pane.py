@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import yaml
 from textual.widgets import Input, OptionList, Static, TextArea
 
 from screens.advisor import AdvisorScreen, DiagnoseScreen
+from appkit import until
 from screens.app import create_app
 from screens.config import ConfigPane
 from screens.modals import ChoiceScreen, PromptScreen
@@ -34,13 +34,6 @@ def make_workspace(tmp_path: Path) -> Path:
     return ws
 
 
-async def until(pilot, condition, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def ready(pilot) -> ConfigPane:

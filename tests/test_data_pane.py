@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 from textual.widgets import Input, OptionList, Static, TextArea
 
+from appkit import until
 from screens.app import create_app
 from screens.data import DataPane
 from screens.edit_example import EditScreen
@@ -32,13 +32,6 @@ def make_workspace(tmp_path: Path, lines: int = 40, name: str = "train.jsonl", s
     return ws
 
 
-async def until(pilot, condition, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def opened(pilot) -> DataPane:

@@ -7,13 +7,11 @@ and look at the report before committing.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
-from appkit import fake_run
+from appkit import fake_run, make_app, until
 
-from screens.app import create_app
 from screens.train import TrainPane
 
 WORKSPACE = Path("/tmp/workbench-snapshot-workspace")  # fixed: the header shows the path
@@ -28,18 +26,14 @@ def ws() -> Path:
     shutil.rmtree(WORKSPACE, ignore_errors=True)
 
 
-def make_app(ws: Path):
-    return create_app(ws, state_path=ws / "state.json")
-
 
 async def settled(pilot) -> None:
     """Wait until the followed run has been rendered (or there is none)."""
     pane = pilot.app.query_one(TrainPane)
-    deadline = time.monotonic() + 20
     has_runs = any((WORKSPACE / "runs").glob("*")) if (WORKSPACE / "runs").exists() else False
     table = pilot.app.query_one("#runs")
-    while time.monotonic() < deadline and has_runs and (pane.last is None or not table.row_count):
-        await pilot.pause(0.05)
+    if has_runs:
+        await until(pilot, lambda: pane.last is not None and table.row_count, 20, what="the followed run")
     await pilot.wait_for_scheduled_animations()
     await pilot.pause(1.0)
 

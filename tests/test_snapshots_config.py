@@ -6,13 +6,12 @@ Update after an intended UI change with `pytest tests/test_snapshots_config.py -
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
+from appkit import make_app, until
 import yaml
 
-from screens.app import create_app
 from screens.config import ConfigPane
 
 SUPPORT = Path(__file__).resolve().parents[1] / "sample_data" / "support"
@@ -41,9 +40,7 @@ def steps(*keys: str, field: str | None = None):
         await pilot.pause()
         await pilot.press("2")
         pane = pilot.app.query_one(ConfigPane)
-        deadline = time.monotonic() + 60
-        while pane.assessment is None and time.monotonic() < deadline:
-            await pilot.pause(0.1)
+        await until(pilot, lambda: pane.assessment is not None, what="the first assessment")
         if field is not None:
             pilot.app.query_one("#form").highlighted = pane._rows.index(field)
             await pilot.pause()
@@ -55,9 +52,6 @@ def steps(*keys: str, field: str | None = None):
 
     return run_before
 
-
-def make_app(ws: Path):
-    return create_app(ws, state_path=ws / "state.json")
 
 
 def test_config_with_findings(snap_compare, ws):

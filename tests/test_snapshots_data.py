@@ -7,12 +7,11 @@ and look at the report before committing.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
+from appkit import make_app, until
 
-from screens.app import create_app
 from screens.data import DataPane
 
 SUPPORT = Path(__file__).resolve().parents[1] / "sample_data" / "support"
@@ -32,9 +31,6 @@ def with_files(ws: Path, *names: str) -> None:
         shutil.copy(SUPPORT / name, ws / "support" / name)
 
 
-def make_app(ws: Path):
-    return create_app(ws, state_path=ws / "state.json")
-
 
 def steps(*keys: str, critique: bool = False):
     """Open the Data pane, wait for the dataset (and the critique), press keys, let it settle."""
@@ -42,14 +38,10 @@ def steps(*keys: str, critique: bool = False):
         await pilot.pause()
         await pilot.press("1")
         pane = pilot.app.query_one(DataPane)
-        deadline = time.monotonic() + 30
-        while pane.session is None and time.monotonic() < deadline:
-            await pilot.pause(0.05)
+        await until(pilot, lambda: pane.session is not None, what="the dataset to open")
         if critique:
             await pilot.press("C")
-            deadline = time.monotonic() + 120
-            while pane.analysis is None and time.monotonic() < deadline:
-                await pilot.pause(0.1)
+            await until(pilot, lambda: pane.analysis is not None, 120, what="the critique")
             pilot.app.clear_notifications()
         for key in keys:
             await pilot.press(key)
