@@ -6,23 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from configkit import make_config as make
 from workbench.config import RunConfig, dump_config, field_help, load_config, parse_config, validate
 from workbench.config.check import check_config
 from workbench.config.validate import Context, Hardware, has_errors, total_steps
 from workbench.errors import ConfigError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "configs"
-
-
-def make(**overrides) -> RunConfig:
-    data = {"data": {"train": "train.jsonl"}}
-    for key, value in overrides.items():
-        section, _, field = key.partition("__")
-        if field:
-            data.setdefault(section, {})[field] = value
-        else:
-            data[section] = value
-    return RunConfig.model_validate(data)
 
 
 def fields(findings, severity=None):

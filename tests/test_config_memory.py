@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from configkit import make_config
 from workbench.config import RunConfig
 from workbench.config.memory import (
     CUDA_CONTEXT_BYTES, Precision, apply_changes, estimate_memory, resolve_precision,
@@ -19,14 +20,7 @@ GIB = 2**30
 
 
 def make(**overrides) -> RunConfig:
-    data = {"data": {"train": str(SAMPLE / "train.jsonl"), "val": str(SAMPLE / "val.jsonl")}}
-    for key, value in overrides.items():
-        section, _, name = key.partition("__")
-        if name:
-            data.setdefault(section, {})[name] = value
-        else:
-            data[section] = value
-    return RunConfig.model_validate(data)
+    return make_config({"train": str(SAMPLE / "train.jsonl"), "val": str(SAMPLE / "val.jsonl")}, **overrides)
 
 
 def llama_7b_config():

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from configkit import make_config as make
 from workbench.config import RunConfig, validate
 from workbench.config.memory import apply_changes, estimate_memory
 from workbench.config.modelinfo import facts_from_config, model_facts
@@ -14,17 +15,6 @@ from workbench.config.validate import Context, Finding, Hardware
 GIB = 2**30
 GPU = Hardware(cuda=True, bf16=True, bitsandbytes=True, gpu_name="Test GPU", gpu_total_bytes=80 * GIB,
                gpu_free_bytes=80 * GIB)
-
-
-def make(**overrides) -> RunConfig:
-    data = {"data": {"train": "train.jsonl"}}
-    for key, value in overrides.items():
-        section, _, name = key.partition("__")
-        if name:
-            data.setdefault(section, {})[name] = value
-        else:
-            data[section] = value
-    return RunConfig.model_validate(data)
 
 
 def on(config: RunConfig, ctx: Context | None, field: str) -> list[Finding]:
