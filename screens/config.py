@@ -24,6 +24,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from screens.modals import ChoiceScreen, PromptScreen
+from screens.widgets.lazy import LoadsWhenShown
 from workbench.config import assess as assess_mod
 from workbench.config.fields import GROUPS, get_field, info, set_field, show
 from workbench.config.schema import RunConfig, dump_config, load_config, parse_config
@@ -53,7 +54,7 @@ def find_configs(workspace: Path) -> list[Path]:
     return out
 
 
-class ConfigPane(Vertical):
+class ConfigPane(LoadsWhenShown, Vertical):
     """Build and check a run config by keyboard."""
 
     BINDINGS = [
@@ -84,7 +85,6 @@ class ConfigPane(Vertical):
     def __init__(self, workspace: Path, **kwargs) -> None:
         super().__init__(**kwargs)
         self.workspace = workspace
-        self._loaded = False  # the pane loads on its first showing (ensure_loaded)
         self.initial_config: str | None = None
         self.path: Path | None = None
         self.config: RunConfig | None = None
@@ -107,11 +107,8 @@ class ConfigPane(Vertical):
                 yield Static("", id="memory")
                 yield Static("", id="all-findings")
 
-    def ensure_loaded(self) -> None:
+    def first_shown(self) -> None:
         """Load and assess a config the first time the pane is shown (assessing reads data and a tokenizer)."""
-        if self._loaded:
-            return
-        self._loaded = True
         configs = find_configs(self.workspace)
         wanted = Path(self.initial_config) if self.initial_config else None
         if wanted is not None and wanted.exists():

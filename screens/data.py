@@ -32,6 +32,7 @@ from screens.edit_example import EditScreen, parse_row
 from screens.modals import ChoiceScreen, ConfirmScreen, PromptScreen
 from screens.widgets.example_detail import render_example
 from screens.widgets.example_list import ExampleList
+from screens.widgets.lazy import LoadsWhenShown
 from workbench.data import analyze
 from workbench.data.findings import Finding
 from workbench.data.readers import looks_like_dataset
@@ -74,7 +75,7 @@ def find_datasets(workspace: Path) -> list[Path]:
     return sorted(set(found), key=lambda p: (not p.stem.startswith("train"), str(p)))
 
 
-class DataPane(Vertical):
+class DataPane(LoadsWhenShown, Vertical):
     """Browse, triage, edit, critique, deduplicate, split and export one dataset."""
 
     BINDINGS = [
@@ -128,7 +129,6 @@ class DataPane(Vertical):
     def __init__(self, workspace: Path, **kwargs) -> None:
         super().__init__(**kwargs)
         self.workspace = workspace
-        self._loaded = False  # the pane loads on its first showing (ensure_loaded)
         self.session: DatasetSession | None = None
         self.initial_dataset: str | None = None
         self.findings: dict[int, list[Finding]] = {}
@@ -150,11 +150,8 @@ class DataPane(Vertical):
             with VerticalScroll(id="detail-col"):
                 yield Static("", id="detail")
 
-    def ensure_loaded(self) -> None:
+    def first_shown(self) -> None:
         """Open the dataset the first time the pane is shown (not at start: the other panes stay quick)."""
-        if self._loaded:
-            return
-        self._loaded = True
         datasets = find_datasets(self.workspace)
         wanted = self.initial_dataset
         if wanted and Path(wanted).exists():
