@@ -52,6 +52,9 @@ _UNSTORED_PARAMS = _KEY_PARAMS_IGNORED | {"api_base", "base_url"}
 _SECRET_PARAM = re.compile(r"(^|_)(key|secret|password|credentials?|headers?|token)(_|$)", re.IGNORECASE)
 """Parameter names that would carry a credential: refused, since keys come from the environment only."""
 
+_RUBRIC_ITEM_LINE = re.compile(r"^\s*[-*•]\s*([A-Za-z][\w -]{0,40}?)\s*:", re.MULTILINE)
+"""A rubric line that names an item: ``- correctness: ...``."""
+
 _SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 """Environment variables whose values are scrubbed from error messages."""
 
@@ -426,6 +429,15 @@ def extract_json(text: str) -> list[Any]:
         found.append(value)
         start = _next_open(text, end)
     return found
+
+
+def rubric_items(rubric: str) -> tuple[str, ...]:
+    """The items a rubric names on its ``- name: ...`` lines, lowercased with ``_`` for spaces; () when none.
+
+    Shared by the Data pane's critic (its criteria) and the Eval judge (its rubric items).
+    """
+    names = [m.group(1).strip().lower().replace(" ", "_") for m in _RUBRIC_ITEM_LINE.finditer(rubric)]
+    return tuple(dict.fromkeys(names))
 
 
 def canonical_json(value: Any) -> str:

@@ -26,7 +26,7 @@ from workbench.data.findings import Finding
 from workbench.data.formats import Shape
 from workbench.data.view import view
 from workbench.errors import DataError
-from workbench.llm import LLM, Messages, Progress, Usage, extract_json
+from workbench.llm import LLM, Messages, Progress, Usage, extract_json, rubric_items
 
 CHECK = "llm_critic"
 """The Finding check id of the critic."""
@@ -54,7 +54,6 @@ DEFAULT_CRITERIA = ("format", "correctness", "helpfulness", "diversity")
 CONTEXT_CHARS = 600
 """How much of each context example the critic sees."""
 
-_CRITERION_LINE = re.compile(r"^\s*[-*•]\s*([A-Za-z][\w -]{0,40}?)\s*:", re.MULTILINE)
 _SCORE_KEYS = ("score", "overall", "overall_score", "rating")
 _REASON_KEYS = ("reason", "explanation", "rationale", "why")
 _LINE_START = r"(?im)^[\s*#>_-]*"
@@ -182,8 +181,7 @@ def critique_with_llm(
 
 def rubric_criteria(rubric: str) -> tuple[str, ...]:
     """The criteria a rubric names on its ``- name: ...`` lines (the defaults when it names none)."""
-    names = [m.group(1).strip().lower().replace(" ", "_") for m in _CRITERION_LINE.finditer(rubric)]
-    return tuple(dict.fromkeys(names)) or DEFAULT_CRITERIA
+    return rubric_items(rubric) or DEFAULT_CRITERIA
 
 
 def reply_format(criteria: Sequence[str]) -> str:
