@@ -1,0 +1,102 @@
+"""An eval read whole: scores, filters, sorting, summaries with intervals, judge verdicts and agreement."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from evalkit import make_eval, ticket
+from test_llm import offline  # noqa: F401  (autouse: no network)
+
+from workbench.eval.judge import Rubric
+from workbench.eval.judging import judge_eval, judge_pairs, load_verdicts, save_rubric
+from workbench.eval.results import Results
+from workbench.llm import LLM
+
+
+def test_scores_summary_and_the_difference_against_the_base(tmp_path):
+    res = Results(make_eval(tmp_path))
+    assert res.primary == "schema_valid" and res.base == "base"
+    by = {s.model.key: s for s in res.summaries()}
+    assert by["base"].metrics["schema_valid"].mean == pytest.approx(3 / 6)
+    assert by["run/adapter"].metrics["schema_valid"].mean == pytest.approx(5 / 6)
+    assert by["run/adapter"].metrics["refusal"].mean == pytest.approx(1 / 6)
+    assert by["run/adapter"].metrics["exact_match"].mean == pytest.approx(5 / 6)
+    delta = by["run/adapter"].delta["exact_match"]
+    assert by["base"].metrics["exact_match"].mean == pytest.approx(2 / 6)
+    assert delta.mean == pytest.approx(5 / 6 - 2 / 6) and delta.n == 6
+    assert "base" not in by["base"].delta and not by["base"].delta
+
+
+def test_filters_and_sorting(tmp_path):
+    res = Results(make_eval(tmp_path))
+    regressions = [r.id for r in res.view("regressions")]
+    assert regressions == ["5"]  # the adapter refused a ticket the base got right
+    assert {r.id for r in res.view("failures")} == {"0", "2", "4", "5"}
+    assert [r.id for r in res.view(search="mateo")] == ["1"]
+    worst = res.view(sort="score", model="run/adapter")
+    assert worst[0].id == "5"
+    delta = res.view(sort="delta", model="run/adapter")
+    assert delta[0].id == "5" and delta[-1].cells["base"].value("schema_valid") == 0.0
+    assert res.counts()["unrated"] == 6
+
+
+def test_ratings_drive_the_unrated_and_regression_filters(tmp_path):
+    res = Results(make_eval(tmp_path))
+    res.ratings.score("1", "base", 5)
+    res.ratings.score("1", "run/adapter", 2)
+    res.reload_ratings()
+    assert "1" in [r.id for r in res.view("regressions")]  # worse by the person's rating
+    assert "1" not in [r.id for r in res.view("unrated")]
+
+
+def test_refresh_picks_up_new_predictions_and_rescoring_only_changed(tmp_path):
+    ev = make_eval(tmp_path, outputs={"base": ["x"]})
+    res = Results(ev)
+    assert res.rows[1].cells["base"].output is None and res.summaries()[0].done == 1
+    assert not res.refresh()
+    ev.append_predictions([{"model": "base", "id": "1", "output": ticket("Mateo Haddad", "refund")}])
+    assert res.refresh()
+    assert res.rows[1].cells["base"].value("exact_match") == 1.0
+
+
+def judge_reply(messages) -> str:
+    """Grades 5 an answer that parses as JSON, 1 otherwise; prefers the JSON answer in a pair."""
+    user = messages[-1]["content"]
+    if "[answer A]" in user:
+        a = user.split("[answer A]\n", 1)[1].split("\n\n[answer B]", 1)[0]
+        return json.dumps({"winner": "A" if a.startswith("{") else "B", "reason": "valid JSON"})
+    answer = user.split("[answer to grade]\n", 1)[1]
+    score = 5 if answer.startswith("{") else 1
+    return json.dumps({"score": score, "criteria": {"correctness": score, "format": score}, "reason": "ok"})
+
+
+def test_judge_verdicts_are_kept_and_agreement_computed(tmp_path):
+    ev = make_eval(tmp_path)
+    save_rubric(ev, Rubric.parse("Grade the JSON.\n- correctness: right fields\n- format: one line of JSON"))
+    llm = LLM(model="openai/gpt-4o-mini", mock=judge_reply, cache_dir=None)
+    verdicts = judge_eval(ev, llm, models=["base", "run/adapter"])
+    assert len(verdicts) == 12
+    pairs = judge_pairs(ev, llm, model_a="base", model_b="run/adapter")
+    assert {p.example_id: p.winner_model for p in pairs}["0"] == "run/adapter"
+    res = Results(ev)
+    assert res.rows[0].cells["base"].value("judge") == 1.0
+    assert res.rows[0].cells["run/adapter"].value("judge") == 5.0
+    for row in res.rows:  # a person who agrees with the judge on every answer
+        for key, cell in row.cells.items():
+            res.ratings.score(row.id, key, int(cell.value("judge")))
+    res.reload_ratings()
+    overall = res.agreement()["overall"]
+    assert overall.n == 12 and overall.exact == 1.0
+    assert not res.view("disagree")
+    res.ratings.score("0", "base", 5)  # now 4 points from the judge's 1
+    res.reload_ratings()
+    assert [r.id for r in res.view("disagree")] == ["0"]
+
+
+def test_a_regenerated_answer_drops_its_old_verdict(tmp_path):
+    ev = make_eval(tmp_path)
+    judge_eval(ev, LLM(model="openai/gpt-4o-mini", mock=judge_reply, cache_dir=None), models=["base"], ids=["0"])
+    assert ("base", "0") in load_verdicts(ev).single
+    ev.append_predictions([{"model": "base", "id": "0", "output": "something else"}])
+    assert ("base", "0") not in load_verdicts(ev).single
