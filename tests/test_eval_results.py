@@ -100,3 +100,28 @@ def test_a_regenerated_answer_drops_its_old_verdict(tmp_path):
     assert ("base", "0") in load_verdicts(ev).single
     ev.append_predictions([{"model": "base", "id": "0", "output": "something else"}])
     assert ("base", "0") not in load_verdicts(ev).single
+
+
+def test_checkpoint_curve_picks_by_the_metric_and_says_when_loss_disagrees(tmp_path):
+    from appkit import fake_run
+    from evalkit import EXAMPLES, SUPPORT
+
+    from workbench.eval.curves import checkpoint_curve, runs_with_checkpoints
+    from workbench.eval.store import EvalSpec, ModelRef, create_eval
+
+    run = fake_run(tmp_path, "demo-20261125-105024")  # eval loss is lowest at step 24
+    models = [ModelRef(key="base", label="base", kind="base", path="bundled", base_model="bundled")]
+    models += [ModelRef(key=f"demo/ckpt-{s}", label=f"step {s}", kind="checkpoint", path=str(run.path / f"checkpoint-{s}"),
+                        base_model="bundled", run_id=run.id, step=s) for s in (16, 24, 48)]
+    ev = create_eval(tmp_path, EvalSpec(name="ckpts", models=models, schema=str(SUPPORT / "schema.json")), EXAMPLES)
+    right = {16: 2, 24: 3, 48: 5}  # later checkpoints get more tickets right, though eval loss rose
+    ev.append_predictions({"model": f"demo/ckpt-{s}", "id": e["id"],
+                           "output": e["reference"] if i < n else "no idea"}
+                          for s, n in right.items() for i, e in enumerate(EXAMPLES))
+    res = Results(ev)
+    assert runs_with_checkpoints(res) == [run.id]
+    curve = checkpoint_curve(res, run.id)
+    assert [p[0] for p in curve.points] == [16, 24, 48]
+    assert curve.best_by_metric == 48 and curve.best_by_loss == 24
+    assert "metric picks step 48, eval loss picks step 24" in curve.verdict()
+    assert curve.eval_loss and curve.train_loss
