@@ -8,16 +8,14 @@ everything from the run directory (see :mod:`workbench.train.rundir`).
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from workbench.config.schema import RunConfig, dump_config, load_config
+from workbench.detach import new_dir_id, spawn_detached
 from workbench.errors import ConfigError, RunError
 from workbench.train.rundir import FINAL_STATES, LIVE_STATES, RunDir, atomic_write_text, read_jsonl
 
@@ -35,30 +33,9 @@ def resolved_copy(config: RunConfig) -> RunConfig:
     return config.model_copy(update={"data": data, "model": config.resolved_model(), "base_dir": None})
 
 
-def _new_run_id(root: Path, name: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_id, n = f"{slug}-{stamp}", 1
-    while (root / run_id).exists():
-        n += 1
-        run_id = f"{slug}-{stamp}-{n}"
-    return run_id
-
-
 def _spawn(run: RunDir, *extra: str) -> int:
     """Start the worker detached: own session, no stdin, output to train.log."""
-    env = dict(os.environ)
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    env["PYTHONUNBUFFERED"] = "1"
-    project_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = project_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    with open(run.log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "workbench.train.worker", str(run.path), *extra],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True, env=env, cwd=str(run.path),
-        )
-    return proc.pid
+    return spawn_detached("workbench.train.worker", run.path, run.log_path, *extra)
 
 
 def launch(config: RunConfig | str | Path, workspace: str | Path, *, check: bool = True) -> RunDir:
@@ -73,7 +50,7 @@ def launch(config: RunConfig | str | Path, workspace: str | Path, *, check: bool
             raise ConfigError("the config has errors; the run was not started:\n" + "\n".join(f"  {f}" for f in report.errors))
     root = runs_dir(workspace)
     root.mkdir(parents=True, exist_ok=True)
-    run = RunDir(root / _new_run_id(root, config.name))
+    run = RunDir(root / new_dir_id(root, config.name))
     run.path.mkdir()
     atomic_write_text(run.config_path, dump_config(resolved_copy(config)))
     now = time.time()

@@ -1,0 +1,252 @@
+"""``workbench eval ...``: create, run, list, stop and resume evals without the app.
+
+Each command is a thin shell over :mod:`workbench.eval`; :func:`add_eval_commands` hangs
+them under ``eval`` in the main parser (see :mod:`workbench.cli`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import WorkbenchError
+from workbench.fmt import age
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _selection(text: str | None) -> list[int] | None:
+    """'3,5,10-12' -> [3, 5, 10, 11, 12]."""
+    if not text:
+        return None
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                out.extend(range(lo, hi + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise WorkbenchError(f"--select {text!r}: expected row indexes such as 3,5,10-12") from None
+    return out
+
+
+def _model_names(values: list[str] | None) -> list[str]:
+    return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
+
+
+class _Progress:
+    """One progress line on stderr (rewritten in place on a terminal, a line per model otherwise)."""
+
+    def __init__(self) -> None:
+        self.live = sys.stderr.isatty()
+        self.width = 0
+        self.last_model = ""
+
+    def __call__(self, p: Any) -> None:
+        if p.phase == "loading":
+            text = f"{p.model}: loading…"
+        elif p.phase == "generating":
+            speed = f", {p.examples_per_s:.2f}/s" if p.examples_per_s else ""
+            text = f"{p.model}: {p.model_done}/{p.model_total}{speed}  ({p.done}/{p.total} in all)"
+        else:
+            text = f"{p.done}/{p.total} done"
+        if self.live:
+            sys.stderr.write("\r" + text[:100].ljust(self.width))
+            self.width = len(text[:100])
+        elif p.phase != "generating" or p.model_done == p.model_total:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.live and self.width:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _run_foreground(ev: Any) -> int:
+    from workbench.eval.worker import append_to_log, run_eval
+
+    print(f"generating {ev.id} in the foreground (Ctrl-C stops after the batch in hand; "
+          f"`workbench eval resume {ev.id}` goes on)", file=sys.stderr)
+    bar = _Progress()
+    try:
+        state = run_eval(ev, progress=bar, log=append_to_log(ev))
+    finally:
+        bar.done()
+    status = ev.status()
+    print(f"{ev.id}: {state}" + (f" ({status.error})" if status.error else ""), file=sys.stderr)
+    return 0 if state in ("completed", "stopped") else 1
+
+
+# --- commands -----------------------------------------------------------------------
+
+
+def cmd_eval_new(args: argparse.Namespace) -> int:
+    from workbench.eval.candidates import (
+        default_dataset, default_models, examples_from_dataset, examples_from_suite, list_candidates, resolve_models,
+    )
+    from workbench.eval.runner import launch
+    from workbench.eval.store import EvalSpec, GenerationSettings, create_eval
+
+    workspace = args.workspace
+    names = _model_names(args.models)
+    models = resolve_models(workspace, names) if names else default_models(list_candidates(workspace))
+    if args.suite:
+        source, dataset = "suite", Path(args.suite).resolve()
+        examples, problems = examples_from_suite(dataset)
+        for problem in problems:
+            print(f"skipped: {problem}", file=sys.stderr)
+        if args.limit:
+            examples = examples[: args.limit]
+    else:
+        source = "dataset"
+        dataset = Path(args.data).resolve() if args.data else default_dataset(workspace)
+        if dataset is None:
+            raise WorkbenchError(f"no test split found in the configs or runs of {Path(workspace).resolve()}; "
+                                 "pass --data FILE (or --suite FILE)")
+        examples = examples_from_dataset(dataset, selection=_selection(args.select), limit=args.limit)
+    settings = GenerationSettings(
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, temperature=args.temperature,
+        top_p=args.top_p, seed=args.seed,
+    )
+    spec = EvalSpec(
+        name=args.name or dataset.stem, dataset=str(dataset), source=source,
+        selection=_selection(args.select) if source == "dataset" else None,
+        models=models, generation=settings, schema=str(Path(args.schema).resolve()) if args.schema else None,
+        regex=args.regex,
+    )
+    ev = create_eval(workspace, spec, examples)
+    print(ev.id)
+    print(f"{len(models)} model(s) x {len(examples)} example(s) from {dataset}: "
+          + ", ".join(m.key for m in models), file=sys.stderr)
+    if args.wait:
+        return _run_foreground(ev)
+    launch(ev)
+    print(f"generating in the background in {ev.path}; see `workbench eval list`, stop with "
+          f"`workbench eval stop {ev.id}`", file=sys.stderr)
+    return 0
+
+
+def cmd_eval_candidates(args: argparse.Namespace) -> int:
+    from workbench.eval.candidates import list_candidates
+
+    candidates = list_candidates(args.workspace)
+    if args.json:
+        _print_json([c.model_dump(mode="json") for c in candidates])
+        return 0
+    width = max(len(c.key) for c in candidates)
+    for c in candidates:
+        print(f"{c.key:<{width}}  {c.kind:<10}  {c.label}")
+    return 0
+
+
+def cmd_eval_list(args: argparse.Namespace) -> int:
+    from workbench.eval.store import evals_dir, list_evals
+
+    evals = list_evals(args.workspace)
+    if args.json:
+        _print_json([e.to_dict() for e in evals])
+        return 0
+    if not evals:
+        print(f"no evals in {evals_dir(args.workspace)}")
+        return 0
+    print(f"{'EVAL':<34} {'STATE':<10} {'DONE':>11} {'AGE':>5}  MODELS")
+    for e in evals:
+        note = f"  ({e.error.splitlines()[0][:60]})" if e.error else ""
+        print(f"{e.id:<34} {e.state:<10} {f'{e.done}/{e.total}':>11} {age(time.time() - e.created):>5}  "
+              f"{', '.join(e.models)}{note}")
+    return 0
+
+
+def cmd_eval_stop(args: argparse.Namespace) -> int:
+    from workbench.eval.runner import stop
+    from workbench.eval.store import find_eval
+
+    ev = find_eval(args.workspace, args.eval)
+    state = stop(ev, timeout=args.wait)
+    print(f"{ev.id}: {state}" + ("" if args.wait else " (stop requested; it stops after the batch in hand)"))
+    return 0
+
+
+def cmd_eval_resume(args: argparse.Namespace) -> int:
+    from workbench.eval.runner import check_resumable, resume
+    from workbench.eval.store import find_eval
+
+    ev = find_eval(args.workspace, args.eval)
+    if args.wait:
+        check_resumable(ev)
+        return _run_foreground(ev)
+    resume(ev)
+    done = sum(ev.progress().values())
+    print(f"{ev.id}: resuming with {done} prediction(s) kept")
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------
+
+
+def _workspace(p: argparse.ArgumentParser) -> None:
+    # Also accepted after the command (`workbench eval list -w W`); the global -w is the default.
+    p.add_argument("-w", "--workspace", default=argparse.SUPPRESS, help="workspace directory (evals go in WORKSPACE/evals)")
+
+
+def add_eval_commands(subparsers: Any) -> None:
+    """Add ``eval new | candidates | list | stop | resume`` to the main parser's subcommands."""
+    from workbench.eval.store import GenerationSettings
+
+    evals = subparsers.add_parser("eval", help="compare models by their answers: generate, list, stop, resume")
+    sub = evals.add_subparsers(dest="eval_command", required=True)
+
+    p = sub.add_parser("new", help="create an eval and generate its predictions (in the background; --wait: here)")
+    _workspace(p)
+    p.add_argument("--models", action="append", metavar="M[,M...]",
+                   help="base, RUN/adapter, RUN/ckpt-N or a path (see `eval candidates`); "
+                        "default: base and the newest run's final adapter")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--data", metavar="FILE", help="the dataset to ask (default: the workspace's test split)")
+    source.add_argument("--suite", metavar="FILE", help="a regression / red-team suite instead of a dataset")
+    p.add_argument("--select", metavar="ROWS", help="only these dataset rows (0-based), e.g. 3,5,10-12")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N examples")
+    p.add_argument("--max-new-tokens", type=int, default=GenerationSettings().max_new_tokens)
+    p.add_argument("--batch-size", type=int, default=GenerationSettings().batch_size)
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default); above 0: sampling")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="the eval's name (default: the dataset's file name)")
+    p.add_argument("--schema", metavar="FILE", help="a JSON Schema file the outputs should fit (task check)")
+    p.add_argument("--regex", help="a regex the outputs should match (task check)")
+    p.add_argument("--wait", action="store_true", help="generate in the foreground with a progress line")
+    p.set_defaults(func=cmd_eval_new)
+
+    p = sub.add_parser("candidates", help="the models an eval can compare: base, final adapters, checkpoints")
+    _workspace(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval_candidates)
+
+    p = sub.add_parser("list", help="evals with state, progress and models")
+    _workspace(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval_list)
+
+    p = sub.add_parser("stop", help="stop an eval's generator after the batch in hand")
+    _workspace(p)
+    p.add_argument("eval", help="eval id, unique prefix, path, or 'last'")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait for it to stop")
+    p.set_defaults(func=cmd_eval_stop)
+
+    p = sub.add_parser("resume", help="go on with a stopped, failed or lost eval (what is done is kept)")
+    _workspace(p)
+    p.add_argument("eval", help="eval id, unique prefix, path, or 'last'")
+    p.add_argument("--wait", action="store_true", help="generate in the foreground with a progress line")
+    p.set_defaults(func=cmd_eval_resume)
