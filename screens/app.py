@@ -22,8 +22,8 @@ from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from screens.config import ConfigPane
 from screens.data import DataPane
+from screens.eval import EvalPane
 from screens.modals import HelpScreen
-from screens.placeholder import PlaceholderPane
 from screens.train import TrainPane
 from workbench.appstate import AppState, load_state, save_state
 
@@ -33,13 +33,13 @@ PANES = [("data", "1 Data"), ("config", "2 Config"), ("train", "3 Train"), ("eva
 class WorkbenchApp(App[None]):
     """Data, Config, Train and Eval over one workspace."""
 
-    CSS_PATH = ["app.tcss", "train.tcss", "data.tcss", "config.tcss"]
+    CSS_PATH = ["app.tcss", "train.tcss", "data.tcss", "config.tcss", "eval.tcss"]
     TITLE = "Fine-tuning workbench"
     BINDINGS = [
-        Binding("1", "pane('data')", "Data", id="pane.data", show=False, tooltip="The Data pane"),
-        Binding("2", "pane('config')", "Config", id="pane.config", show=False, tooltip="The Config pane"),
-        Binding("3", "pane('train')", "Train", id="pane.train", show=False, tooltip="The Train pane"),
-        Binding("4", "pane('eval')", "Eval", id="pane.eval", show=False, tooltip="The Eval pane"),
+        Binding("1,f1", "pane('data')", "Data", id="pane.data", show=False, tooltip="The Data pane (F1 too)"),
+        Binding("2,f2", "pane('config')", "Config", id="pane.config", show=False, tooltip="The Config pane (F2 too)"),
+        Binding("3,f3", "pane('train')", "Train", id="pane.train", show=False, tooltip="The Train pane (F3 too)"),
+        Binding("4,f4", "pane('eval')", "Eval", id="pane.eval", show=False, tooltip="The Eval pane (F4 too)"),
         Binding("question_mark", "help", "Help", id="app.help", tooltip="Every key of this pane"),
         Binding("ctrl+t", "toggle_theme", "Light/dark", id="app.theme", show=False),
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit; running trainings go on"),
@@ -71,7 +71,9 @@ class WorkbenchApp(App[None]):
                         config.initial_config = remembered.get("last_config")
                         yield config
                     else:
-                        yield PlaceholderPane(pane)
+                        evals = EvalPane(self.workspace, id="eval-pane")
+                        evals.initial_eval = remembered.get("last_eval")
+                        yield evals
         yield Footer()
 
     def on_mount(self) -> None:
@@ -120,7 +122,7 @@ class WorkbenchApp(App[None]):
         widget = self.query(f"#{pane}-pane")
         if widget and hasattr(widget.first(), "ensure_loaded"):
             widget.first().ensure_loaded()
-        focus = {"train": "#runs", "data": "#examples", "config": "#form"}.get(pane)
+        focus = {"train": "#runs", "data": "#examples", "config": "#form", "eval": "#eval-grid"}.get(pane)
         if focus:
             self.call_after_refresh(lambda: self.query_one(focus).focus())
         else:  # focus left in another tab would pull the tabs back to it
@@ -143,6 +145,10 @@ class WorkbenchApp(App[None]):
                              + [("↑ ↓ j k", "previous / next example"), ("PgUp PgDn g G", "page, first, last")]))
         elif active == "config":
             sections.append(("Config pane", [("↑ ↓", "choose a field")] + _keys(ConfigPane.BINDINGS)))
+        elif active == "eval":
+            sections.append(("Eval pane", [("↑ ↓ ← →", "move between examples and answers"),
+                                           ("Esc", "leave the grid: then 1-4 switch panes (F1-F4 always do)")]
+                             + [k for k in _keys(EvalPane.BINDINGS) if k[0] not in ('2', '3', '4', '5')]))
         self.push_screen(HelpScreen(sections))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -150,7 +156,7 @@ class WorkbenchApp(App[None]):
         for pane, title in PANES:
             yield SystemCommand(f"Go to {title[2:]}", f"Show the {title[2:]} pane", lambda p=pane: self.action_pane(p))
         for pane_id, name, cls in (("data", "Data", DataPane), ("config", "Config", ConfigPane),
-                                   ("train", "Train", TrainPane)):
+                                   ("train", "Train", TrainPane), ("eval", "Eval", EvalPane)):
             found = self.query(f"#{pane_id}-pane")
             if not found:
                 continue
@@ -176,7 +182,7 @@ def _tty() -> int | None:
 
 def _keys(bindings: list) -> list[tuple[str, str]]:
     names = {"question_mark": "?", "slash": "/", "right_square_bracket": "]", "plus": "+"}
-    return [(names.get(b.key, b.key), b.tooltip or b.description) for b in bindings if isinstance(b, Binding)]
+    return [(b.key_display or names.get(b.key, b.key), b.tooltip or b.description) for b in bindings if isinstance(b, Binding)]
 
 
 def create_app(workspace: str | Path = ".", *, state_path: Path | None = None) -> WorkbenchApp:

@@ -12,7 +12,6 @@ from textual.widgets import OptionList, Static, TabbedContent
 
 from screens.app import create_app
 from screens.modals import ConfirmScreen, HelpScreen, LaunchScreen
-from screens.placeholder import PlaceholderPane
 from screens.train import TrainPane
 from workbench.train import runner
 from workbench.train.rundir import RunDir
@@ -41,7 +40,7 @@ async def test_switch_panes_and_help(tmp_path):
             await pilot.pause()
             assert tabs.active == pane
         await pilot.press("4")
-        assert "coming soon" in str(app.query_one("#eval PlaceholderPane").query_one(Static).render())
+        assert "No evals yet" in str(app.query_one("#eval-header", Static).render())
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")

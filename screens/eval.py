@@ -1,0 +1,657 @@
+"""The Eval pane: base vs adapters and checkpoints, side by side, scored, judged and rated by keyboard.
+
+Generation runs in a detached process (workbench.eval.runner), like a
+training run: the pane starts it and follows its files. Reading and scoring
+an eval, the judge and MiniLM run in workers; the UI thread only renders.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from screens.eval_screens import CellScreen, CurveScreen, NewEvalScreen, RubricScreen
+from screens.modals import ChoiceScreen, PromptScreen
+from screens.widgets.eval_cells import cell_text, metric_label, one_line, summary_table
+from screens.widgets.lazy import LoadsWhenShown
+from workbench.errors import WorkbenchError
+from workbench.eval import runner
+from workbench.eval.curves import checkpoint_curve, runs_with_checkpoints
+from workbench.eval.judging import judge_eval, judge_pairs, save_rubric
+from workbench.eval.metrics import METRICS
+from workbench.eval.ratings import blind_label, blind_order
+from workbench.eval.report import write_report
+from workbench.eval.results import FILTERS, SORTS, Results, Row
+from workbench.eval.scoring import compute_similarity
+from workbench.eval.store import EvalDir, list_evals
+from workbench.llm import LLM
+
+LIVE = ("created", "starting", "running", "stopping")
+PROMPT_W = 26
+SUMMARY_METRICS = ("schema_valid", "exact_match", "token_f1", "rouge_l", "similarity", "refusal", "judge", "human", "case")
+
+
+class Loaded(Message):
+    def __init__(self, results: Results | None, error: str = "") -> None:
+        super().__init__()
+        self.results, self.error = results, error
+
+
+class Refreshed(Message):
+    """The eval's files changed and the results were re-read."""
+
+
+class JobDone(Message):
+    def __init__(self, title: str, text: str, error: bool = False) -> None:
+        super().__init__()
+        self.title, self.text, self.error = title, text, error
+
+
+class EvalPane(LoadsWhenShown, Vertical):
+    """An eval's examples x models grid, its summary, and the keys to judge, rate and report."""
+
+    BINDINGS = [
+        Binding("n", "new", "New eval", id="eval.new", tooltip="Compare models on the test split or a suite"),
+        Binding("o", "open", "Open", id="eval.open", tooltip="Open another eval of the workspace"),
+        Binding("enter", "open_cell", "Answer", id="eval.cell", tooltip="The full answer beside the reference, with a word diff"),
+        Binding("1", "rate(1)", "Rate", key_display="1-5", id="eval.rate1", tooltip="Rate the highlighted answer 1 (bad) to 5 (good)"),
+        *(Binding(str(n), f"rate({n})", f"Rate {n}", id=f"eval.rate{n}", show=False, tooltip=f"Rate the highlighted answer {n}")
+          for n in range(2, 6)),
+        Binding("0", "rate_clear", "Clear rating", id="eval.clear", show=False, tooltip="Remove your rating of this answer"),
+        Binding("a", "choose('a')", "A better", id="eval.a", show=False, tooltip="The first answer column is better"),
+        Binding("b", "choose('b')", "B better", id="eval.b", show=False, tooltip="The second answer column is better"),
+        Binding("t", "choose('tie')", "Tie", id="eval.tie", show=False, tooltip="The first two answers are as good"),
+        Binding("B", "blind", "Blind", id="eval.blind", tooltip="Hide which model wrote what; shuffle the columns per example"),
+        Binding("f", "filter", "Filter", id="eval.filter", tooltip="Regressions, judge/human disagreements, failures, unrated"),
+        Binding("s", "sort", "Sort", id="eval.sort", show=False, tooltip="Example order, worst score first, worst change against the base"),
+        Binding("slash", "search", "Search", id="eval.search", show=False, tooltip="Find text in prompts, references, answers and notes"),
+        Binding("M", "main_metric", "Main metric", id="eval.metric", show=False, tooltip="Which metric the badges, filters and sorting use"),
+        Binding("N", "note", "Note", id="eval.note", show=False, tooltip="A note on this example, kept with the eval"),
+        Binding("j", "judge", "Judge", id="eval.judge", tooltip="LLM judge grades every answer against the rubric (litellm)"),
+        Binding("J", "judge_pairs", "A/B judge", id="eval.pairs", show=False, tooltip="LLM judge compares the first two models, both orders"),
+        Binding("e", "rubric", "Rubric", id="eval.rubric", show=False, tooltip="Edit the judge's rubric and scale"),
+        Binding("m", "similarity", "MiniLM", id="eval.sim", show=False, tooltip="Semantic similarity to the reference (MiniLM)"),
+        Binding("c", "curve", "Checkpoints", id="eval.curve", tooltip="A run's checkpoints scored on the task, beside its loss"),
+        Binding("R", "report", "Report", id="eval.report", tooltip="Write report.md, report.json and report.html"),
+        Binding("escape", "leave_grid", "Leave grid", id="eval.leave", show=False,
+                tooltip="Leave the grid: 1-4 switch panes again (F1-F4 always do)"),
+        Binding("x", "stop", "Stop", id="eval.stop", show=False, tooltip="Stop generating after the batch in hand"),
+        Binding("g", "resume", "Go on", id="eval.resume", show=False, tooltip="Resume a stopped or lost generation"),
+    ]
+
+    def __init__(self, workspace: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.workspace = workspace
+        self.ev: EvalDir | None = None
+        self.results: Results | None = None
+        self.initial_eval: str | None = None
+        self.filter = "all"
+        self.sort = "order"
+        self.search = ""
+        self.blind = False
+        self.rows: list[Row] = []
+        self.orders: list[list[str]] = []  # per shown row: the model keys in column order
+        self._busy = ""  # what a worker is doing, for the header
+        self._cancel: threading.Event | None = None
+        self._refreshing = False
+        self.summary_metrics: list[str] = []  # the summary table's metric columns
+
+    def compose(self) -> ComposeResult:
+        yield Static("Looking for evals…", id="eval-header")
+        yield Static("", id="eval-summary")
+        yield DataTable(id="eval-grid", cursor_type="cell", zebra_stripes=True)
+        with VerticalScroll(id="eval-detail-box"):
+            yield Static("", id="eval-detail")
+
+    # --- opening ---------------------------------------------------------------
+
+    def first_shown(self) -> None:
+        self.set_interval(1.0, self._poll)
+        self._find_first()
+
+    @work(thread=True, exclusive=True, group="eval-load", exit_on_error=False)
+    def _find_first(self) -> None:
+        evals = list_evals(self.workspace)
+        wanted = next((e for e in evals if e.id == self.initial_eval), evals[0] if evals else None)
+        if wanted is None:
+            self.app.call_from_thread(self._show_empty)
+            return
+        self._load_in_thread(EvalDir(wanted.path))
+
+    def _show_empty(self) -> None:
+        self.query_one("#eval-header", Static).update(Text.from_markup(
+            "[b]No evals yet.[/b] Press [b]n[/b] to compare the base model with your runs' adapters and checkpoints "
+            "on the test split (or a regression / red-team suite)."))
+        self.query_one("#eval-detail", Static).update(Text(
+            "An eval generates each model's answer to each example in the background (it survives closing the app), "
+            "scores them (exact match, F1, ROUGE-L, JSON/schema validity, refusals) with confidence intervals, "
+            "and lets you rate answers blind by keyboard and ask an LLM judge.", style="dim"))
+
+    def open_eval(self, ev: EvalDir) -> None:
+        self._busy = "reading the eval…"
+        self._render_header()
+        self._load(ev)
+
+    @work(thread=True, exclusive=True, group="eval-load", exit_on_error=False)
+    def _load(self, ev: EvalDir) -> None:
+        self._load_in_thread(ev)
+
+    def _load_in_thread(self, ev: EvalDir) -> None:
+        try:
+            self.post_message(Loaded(Results(ev)))
+        except (WorkbenchError, OSError, ValueError) as exc:
+            self.post_message(Loaded(None, f"{ev.path}: {exc}"))
+
+    def on_loaded(self, message: Loaded) -> None:
+        self._busy = ""
+        if message.results is None:
+            self.notify(message.error, title="Cannot open the eval", severity="error", timeout=12)
+            self._render_header()
+            return
+        self.results, self.ev = message.results, message.results.ev
+        self.app.remember(last_eval=self.ev.id) if hasattr(self.app, "remember") else None
+        self.rebuild(keep=False)
+
+    # --- following a running generation ------------------------------------------
+
+    def _poll(self) -> None:
+        if self.results is None or self._refreshing or not self.display:
+            return
+        self._refreshing = True
+        self._refresh_results(self.results)
+
+    @work(thread=True, exclusive=True, group="eval-refresh", exit_on_error=False)
+    def _refresh_results(self, results: Results, force: bool = False) -> None:
+        try:
+            changed = results.refresh(force=force)
+        finally:
+            self._refreshing = False
+        if changed:
+            self.post_message(Refreshed())
+        else:
+            self.app.call_from_thread(self._render_header)
+
+    def on_refreshed(self, _message: Refreshed) -> None:
+        self.rebuild()
+
+    # --- drawing -----------------------------------------------------------------
+
+    def rebuild(self, keep: bool = True) -> None:
+        """Re-draw the summary and the grid, keeping the cursor on the same example and column."""
+        res = self.results
+        if res is None:
+            return
+        table = self.query_one("#eval-grid", DataTable)
+        current = self._current_row()
+        column = table.cursor_column if keep else 2
+        self.rows = res.view(self.filter, self.search, self.sort, self._sort_model())
+        keys = res.keys
+        self.orders = [blind_order(keys, r.id, res.ev.id) if self.blind else list(keys) for r in self.rows]
+        width = max(60, self.size.width or self.app.size.width)
+        self._built_width = width
+        prompt_w = PROMPT_W if width >= 110 else 16
+        # Each column has one cell of padding each side; two more for the vertical scrollbar.
+        answer_w = max(16, (width - 4 - prompt_w - 2 * (len(keys) + 2) - 2) // max(1, len(keys)))
+        table.clear(columns=True)
+        table.add_column("#", width=4, key="n")
+        table.add_column("prompt", width=prompt_w, key="prompt")
+        for i, key in enumerate(keys):
+            label = blind_label(i) if self.blind else next(m.label for m in res.models if m.key == key)
+            table.add_column(one_line(label, answer_w), width=answer_w, key=f"m{i}")
+        for row, order in zip(self.rows, self.orders):
+            prompt = Text(one_line(row.prompt, prompt_w)) + "\n" + Text(one_line(row.note, prompt_w), style="italic cyan")
+            table.add_row(Text(row.id, style="dim"), prompt,
+                          *(cell_text(res, row, row.cells[k], answer_w, blind=self.blind) for k in order),
+                          height=2, key=row.id)
+        if self.rows:
+            index = next((i for i, r in enumerate(self.rows) if current and r.id == current.id), 0)
+            table.move_cursor(row=index, column=max(2, min(column, 1 + len(keys))), animate=False)
+        self._render_header()
+        self._render_summary()
+        self._render_detail()
+        self.refresh_bindings()  # the rating keys come alive once answers are on screen
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
+
+    def on_descendant_blur(self) -> None:
+        self.refresh_bindings()
+
+    def on_resize(self) -> None:
+        if self.results is not None and abs(self.size.width - getattr(self, "_built_width", 0)) > 4:
+            self.rebuild()
+
+    def _sort_model(self) -> str | None:
+        res = self.results
+        if res is None or not res.keys:
+            return None
+        model = self._current_model()
+        return model if model and model != res.base else next((k for k in res.keys if k != res.base), res.keys[0])
+
+    def _render_header(self) -> None:
+        header = self.query_one("#eval-header", Static)
+        res, ev = self.results, self.ev
+        if res is None or ev is None:
+            if self._busy:
+                header.update(self._busy)
+            return
+        status = ev.status()
+        state = status.state
+        line = Text.assemble((ev.id, "bold"), f" · {Path(res.spec.dataset or '').name} · {len(res.rows)} examples × "
+                             f"{len(res.keys)} models · ")
+        style = {"running": "bold yellow", "completed": "green", "failed": "bold red", "lost": "bold red",
+                 "stopped": "yellow"}.get(state, "")
+        done = sum(1 for c in res.predictions if c[0] in res.keys)
+        line += Text(f"{state} {done}/{len(res.rows) * len(res.keys)}", style=style)
+        if state in ("running", "starting") and status.model:
+            line += Text(f" (now {status.model}; x stops)", style="dim")
+        elif state in ("stopped", "failed", "lost") and done < len(res.rows) * len(res.keys):
+            line += Text(" · g goes on", style="dim")
+        if state == "failed" and status.error:
+            line += Text(f"\n✖ {one_line(str(status.error), 110)}", style="red")
+        else:
+            counts = res.counts()
+            second = Text(f"filter: {self.filter} ({len(self.rows)}/{len(res.rows)})", style="bold" if self.filter != "all" else "")
+            second += f" · sort: {self.sort} · main metric: {metric_label(res.primary)}"
+            if self.search:
+                second += Text(f" · search: {self.search!r}", style="bold")
+            second += Text(" · BLIND" if self.blind else "", style="bold magenta")
+            second += Text(f" · rated {res.ratings.rated_count()}/{len(res.rows)}"
+                           + ("" if self.blind else f" · regressions {counts['regressions']}"), style="dim")
+            if self._busy:
+                second += Text(f" · {self._busy}", style="bold yellow")
+            line += Text("\n") + second
+        header.update(line)
+
+    def _render_summary(self) -> None:
+        res = self.results
+        box = self.query_one("#eval-summary", Static)
+        if res is None:
+            box.update("")
+            return
+        if self.blind:
+            box.update(Text("Blind mode: the summary is hidden so it cannot tell you which column is which. "
+                            "Rate with 1-5 (and a/b/t between the first two columns); B shows everything again.",
+                            style="magenta"))
+            return
+        metrics = [m for m in SUMMARY_METRICS if self._has_metric(m)]
+        if self.size.width < 110:  # narrow: the main metric and the grades only
+            metrics = [m for m in metrics if m in (res.primary, "judge", "human", "case")]
+        self.summary_metrics = metrics
+        summaries = res.summaries([m for m in metrics if m in METRICS])
+        table = summary_table(res, summaries, metrics)
+        parts: list[Any] = [table]
+        agreement = res.agreement().get("overall")
+        trust = ""
+        if res.verdicts.single:
+            trust = f"judge {res.verdicts.judge_model or ''}: " + (agreement.describe() if agreement else "no ratings to compare")
+            usage = res.verdicts.usage
+            trust += f" · {usage.describe()}" if usage.total_tokens else ""
+        if trust:
+            parts.append(Text(trust, style="dim"))
+        from rich.console import Group
+
+        box.update(Group(*parts))
+
+    def _has_metric(self, metric: str) -> bool:
+        res = self.results
+        assert res is not None
+        if metric == "case":
+            return bool(res.cases)
+        if metric == "judge":
+            return bool(res.verdicts.single)
+        if metric == "human":
+            return any(r.scores for r in res.ratings.by_id.values())
+        if metric == "similarity":
+            return bool(res.similarity)
+        if metric in ("exact_match", "token_f1", "rouge_l"):
+            return metric == res.primary or (metric in ("exact_match", "token_f1")
+                                             and any(e.get("reference") for e in res.examples))
+        if metric == "schema_valid":
+            return res.schema is not None or bool(res.regex)
+        return metric == "refusal"
+
+    def _current_row(self) -> Row | None:
+        table = self.query_one("#eval-grid", DataTable)
+        if not self.rows or table.cursor_row < 0 or table.cursor_row >= len(self.rows):
+            return None
+        return self.rows[table.cursor_row]
+
+    def _current_model(self) -> str | None:
+        table = self.query_one("#eval-grid", DataTable)
+        row = table.cursor_row
+        if not self.rows or not (0 <= row < len(self.orders)):
+            return None
+        column = table.cursor_column - 2
+        order = self.orders[row]
+        return order[column] if 0 <= column < len(order) else None
+
+    def _render_detail(self) -> None:
+        box = self.query_one("#eval-detail", Static)
+        res, row, model = self.results, self._current_row(), self._current_model()
+        if res is None or row is None:
+            box.update(Text("No example matches the filter." if res else "", style="dim"))
+            return
+        text = Text.assemble(("prompt ", "bold"), one_line(row.prompt, 400), "\n")
+        if row.reference is not None:
+            text += Text.assemble(("reference ", "bold"), (one_line(row.reference, 400), "green"), "\n")
+        if model is None:
+            text += Text("← → move to an answer; Enter opens it.", style="dim")
+        else:
+            cell = row.cells[model]
+            name = blind_label(self.orders[self._row_index()].index(model)) if self.blind else \
+                next(m.label for m in res.models if m.key == model)
+            text += Text.assemble((f"{name} ", "bold"), one_line(cell.output or "(not generated yet)", 400))
+            if not self.blind:
+                if cell.case is not None and not cell.case.passed:
+                    text += Text("\n✖ " + "; ".join(cell.case.failures), style="red")
+                if cell.verdict is not None:
+                    text += Text(f"\njudge {cell.verdict.score if cell.verdict.score is not None else '?'}: "
+                                 f"{one_line(cell.verdict.reasons, 300)}", style="dim")
+        if row.note:
+            text += Text(f"\nnote: {row.note}", style="italic cyan")
+        box.update(text)
+
+    def _row_index(self) -> int:
+        return self.query_one("#eval-grid", DataTable).cursor_row
+
+    @on(DataTable.CellHighlighted)
+    def _highlighted(self, _event: DataTable.CellHighlighted) -> None:
+        self._render_detail()
+
+    @on(DataTable.CellSelected)
+    def _selected(self, _event: DataTable.CellSelected) -> None:
+        self.action_open_cell()
+
+    # --- rating ----------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Digits rate only while an eval's answers are on screen; otherwise they switch panes as everywhere."""
+        if action in ("rate", "rate_clear", "choose"):
+            return self.results is not None and bool(self.rows) and self.query_one("#eval-grid").has_focus
+        return True
+
+    def action_leave_grid(self) -> None:
+        self.screen.set_focus(None)
+        self.notify("1-4 switch panes now; Tab goes back to the grid.", timeout=3)
+
+    def _answer(self) -> tuple[Row, str] | None:
+        row, model = self._current_row(), self._current_model()
+        if row is None or self.results is None:
+            return None
+        if model is None:
+            self.notify("Move to an answer column first (→).", timeout=3)
+            return None
+        return row, model
+
+    def action_rate(self, score: int | None) -> None:
+        found = self._answer()
+        if found is None or self.results is None:
+            return
+        row, model = found
+        self.results.ratings.score(row.id, model, score)
+        self.results.reload_ratings()
+        self._redraw_row(row)
+
+    def action_rate_clear(self) -> None:
+        self.action_rate(None)
+
+    def action_choose(self, choice: str) -> None:
+        row = self._current_row()
+        res = self.results
+        if row is None or res is None:
+            return
+        if len(res.keys) < 2:
+            self.notify("A/B needs two models in the eval.", timeout=3)
+            return
+        order = self.orders[self._row_index()]
+        res.ratings.choose(row.id, order[0], order[1], choice)
+        self._redraw_row(row)
+        shown = {"a": "the first answer", "b": "the second answer", "tie": "a tie"}[choice]
+        self.notify(f"Example {row.id}: {shown}", timeout=2)
+
+    def _redraw_row(self, row: Row) -> None:
+        res = self.results
+        assert res is not None
+        table = self.query_one("#eval-grid", DataTable)
+        index = self.rows.index(row)
+        width = table.columns[table.coordinate_to_cell_key((0, 2)).column_key].width if len(table.columns) > 2 else 20
+        for i, key in enumerate(self.orders[index]):
+            table.update_cell(row.id, f"m{i}", cell_text(res, row, row.cells[key], width, blind=self.blind))
+        prompt_w = table.columns[table.coordinate_to_cell_key((0, 1)).column_key].width
+        prompt = Text(one_line(row.prompt, prompt_w)) + "\n" + Text(one_line(row.note, prompt_w), style="italic cyan")
+        table.update_cell(row.id, "prompt", prompt)
+        self._render_header()
+        self._render_detail()
+
+    def action_note(self) -> None:
+        row = self._current_row()
+        if row is None or self.results is None:
+            return
+        res = self.results
+
+        def done(value: str | None) -> None:
+            if value is not None:
+                res.ratings.note(row.id, value)
+                res.reload_ratings()
+                self._redraw_row(row)
+        self.app.push_screen(PromptScreen(f"Note on example {row.id}", row.note, "what you noticed"), done)
+
+    # --- viewing -----------------------------------------------------------------
+
+    def action_blind(self) -> None:
+        self.blind = not self.blind
+        self.notify("Blind: model names and scores hidden, columns shuffled per example" if self.blind
+                    else "Blind mode off", timeout=3)
+        self.rebuild()
+
+    def action_filter(self) -> None:
+        names = list(FILTERS)
+        self.filter = names[(names.index(self.filter) + 1) % len(names)]
+        self.notify(f"{self.filter}: {FILTERS[self.filter]}", timeout=3)
+        self.rebuild()
+
+    def action_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        if self.results is not None and self.sort != "order":
+            self.notify(f"sorted by {metric_label(self.results.primary)} of {self._sort_model()}, worst first", timeout=3)
+        self.rebuild()
+
+    def action_search(self) -> None:
+        def done(value: str | None) -> None:
+            if value is not None:
+                self.search = value.strip()
+                self.rebuild()
+        self.app.push_screen(PromptScreen("Search prompts, references, answers and notes", self.search,
+                                          help_text="Empty shows every example again."), done)
+
+    def action_main_metric(self) -> None:
+        res = self.results
+        if res is None:
+            return
+        options = [m for m in ("case", "schema_valid", "json_valid", "exact_match", "token_f1", "rouge_l", "similarity",
+                               "judge", "human") if m in ("judge", "human") or self._has_metric(m) or m == "json_valid"]
+        res.primary = options[(options.index(res.primary) + 1) % len(options)] if res.primary in options else options[0]
+        self.notify(f"main metric: {metric_label(res.primary)}", timeout=2)
+        self.rebuild()
+
+    def action_open_cell(self) -> None:
+        found = self._answer()
+        if found is None or self.results is None:
+            return
+        row, model = found
+        index = self._row_index()
+        self.app.push_screen(CellScreen(self.results, self.rows, index, self.orders, model, self.blind),
+                             lambda _=None: self.rebuild())
+
+    # --- generation --------------------------------------------------------------
+
+    def action_new(self) -> None:
+        def done(ev: EvalDir | None) -> None:
+            if ev is not None:
+                self.notify(f"Generating in the background: {ev.id}. It goes on if you close the app.", timeout=6)
+                self.open_eval(ev)
+        self.app.push_screen(NewEvalScreen(self.workspace), done)
+
+    def action_open(self) -> None:
+        evals = list_evals(self.workspace)
+        options = [(f"{e.id}  {e.state} {e.done}/{e.total}  " + ", ".join(e.labels), e.path) for e in evals]
+
+        def done(value: str | None) -> None:
+            if value:
+                self.open_eval(EvalDir(value))
+        self.app.push_screen(ChoiceScreen("Open an eval", options, help_text="" if options else "No evals yet: n makes one."),
+                             done)
+
+    def action_stop(self) -> None:
+        if self.ev is None:
+            return
+        try:
+            said = runner.stop(self.ev)
+        except WorkbenchError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self.notify(f"{self.ev.id}: {said}", timeout=4)
+
+    def action_resume(self) -> None:
+        if self.ev is None:
+            return
+        try:
+            runner.resume(self.ev)
+        except WorkbenchError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self.notify(f"{self.ev.id}: going on where it stopped", timeout=4)
+
+    # --- judge, similarity, report -------------------------------------------------
+
+    def _ask_judge_model(self, title: str, then: Any) -> None:
+        model = os.environ.get("WORKBENCH_LLM_MODEL", "")
+        self.app.push_screen(PromptScreen(title, model, "e.g. openai/gpt-4o-mini, ollama/llama3",
+                                          help_text="The key comes from the environment (OPENAI_API_KEY...); it is "
+                                                    "never written to disk. Replies are cached. e edits the rubric."),
+                             lambda value: then(value.strip()) if value and value.strip() else None)
+
+    def action_judge(self) -> None:
+        res = self.results
+        if res is None:
+            return
+        ids = [r.id for r in self.rows]
+        self._ask_judge_model(f"LLM judge: grade the {len(ids)} shown example(s) x {len(res.keys)} model(s) with which model?",
+                              lambda model: self._start_job(f"judging with {model}…", lambda cancel, progress: (
+                                  "Judge", self._judged(judge_eval(res.ev, self._llm(model), models=res.keys, ids=ids,
+                                                                   rubric=res.rubric, progress=progress, cancel=cancel)))))
+
+    def action_judge_pairs(self) -> None:
+        res = self.results
+        if res is None or len(res.keys) < 2:
+            self.notify("Pairwise judging needs two models.", timeout=3)
+            return
+        a, b = (res.base or res.keys[0]), next(k for k in res.keys if k != (res.base or res.keys[0]))
+        model = self._current_model()
+        if model and model != a:
+            b = model
+        ids = [r.id for r in self.rows]
+        self._ask_judge_model(f"A/B judge: {a} against {b} on {len(ids)} example(s), both orders; which model?",
+                              lambda name: self._start_job(f"A/B judging with {name}…", lambda cancel, progress: (
+                                  "A/B judge", self._pair_summary(judge_pairs(res.ev, self._llm(name), model_a=a, model_b=b,
+                                                                              ids=ids, rubric=res.rubric,
+                                                                              progress=progress, cancel=cancel), a, b))))
+
+    def _llm(self, model: str) -> LLM:
+        from workbench.models import cache_dir
+
+        return LLM(model, cache_dir=cache_dir() / "llm")
+
+    @staticmethod
+    def _judged(verdicts: list[Any]) -> str:
+        unparsed = sum(v.unparsed for v in verdicts)
+        return f"{len(verdicts)} answer(s) graded" + (f", {unparsed} reply(ies) unreadable (J?)" if unparsed else "")
+
+    @staticmethod
+    def _pair_summary(verdicts: list[Any], a: str, b: str) -> str:
+        wins = {k: sum(v.winner_model == k for v in verdicts) for k in (a, b, "tie")}
+        biased = sum(not v.consistent and not v.unparsed for v in verdicts)
+        return (f"{a} {wins[a]} · {b} {wins[b]} · ties {wins['tie']}"
+                + (f" ({biased} counted as ties: the judge changed its mind when the order was swapped)" if biased else ""))
+
+    def action_similarity(self) -> None:
+        res = self.results
+        if res is None:
+            return
+        self._start_job("MiniLM similarity…", lambda cancel, progress: (
+            "Similarity", f"{len(compute_similarity(res.ev, progress=progress, cancel=cancel))} answer(s) scored"))
+
+    def action_rubric(self) -> None:
+        res = self.results
+        if res is None:
+            return
+
+        def done(rubric: Any) -> None:
+            if rubric is not None:
+                save_rubric(res.ev, rubric)
+                res.rubric = rubric
+                self.notify("Rubric saved. j grades with it (earlier verdicts stay until re-judged).", timeout=5)
+        self.app.push_screen(RubricScreen(res.rubric), done)
+
+    def action_curve(self) -> None:
+        res = self.results
+        if res is None:
+            return
+        runs = runs_with_checkpoints(res)
+        if not runs:
+            self.notify("Add two or more checkpoints of one run to an eval (n) to chart the metric by step.", timeout=6)
+            return
+        self.app.push_screen(CurveScreen([checkpoint_curve(res, run) for run in runs]))
+
+    def action_report(self) -> None:
+        res = self.results
+        if res is None:
+            return
+        self._start_job("writing the report…", lambda cancel, progress: (
+            "Report", "Wrote " + ", ".join(str(p.relative_to(self.workspace)) if p.is_relative_to(self.workspace) else str(p)
+                                           for p in write_report(res))))
+
+    def _start_job(self, busy: str, job: Any) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+            self.notify("Cancelling…", timeout=2)
+            return
+        self._cancel = threading.Event()
+        self._busy = busy
+        self._render_header()
+        self._job(job, self._cancel)
+
+    @work(thread=True, exclusive=True, group="eval-job", exit_on_error=False)
+    def _job(self, job: Any, cancel: threading.Event) -> None:
+        def progress(*args: Any) -> None:
+            text = f"{args[0]}/{args[1]}" if len(args) == 2 else str(args[0])
+            self.app.call_from_thread(self._set_busy, text)
+        try:
+            title, text = job(cancel, progress)
+            self.post_message(JobDone(title, text))
+        except Exception as exc:  # noqa: BLE001  shown to the user; the pane keeps working
+            self.post_message(JobDone("Failed", f"{type(exc).__name__}: {exc}", error=True))
+
+    def _set_busy(self, text: str) -> None:
+        self._busy = (self._busy.split(" ")[0] + " " + text) if self._busy else text
+        self._render_header()
+
+    def on_job_done(self, message: JobDone) -> None:
+        self._cancel = None
+        self._busy = ""
+        self.notify(message.text, title=message.title, severity="error" if message.error else "information",
+                    timeout=15 if message.error else 8)
+        if self.results is not None:
+            self._refreshing = True
+            self._refresh_results(self.results, force=True)

@@ -1,0 +1,130 @@
+"""How the review grid draws an answer, a summary row and a diff: Rich text from workbench.eval's plain data."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+from workbench.eval.metrics import METRICS
+from workbench.eval.results import Cell, ModelSummary, Results, Row
+from workbench.eval.stats import Difference, Summary
+
+LABEL = {"judge": "judge", "human": "you", "case": "cases"}
+
+
+def metric_label(metric: str) -> str:
+    return LABEL.get(metric) or (METRICS[metric].label if metric in METRICS else metric)
+
+
+def one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: max(1, width - 1)] + "…"
+
+
+def _grade_style(value: float, good: float, fair: float) -> str:
+    return "green" if value >= good else "yellow" if value >= fair else "red"
+
+
+def value_text(metric: str, value: float | None) -> Text:
+    """A metric's value as the grid shows it: ✔/✖ for pass/fail rates, .82 for shares, a number otherwise."""
+    if value is None:
+        return Text("–", style="dim")
+    meta = METRICS.get(metric)
+    if metric == "case" or (meta and meta.key in ("json_valid", "schema_valid", "exact_match")):
+        return Text("✔", style="green") if value >= 0.5 else Text("✖", style="bold red")
+    if meta and meta.key == "refusal":
+        return Text("refused", style="magenta") if value >= 0.5 else Text("")
+    if meta and meta.kind == "rate":
+        return Text(f"{value:.2f}".lstrip("0") if value < 1 else "1.0", style=_grade_style(value, 0.8, 0.5))
+    return Text(f"{value:g}")
+
+
+def cell_text(results: Results, row: Row, cell: Cell, width: int, *, blind: bool) -> Text:
+    """Two lines: the answer's start, then badges (main metric, case, judge, your rating, ▼ worse than base)."""
+    if cell.output is None:
+        return Text("…\n", style="dim") + Text("waiting", style="dim italic")
+    answer = Text(one_line(cell.output, width) or "(empty answer)", style="" if cell.output.strip() else "dim italic")
+    badges = Text()
+    if not blind:
+        primary = results.primary
+        if cell.case is not None:
+            badges += Text("✔ case " if cell.case.passed else "✖ case ", style="green" if cell.case.passed else "bold red")
+        elif primary != "case":
+            badges += Text(f"{metric_label(primary)} ") + value_text(primary, cell.value(primary)) + " "
+        if cell.value("refusal") and not (cell.case and cell.case.kind == "red-team"):
+            badges += Text("⊘ ", style="magenta")
+        if cell.verdict is not None:
+            j = cell.verdict.score
+            if j is None:
+                badges += Text("J? ", style="dim")
+            elif results.rubric.pass_fail:
+                badges += Text("J✔ " if j else "J✖ ", style="green" if j else "red")
+            else:
+                badges += Text(f"J{j} ", style=_grade_style(j, 4, 3))
+        if results.worse_than_base(row, cell.model):
+            badges += Text("▼ ", style="bold red")
+        if results.disagrees(cell):
+            badges += Text("≠ ", style="bold magenta")
+    if cell.human is not None:
+        badges += Text(f"★{cell.human}", style="bold " + _grade_style(cell.human, 4, 3))
+    return answer + "\n" + badges
+
+
+def summary_cell(summary: Summary | None, metric: str) -> Text:
+    if summary is None or summary.mean is None:
+        return Text("–", style="dim")
+    if metric in ("judge", "human"):
+        return Text(f"{summary.mean:.1f} ±{(summary.hi - summary.lo) / 2:.1f}" if summary.n > 1 else f"{summary.mean:.1f}")
+    meta = METRICS.get(metric)
+    if meta and meta.kind == "number":
+        return Text(f"{summary.mean:.0f}")
+    half = (summary.hi - summary.lo) / 2 if summary.hi is not None and summary.lo is not None else 0
+    return Text(f"{summary.mean:.0%}" + (f" ±{half:.0%}" if summary.n > 1 else ""),
+                style=_grade_style(summary.mean, 0.8, 0.5) if meta and meta.higher_is_better else "")
+
+
+def delta_cell(delta: Difference | None, metric: str) -> Text:
+    """+12% ✔ (significant) or +2% ~ (within noise)."""
+    if delta is None or delta.mean is None:
+        return Text("")
+    meta = METRICS.get(metric)
+    better = delta.mean > 0 if (meta is None or meta.higher_is_better is not False) else delta.mean < 0
+    number = f"{delta.mean:+.1f}" if metric in ("judge", "human") else f"{delta.mean * 100:+.0f}%"
+    if not delta.significant:
+        return Text(f"{number} ~", style="dim")
+    return Text(f"{number} " + ("▲" if better else "▼"), style="bold green" if better else "bold red")
+
+
+def summary_table(results: Results, summaries: list[ModelSummary], metrics: list[str]) -> Table:
+    """Per model: each metric's mean ± half its 95% interval, and the change against the base (▲▼ significant, ~ noise)."""
+    table = Table(box=None, padding=(0, 1), expand=False, show_edge=False, header_style="bold")
+    table.add_column("model", no_wrap=True, max_width=30)
+    table.add_column("done", justify="right", no_wrap=True)
+    for metric in metrics:
+        table.add_column(metric_label(metric) + (" (main)" if metric == results.primary else ""), justify="right",
+                         no_wrap=True)
+        if results.base is not None:
+            table.add_column("Δ base", justify="right", no_wrap=True, style="dim")
+    total = len(results.rows)
+    for s in summaries:
+        cells: list[Text | str] = [Text(s.model.label, style="bold" if s.model.key == results.base else ""),
+                                   f"{s.done}/{total}"]
+        for metric in metrics:
+            if metric == "case":
+                passed, n = s.cases
+                cells.append(Text(f"{passed}/{n}", style="green" if n and passed == n else "red") if n else Text("–"))
+            else:
+                summary = s.judge if metric == "judge" else s.human if metric == "human" else s.metrics.get(metric)
+                cells.append(summary_cell(summary, metric))
+            if results.base is not None:
+                cells.append(delta_cell(s.delta.get(metric), metric) if metric != "case" else Text(""))
+        table.add_row(*cells)
+    return table
+
+
+def diff_text(segments: list[tuple[str, str]]) -> Text:
+    """The answer with words the reference lacks in green and the reference's missing words struck in red."""
+    text = Text()
+    for op, part in segments:
+        text += Text(part, style={"added": "bold green", "missing": "red strike"}.get(op, ""))
+    return text
