@@ -40,9 +40,10 @@ def make_eval(workspace: Path, *, outputs: dict[str, list[str]] | None = None, s
         ModelRef(key="run/adapter", label="demo · final", kind="adapter", path="/x/adapter", base_model="bundled",
                  run_id="run"),
     ], schema=str(SUPPORT / "schema.json") if schema else None)
-    ev = create_eval(workspace, spec, examples or EXAMPLES)
+    examples = examples or EXAMPLES
+    ev = create_eval(workspace, spec, examples)
     outputs = OUTPUTS if outputs is None else outputs
-    ev.append_predictions({"model": m, "id": str(i), "output": text, "prompt_tokens": 20, "output_tokens": 30,
+    ev.append_predictions({"model": m, "id": str(examples[i]["id"]), "output": text, "prompt_tokens": 20, "output_tokens": 30,
                            "finish": "stop", "seconds": 0.1}
                           for m, texts in outputs.items() for i, text in enumerate(texts))
     return ev

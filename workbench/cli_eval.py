@@ -93,43 +93,31 @@ def _run_foreground(ev: Any) -> int:
 
 
 def cmd_eval_new(args: argparse.Namespace) -> int:
-    from workbench.eval.candidates import (
-        default_dataset, default_models, examples_from_dataset, examples_from_suite, list_candidates, resolve_models,
-    )
+    from workbench.eval.candidates import default_dataset, default_models, list_candidates, resolve_models
+    from workbench.eval.plan import create_from_plan, plan_eval
     from workbench.eval.runner import launch
-    from workbench.eval.store import EvalSpec, GenerationSettings, create_eval
+    from workbench.eval.store import GenerationSettings
 
     workspace = args.workspace
     names = _model_names(args.models)
     models = resolve_models(workspace, names) if names else default_models(list_candidates(workspace))
-    if args.suite:
-        source, dataset = "suite", Path(args.suite).resolve()
-        examples, problems = examples_from_suite(dataset)
-        for problem in problems:
-            print(f"skipped: {problem}", file=sys.stderr)
-        if args.limit:
-            examples = examples[: args.limit]
-    else:
-        source = "dataset"
-        dataset = Path(args.data).resolve() if args.data else default_dataset(workspace)
-        if dataset is None:
+    data = Path(args.data).resolve() if args.data else None
+    if data is None and not args.suite:
+        data = default_dataset(workspace)
+        if data is None:
             raise WorkbenchError(f"no test split found in the configs or runs of {Path(workspace).resolve()}; "
                                  "pass --data FILE (or --suite FILE)")
-        examples = examples_from_dataset(dataset, selection=_selection(args.select), limit=args.limit)
     settings = GenerationSettings(
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, temperature=args.temperature,
         top_p=args.top_p, seed=args.seed,
     )
-    spec = EvalSpec(
-        name=args.name or dataset.stem, dataset=str(dataset), source=source,
-        selection=_selection(args.select) if source == "dataset" else None,
-        models=models, generation=settings, schema=str(Path(args.schema).resolve()) if args.schema else None,
-        regex=args.regex,
-    )
-    ev = create_eval(workspace, spec, examples)
+    plan = plan_eval(models, data=data, suites=args.suite or (), limit=args.limit, selection=_selection(args.select),
+                     settings=settings, name=args.name, schema=args.schema, regex=args.regex)
+    for problem in plan.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    ev = create_from_plan(workspace, plan)
     print(ev.id)
-    print(f"{len(models)} model(s) x {len(examples)} example(s) from {dataset}: "
-          + ", ".join(m.key for m in models), file=sys.stderr)
+    print(f"{plan.describe()}: " + ", ".join(m.key for m in models), file=sys.stderr)
     if args.wait:
         return _run_foreground(ev)
     launch(ev)
@@ -193,6 +181,125 @@ def cmd_eval_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def _results(args: argparse.Namespace) -> Any:
+    from workbench.eval.results import Results
+    from workbench.eval.store import find_eval
+
+    return Results(find_eval(args.workspace, args.eval))
+
+
+def cmd_eval_show(args: argparse.Namespace) -> int:
+    from workbench.eval.report import report_data
+
+    res = _results(args)
+    data = report_data(res)
+    if args.json:
+        _print_json(data)
+        return 0
+    metrics = [m for m in ("case", "schema_valid", "json_valid", "exact_match", "token_f1", "rouge_l", "similarity",
+                           "refusal", "judge", "human") if any(m in model["metrics"] for model in data["models"])]
+    print(f"{res.ev.id}: {data['examples']} examples from {data['dataset']}; main metric {res.primary}")
+    print("means with 95% bootstrap intervals; delta against the base is paired ('~': within noise)")
+    for model in data["models"]:
+        print(f"\n{model['label']} ({model['key']}): {model['done']}/{data['examples']} answered"
+              + (f", cases {model['cases_passed']}/{model['cases']} pass" if model["cases"] else ""))
+        for m in metrics:
+            summary = model["metrics"].get(m)
+            if not summary or summary["mean"] is None:
+                continue
+            line = f"  {m:<13} {summary['mean']:.3f} [{summary['lo']:.3f}, {summary['hi']:.3f}] n={summary['n']}"
+            delta = model["against_base"].get(m)
+            if delta and delta["mean"] is not None:
+                line += f"   vs base {delta['mean']:+.3f} [{delta['lo']:+.3f}, {delta['hi']:+.3f}]" + (
+                    "" if delta["significant"] else " ~")
+            print(line)
+    print(f"\ngate: {'PASS' if data['gate']['ok'] else 'FAIL'}: {data['gate']['summary']}")
+    for item, agreement in res.agreement().items():
+        print(f"judge vs your ratings, {item}: {agreement.describe()}")
+    return 0
+
+
+def cmd_eval_judge(args: argparse.Namespace) -> int:
+    from workbench.eval.judge import Rubric
+    from workbench.eval.judging import judge_eval, judge_pairs, load_rubric, save_rubric
+    from workbench.llm import LLM
+    from workbench.models import cache_dir
+
+    res = _results(args)
+    ev = res.ev
+    rubric = load_rubric(ev)
+    if args.rubric:
+        rubric = Rubric.parse(Path(args.rubric).read_text(encoding="utf-8"), args.scale or rubric.scale)
+        save_rubric(ev, rubric)
+    elif args.scale:
+        rubric = Rubric.parse(rubric.text, args.scale)
+        save_rubric(ev, rubric)
+    llm = LLM(args.model, cache_dir=cache_dir() / "llm")
+    bar = _Counter("judging")
+    try:
+        if args.pairwise:
+            a, b = args.pairwise
+            verdicts: list[Any] = judge_pairs(ev, llm, model_a=a, model_b=b, rubric=rubric, progress=bar)
+            bar.done()
+            wins = {k: sum(v.winner_model == k for v in verdicts) for k in (a, b, "tie")}
+            print(f"{a} {wins[a]} · {b} {wins[b]} · ties {wins['tie']} "
+                  f"({sum(not v.consistent for v in verdicts)} inconsistent across the swap, counted as ties)")
+        else:
+            models = _model_names(args.models) or res.keys
+            verdicts = judge_eval(ev, llm, models=models, rubric=rubric, progress=bar)
+            bar.done()
+            print(f"{len(verdicts)} answers graded, {sum(v.unparsed for v in verdicts)} unparsed")
+    finally:
+        bar.done()
+    print(f"usage: {llm.usage.describe()}")
+    return 0
+
+
+class _Counter:
+    """'judging 12/40' on stderr, rewritten in place on a terminal."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.live, self.shown = what, sys.stderr.isatty(), False
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.live:
+            sys.stderr.write(f"\r{self.what} {done}/{total}")
+            sys.stderr.flush()
+            self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            self.shown = False
+
+
+def cmd_eval_report(args: argparse.Namespace) -> int:
+    from workbench.eval.report import write_report
+
+    res = _results(args)
+    for path in write_report(res, Path(args.out) if args.out else None):
+        print(path)
+    return 0
+
+
+def cmd_eval_gate(args: argparse.Namespace) -> int:
+    """Exit 1 when a regression or red-team case fails (for CI, before exporting a model)."""
+    from workbench.eval.suites import gate
+
+    res = _results(args)
+    models = _model_names(args.models) or [k for k in res.keys if k != res.base] or res.keys
+    cases = [res.cases[(m, row.id)] for row in res.rows for m in models if (m, row.id) in res.cases]
+    missing = [(m, row.id) for row in res.rows for m in models
+               if row.example.get("expect") and (m, row.id) not in res.cases]
+    ok, text = gate(cases)
+    print(("PASS: " if ok and not missing else "FAIL: ") + text)
+    if missing:
+        print(f"  {len(missing)} case answer(s) not generated yet")
+    if not cases and not missing:
+        print(f"  (no regression or red-team cases in {res.ev.id})")
+    return 0 if ok and not missing else 1
+
+
 # --- parser -----------------------------------------------------------------------
 
 
@@ -202,10 +309,10 @@ def _workspace(p: argparse.ArgumentParser) -> None:
 
 
 def add_eval_commands(subparsers: Any) -> None:
-    """Add ``eval new | candidates | list | stop | resume`` to the main parser's subcommands."""
+    """Add the ``eval`` commands to the main parser's subcommands."""
     from workbench.eval.store import GenerationSettings
 
-    evals = subparsers.add_parser("eval", help="compare models by their answers: generate, list, stop, resume")
+    evals = subparsers.add_parser("eval", help="compare models by their answers: new, list, show, judge, report, gate, stop, resume")
     sub = evals.add_subparsers(dest="eval_command", required=True)
 
     p = sub.add_parser("new", help="create an eval and generate its predictions (in the background; --wait: here)")
@@ -213,9 +320,10 @@ def add_eval_commands(subparsers: Any) -> None:
     p.add_argument("--models", action="append", metavar="M[,M...]",
                    help="base, RUN/adapter, RUN/ckpt-N or a path (see `eval candidates`); "
                         "default: base and the newest run's final adapter")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--data", metavar="FILE", help="the dataset to ask (default: the workspace's test split)")
-    source.add_argument("--suite", metavar="FILE", help="a regression / red-team suite instead of a dataset")
+    p.add_argument("--data", metavar="FILE", help="the dataset to ask (default: the workspace's test split, "
+                   "unless only suites are given)")
+    p.add_argument("--suite", metavar="FILE", action="append",
+                   help="a regression / red-team suite (JSONL cases with 'expect'); repeat for more")
     p.add_argument("--select", metavar="ROWS", help="only these dataset rows (0-based), e.g. 3,5,10-12")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N examples")
     p.add_argument("--max-new-tokens", type=int, default=GenerationSettings().max_new_tokens)
@@ -224,7 +332,8 @@ def add_eval_commands(subparsers: Any) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="the eval's name (default: the dataset's file name)")
-    p.add_argument("--schema", metavar="FILE", help="a JSON Schema file the outputs should fit (task check)")
+    p.add_argument("--schema", metavar="FILE", help="a JSON Schema file the outputs should fit "
+                   "(default: schema.json beside the dataset, when there is one)")
     p.add_argument("--regex", help="a regex the outputs should match (task check)")
     p.add_argument("--wait", action="store_true", help="generate in the foreground with a progress line")
     p.set_defaults(func=cmd_eval_new)
@@ -250,3 +359,31 @@ def add_eval_commands(subparsers: Any) -> None:
     p.add_argument("eval", help="eval id, unique prefix, path, or 'last'")
     p.add_argument("--wait", action="store_true", help="generate in the foreground with a progress line")
     p.set_defaults(func=cmd_eval_resume)
+
+    p = sub.add_parser("show", help="per-model metrics with intervals, deltas against the base, gate and judge trust")
+    _workspace(p)
+    p.add_argument("eval", nargs="?", default="last", help="eval id, unique prefix, path, or 'last' (default)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval_show)
+
+    p = sub.add_parser("judge", help="LLM judge through litellm: grade every answer, or --pairwise A B")
+    _workspace(p)
+    p.add_argument("eval", nargs="?", default="last", help="eval id, unique prefix, path, or 'last' (default)")
+    p.add_argument("--model", required=True, help="the judge, a litellm model name (key from the environment)")
+    p.add_argument("--models", action="append", metavar="M[,M...]", help="only these models' answers")
+    p.add_argument("--pairwise", nargs=2, metavar=("A", "B"), help="compare two models, asking in both orders")
+    p.add_argument("--rubric", metavar="FILE", help="a rubric text ('- item: description' lines); kept with the eval")
+    p.add_argument("--scale", choices=("1-5", "pass/fail"), help="the grade scale (default: the eval's rubric's)")
+    p.set_defaults(func=cmd_eval_judge)
+
+    p = sub.add_parser("report", help="write report.md, report.json and report.html")
+    _workspace(p)
+    p.add_argument("eval", nargs="?", default="last", help="eval id, unique prefix, path, or 'last' (default)")
+    p.add_argument("--out", metavar="DIR", help="write them here instead of the eval directory")
+    p.set_defaults(func=cmd_eval_report)
+
+    p = sub.add_parser("gate", help="exit 1 when a regression or red-team case fails (run before exporting)")
+    _workspace(p)
+    p.add_argument("eval", nargs="?", default="last", help="eval id, unique prefix, path, or 'last' (default)")
+    p.add_argument("--models", action="append", metavar="M[,M...]", help="models to gate (default: all but the base)")
+    p.set_defaults(func=cmd_eval_gate)
