@@ -123,10 +123,8 @@ class WorkbenchApp(App[None]):
         if widget and hasattr(widget.first(), "ensure_loaded"):
             widget.first().ensure_loaded()
         focus = {"train": "#runs", "data": "#examples", "config": "#form", "eval": "#eval-grid"}.get(pane)
-        if focus:
+        if focus:  # the pane's keys work from the first moment
             self.call_after_refresh(lambda: self.query_one(focus).focus())
-        else:  # focus left in another tab would pull the tabs back to it
-            self.call_after_refresh(lambda: self.query_one(f"#{pane} PlaceholderPane").focus())
 
     def action_pane(self, pane: str) -> None:
         self.screen.set_focus(None)  # focus left in the old tab would pull the tabs back to it

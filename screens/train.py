@@ -135,7 +135,6 @@ class TrainPane(Vertical):
     def on_mount(self) -> None:
         self.query_one("#log").display = False
         self.query_one("#gpu").display = False
-        self.query_one(RunsTable).focus()  # the pane's keys work from the first moment
         self.refresh_runs()
         self.set_interval(RUNS_EVERY, self.refresh_runs)
         self.set_interval(CHART_EVERY, self._draw_pending)

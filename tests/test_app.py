@@ -189,6 +189,21 @@ async def test_theme_is_remembered(tmp_path, theme):
         assert again.theme == theme
 
 
+@pytest.mark.parametrize("pane", ["data", "eval"])
+async def test_the_app_reopens_on_the_remembered_pane_and_stays_there(tmp_path, pane):
+    fake_run(tmp_path, "demo-1")  # the Train pane has a run to show (and once stole the focus, and the tab)
+    app = app_for(tmp_path, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press({"data": "1", "eval": "4"}[pane])
+    again = app_for(tmp_path, tmp_path)
+    async with again.run_test(size=SIZE) as pilot:
+        for _ in range(10):
+            await pilot.pause(0.1)
+        assert again.query_one(TabbedContent).active == pane
+        assert again.focused is not None and again.focused.id in ("examples", "eval-grid")
+
+
 async def test_two_app_instances_watch_one_running_run(workspace, tiny_model_dir, tmp_path):
     import asyncio
 
