@@ -36,12 +36,12 @@ class WorkbenchApp(App[None]):
     CSS_PATH = ["app.tcss", "train.tcss", "data.tcss", "config.tcss", "eval.tcss"]
     TITLE = "Fine-tuning workbench"
     BINDINGS = [
-        Binding("1,f1", "pane('data')", "Data", id="pane.data", show=False, tooltip="The Data pane (F1 too)"),
-        Binding("2,f2", "pane('config')", "Config", id="pane.config", show=False, tooltip="The Config pane (F2 too)"),
-        Binding("3,f3", "pane('train')", "Train", id="pane.train", show=False, tooltip="The Train pane (F3 too)"),
-        Binding("4,f4", "pane('eval')", "Eval", id="pane.eval", show=False, tooltip="The Eval pane (F4 too)"),
+        Binding("1,f1", "pane('data')", "Data", key_display="1", id="pane.data", show=False, tooltip="The Data pane (F1 too)"),
+        Binding("2,f2", "pane('config')", "Config", key_display="2", id="pane.config", show=False, tooltip="The Config pane (F2 too)"),
+        Binding("3,f3", "pane('train')", "Train", key_display="3", id="pane.train", show=False, tooltip="The Train pane (F3 too)"),
+        Binding("4,f4", "pane('eval')", "Eval", key_display="4", id="pane.eval", show=False, tooltip="The Eval pane (F4 too)"),
         Binding("question_mark", "help", "Help", id="app.help", tooltip="Every key of this pane"),
-        Binding("ctrl+t", "toggle_theme", "Light/dark", id="app.theme", show=False),
+        Binding("ctrl+t", "toggle_theme", "Light/dark", id="app.theme", show=False, tooltip="Light or dark theme (remembered)"),
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit; running trainings go on"),
     ]
 
@@ -134,7 +134,7 @@ class WorkbenchApp(App[None]):
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 
     def action_help(self) -> None:
-        sections = [("Everywhere", _keys(self.BINDINGS) + [("ctrl+p", "command palette"), ("ctrl+t", "light / dark theme")])]
+        sections = [("Everywhere", _keys(self.BINDINGS) + [("ctrl+p", "command palette")])]
         active = self.query_one(TabbedContent).active
         if active == "train":
             sections.append(("Train pane", _keys(TrainPane.BINDINGS) + [("↑ ↓", "choose a run to watch")]))
