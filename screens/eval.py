@@ -285,12 +285,12 @@ class EvalPane(LoadsWhenShown, Vertical):
                             style="magenta"))
             return
         metrics = [m for m in SUMMARY_METRICS if self._has_metric(m)]
-        if self.size.width < 110:  # narrow: the main metric and the grades only
-            metrics = [m for m in metrics if m in (res.primary, "judge", "human", "case")]
         self.summary_metrics = metrics
         summaries = res.summaries([m for m in metrics if m in METRICS])
-        table = summary_table(res, summaries, metrics)
-        parts: list[Any] = [table]
+        table = summary_table(res, summaries, metrics, self.size.width or self.app.size.width)
+        legend = ("* main metric · ±: half the 95% interval · vs the base: ▲▼ significant, ~ within noise"
+                  if self.size.width >= 100 else "* main · ±: 95% interval · ▲▼ vs base, ~ noise")
+        parts: list[Any] = [table, Text(legend, style="dim")]
         agreement = res.agreement().get("overall")
         trust = ""
         if res.verdicts.single:

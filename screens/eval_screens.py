@@ -25,7 +25,10 @@ from workbench.eval.plan import create_from_plan, plan_eval, schema_beside, suit
 from workbench.eval.ratings import blind_label
 from workbench.eval.results import Results, Row
 from workbench.eval.store import GenerationSettings
-from workbench.eval.worddiff import word_diff
+from workbench.eval.worddiff import similarity, word_diff
+
+DIFF_MIN_SIMILARITY = 0.3
+"""Below this share of words in common a word diff is mostly red and green noise: the answer is shown plain."""
 
 
 def _short(path: Path, root: Path) -> str:
@@ -179,14 +182,16 @@ class CellScreen(ModalScreen[None]):
         self.query_one("#cell-ref", Static).update(
             Text("reference\n", style="bold green") + Text(reference if reference is not None else "(no reference)"))
         output = cell.output
+        legend = Text("\n")
         if output is None:
             body = Text("(not generated yet)", style="dim")
-        elif reference is not None:
+        elif reference is not None and similarity(reference, output) >= DIFF_MIN_SIMILARITY:
             body = diff_text(word_diff(reference, output))
+            legend = Text("(green: not in the reference; red struck: missing)\n", style="dim")
         else:
             body = Text(output)
-        legend = Text("answer ", style="bold") + (Text("(green: not in the reference; red struck: missing)\n", style="dim")
-                                                   if reference is not None and output is not None else Text("\n"))
+            legend = Text("(too unlike the reference for a word diff)\n" if reference is not None else "\n", style="dim")
+        legend = Text("answer ", style="bold") + legend
         self.query_one("#cell-out", Static).update(legend + body)
         facts = Text()
         if not self.blind and output is not None:

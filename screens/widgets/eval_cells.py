@@ -70,41 +70,53 @@ def cell_text(results: Results, row: Row, cell: Cell, width: int, *, blind: bool
     return answer + "\n" + badges
 
 
+SUMMARY_CELL_W = 13
+"""A summary cell: '45%±13 ▲+42'."""
+
+
 def summary_cell(summary: Summary | None, metric: str) -> Text:
+    """A metric's mean and the half-width of its 95% interval: '45%±13', '4.5±0.4'."""
     if summary is None or summary.mean is None:
         return Text("–", style="dim")
+    half = (summary.hi - summary.lo) / 2 if summary.n > 1 and summary.hi is not None and summary.lo is not None else None
     if metric in ("judge", "human"):
-        return Text(f"{summary.mean:.1f} ±{(summary.hi - summary.lo) / 2:.1f}" if summary.n > 1 else f"{summary.mean:.1f}")
+        return Text(f"{summary.mean:.1f}" + (f"±{half:.1f}" if half is not None else ""))
     meta = METRICS.get(metric)
     if meta and meta.kind == "number":
         return Text(f"{summary.mean:.0f}")
-    half = (summary.hi - summary.lo) / 2 if summary.hi is not None and summary.lo is not None else 0
-    return Text(f"{summary.mean:.0%}" + (f" ±{half:.0%}" if summary.n > 1 else ""),
-                style=_grade_style(summary.mean, 0.8, 0.5) if meta and meta.higher_is_better else "")
+    style = _grade_style(summary.mean, 0.8, 0.5) if meta and meta.higher_is_better else ""
+    return Text(f"{summary.mean * 100:.0f}%" + (f"±{half * 100:.0f}" if half is not None else ""), style=style)
 
 
 def delta_cell(delta: Difference | None, metric: str) -> Text:
-    """+12% ✔ (significant) or +2% ~ (within noise)."""
+    """' ▲+12' or ' ▼-8' when the paired interval excludes 0, ' ~+2' (dim) when it is within noise."""
     if delta is None or delta.mean is None:
         return Text("")
     meta = METRICS.get(metric)
     better = delta.mean > 0 if (meta is None or meta.higher_is_better is not False) else delta.mean < 0
-    number = f"{delta.mean:+.1f}" if metric in ("judge", "human") else f"{delta.mean * 100:+.0f}%"
+    number = f"{delta.mean:+.1f}" if metric in ("judge", "human") else f"{delta.mean * 100:+.0f}"
     if not delta.significant:
-        return Text(f"{number} ~", style="dim")
-    return Text(f"{number} " + ("▲" if better else "▼"), style="bold green" if better else "bold red")
+        return Text(f" ~{number}", style="dim")
+    return Text(f" {'▲' if better else '▼'}{number}", style="bold green" if better else "bold red")
 
 
-def summary_table(results: Results, summaries: list[ModelSummary], metrics: list[str]) -> Table:
-    """Per model: each metric's mean ± half its 95% interval, and the change against the base (▲▼ significant, ~ noise)."""
+def summary_table(results: Results, summaries: list[ModelSummary], metrics: list[str], width: int = 120) -> Table:
+    """Per model: each metric's mean ±half its 95% interval, then its change against the base (▲▼ significant, ~ noise).
+
+    Metrics that do not fit ``width`` are left out, the main metric and the grades first kept.
+    """
+    model_w = min(28, max(12, max((len(s.model.label) for s in summaries), default=12)))
+    fit = max(1, (width - model_w - 13) // (SUMMARY_CELL_W + 2))  # each column is padded one cell each side
+    priority = [results.primary, "case", "judge", "human", "token_f1", "exact_match", "similarity", "rouge_l",
+                "refusal", "json_valid", "schema_valid"]
+    keep = set(sorted(metrics, key=lambda m: priority.index(m) if m in priority else len(priority))[:fit])
+    metrics = [m for m in metrics if m in keep]
     table = Table(box=None, padding=(0, 1), expand=False, show_edge=False, header_style="bold")
-    table.add_column("model", no_wrap=True, max_width=30)
+    table.add_column("model", no_wrap=True, max_width=model_w)
     table.add_column("done", justify="right", no_wrap=True)
     for metric in metrics:
-        table.add_column(metric_label(metric) + (" (main)" if metric == results.primary else ""), justify="right",
-                         no_wrap=True)
-        if results.base is not None:
-            table.add_column("Δ base", justify="right", no_wrap=True, style="dim")
+        table.add_column(metric_label(metric) + ("*" if metric == results.primary else ""), justify="right",
+                         no_wrap=True, min_width=SUMMARY_CELL_W if results.base else 8)
     total = len(results.rows)
     for s in summaries:
         cells: list[Text | str] = [Text(s.model.label, style="bold" if s.model.key == results.base else ""),
@@ -112,12 +124,10 @@ def summary_table(results: Results, summaries: list[ModelSummary], metrics: list
         for metric in metrics:
             if metric == "case":
                 passed, n = s.cases
-                cells.append(Text(f"{passed}/{n}", style="green" if n and passed == n else "red") if n else Text("–"))
-            else:
-                summary = s.judge if metric == "judge" else s.human if metric == "human" else s.metrics.get(metric)
-                cells.append(summary_cell(summary, metric))
-            if results.base is not None:
-                cells.append(delta_cell(s.delta.get(metric), metric) if metric != "case" else Text(""))
+                cells.append(Text(f"{passed}/{n} pass", style="green" if n and passed == n else "red") if n else Text("–"))
+                continue
+            summary = s.judge if metric == "judge" else s.human if metric == "human" else s.metrics.get(metric)
+            cells.append(summary_cell(summary, metric) + delta_cell(s.delta.get(metric), metric))
         table.add_row(*cells)
     return table
 
