@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Static
 
 from screens.eval_screens import CellScreen, CurveScreen, NewEvalScreen, RubricScreen
 from screens.modals import ChoiceScreen, PromptScreen
-from screens.widgets.eval_cells import cell_text, metric_label, one_line, summary_table
+from screens.widgets.eval_cells import cell_text, metric_label, one_line, short_labels, summary_table
 from screens.widgets.lazy import LoadsWhenShown
 from workbench.errors import WorkbenchError
 from workbench.eval import runner
@@ -205,8 +205,9 @@ class EvalPane(LoadsWhenShown, Vertical):
         table.clear(columns=True)
         table.add_column("#", width=4, key="n")
         table.add_column("prompt", width=prompt_w, key="prompt")
+        labels = short_labels(res.models)
         for i, key in enumerate(keys):
-            label = blind_label(i) if self.blind else next(m.label for m in res.models if m.key == key)
+            label = blind_label(i) if self.blind else labels[key]
             table.add_column(one_line(label, answer_w), width=answer_w, key=f"m{i}")
         for row, order in zip(self.rows, self.orders):
             prompt = Text(one_line(row.prompt, prompt_w)) + "\n" + Text(one_line(row.note, prompt_w), style="italic cyan")

@@ -125,3 +125,25 @@ def test_checkpoint_curve_picks_by_the_metric_and_says_when_loss_disagrees(tmp_p
     assert curve.best_by_metric == 48 and curve.best_by_loss == 24
     assert "metric picks step 48, eval loss picks step 24" in curve.verdict()
     assert curve.eval_loss and curve.train_loss
+
+
+def test_a_tied_main_metric_gives_way_to_one_that_separates_the_checkpoints(tmp_path):
+    from appkit import fake_run
+    from evalkit import EXAMPLES, SUPPORT, ticket
+
+    from workbench.eval.curves import checkpoint_curve
+    from workbench.eval.store import EvalSpec, ModelRef, create_eval
+
+    run = fake_run(tmp_path, "demo-20261125-105024")
+    models = [ModelRef(key=f"demo/ckpt-{s}", label=f"step {s}", kind="checkpoint", path=str(run.path / f"checkpoint-{s}"),
+                       base_model="bundled", run_id=run.id, step=s) for s in (24, 48)]
+    ev = create_eval(tmp_path, EvalSpec(name="tie", models=models, schema=str(SUPPORT / "schema.json")), EXAMPLES)
+    # Both always answer valid JSON (schema 100% each); step 48 gets the names right, step 24 does not.
+    ev.append_predictions({"model": f"demo/ckpt-{s}", "id": e["id"],
+                           "output": e["reference"] if s == 48 else ticket("Someone Else", "other")}
+                          for s in (24, 48) for e in EXAMPLES)
+    res = Results(ev)
+    assert checkpoint_curve(res, run.id, "schema_valid").tied
+    assert "cannot choose" in checkpoint_curve(res, run.id, "schema_valid").verdict()
+    curve = checkpoint_curve(res, run.id)
+    assert curve.metric == "token_f1" and curve.best_by_metric == 48 and curve.best_by_loss == 24

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.table import Table
 from rich.text import Text
 
@@ -14,6 +16,15 @@ LABEL = {"judge": "judge", "human": "you", "case": "cases"}
 
 def metric_label(metric: str) -> str:
     return LABEL.get(metric) or (METRICS[metric].label if metric in METRICS else metric)
+
+
+def short_labels(models: list[Any]) -> dict[str, str]:
+    """Model labels without the run's name when every trained model comes from one run: 'step 52', not 'demo 11:40 · step 52'."""
+    trained = [m for m in models if m.kind != "base"]
+    heads = {m.label.split(" · ", 1)[0] for m in trained}
+    if len(trained) > 1 and len(heads) == 1 and all(" · " in m.label for m in trained):
+        return {m.key: m.label.split(" · ", 1)[1] if m.kind != "base" else m.label for m in models}
+    return {m.key: m.label for m in models}
 
 
 def one_line(text: str, width: int) -> str:
@@ -105,7 +116,8 @@ def summary_table(results: Results, summaries: list[ModelSummary], metrics: list
 
     Metrics that do not fit ``width`` are left out, the main metric and the grades first kept.
     """
-    model_w = min(28, max(12, max((len(s.model.label) for s in summaries), default=12)))
+    labels = short_labels([s.model for s in summaries])
+    model_w = min(28, max(12, max((len(labels[s.model.key]) for s in summaries), default=12)))
     fit = max(1, (width - model_w - 13) // (SUMMARY_CELL_W + 2))  # each column is padded one cell each side
     priority = [results.primary, "case", "judge", "human", "token_f1", "exact_match", "similarity", "rouge_l",
                 "refusal", "json_valid", "schema_valid"]
@@ -119,7 +131,7 @@ def summary_table(results: Results, summaries: list[ModelSummary], metrics: list
                          no_wrap=True, min_width=SUMMARY_CELL_W if results.base else 8)
     total = len(results.rows)
     for s in summaries:
-        cells: list[Text | str] = [Text(s.model.label, style="bold" if s.model.key == results.base else ""),
+        cells: list[Text | str] = [Text(labels[s.model.key], style="bold" if s.model.key == results.base else ""),
                                    f"{s.done}/{total}"]
         for metric in metrics:
             if metric == "case":
