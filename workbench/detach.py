@@ -9,10 +9,24 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Protocol
+
+from workbench.fileio import atomic_write_text
+from workbench.train.rundir import LIVE_STATES
+
+
+class WorkerDir(Protocol):
+    """What a run or eval directory offers to stop its worker."""
+
+    stop_path: Path
+
+    def status(self) -> Any: ...
+    def locked(self) -> bool: ...
 
 
 def new_dir_id(root: Path, name: str) -> str:
@@ -40,3 +54,25 @@ def spawn_detached(module: str, workdir: Path, log_path: Path, *args: str) -> in
             start_new_session=True, close_fds=True, env=env, cwd=str(workdir),
         )
     return proc.pid
+
+
+def stop_worker(target: WorkerDir, *, timeout: float = 0.0) -> str:
+    """Ask a directory's worker to stop at its next safe point; wait up to ``timeout`` seconds; the state then.
+
+    The STOP file reaches a worker still starting up; SIGTERM goes only to one that holds the
+    lock, whose handler is installed by then (one still importing torch would die of it without a word).
+    """
+    status = target.status()
+    atomic_write_text(target.stop_path, str(time.time()))
+    if status.pid and target.locked():
+        try:
+            os.kill(status.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = target.status().state
+        if state not in LIVE_STATES:
+            return state
+        time.sleep(0.2)
+    return target.status().state

@@ -8,13 +8,10 @@ pair that already has a prediction.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 
-from workbench.detach import spawn_detached
+from workbench.detach import spawn_detached, stop_worker
 from workbench.eval.store import EvalDir, EvalError
-from workbench.fileio import atomic_write_text
 from workbench.train.rundir import LIVE_STATES
 
 WORKER = "workbench.eval.worker"
@@ -40,24 +37,10 @@ def launch(ev: EvalDir) -> EvalDir:
 
 def stop(ev: EvalDir, *, timeout: float = 0.0) -> str:
     """Ask the generator to stop after the batch in hand; wait up to ``timeout`` seconds."""
-    status = ev.status()
-    if status.state not in LIVE_STATES:
-        raise EvalError(f"eval {ev.id} is {status.state}, not running")
-    atomic_write_text(ev.stop_path, str(time.time()))
-    # Signal only a worker that holds the lock: its handler is installed by then. One still
-    # starting up would die of SIGTERM without a word; it sees the STOP file instead.
-    if status.pid and ev.locked():
-        try:
-            os.kill(status.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        state = ev.status().state
-        if state not in LIVE_STATES:
-            return state
-        time.sleep(0.2)
-    return ev.status().state
+    state = ev.status().state
+    if state not in LIVE_STATES:
+        raise EvalError(f"eval {ev.id} is {state}, not running")
+    return stop_worker(ev, timeout=timeout)
 
 
 def check_resumable(ev: EvalDir) -> None:

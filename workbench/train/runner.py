@@ -7,15 +7,13 @@ everything from the run directory (see :mod:`workbench.train.rundir`).
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from workbench.config.schema import RunConfig, dump_config, load_config
-from workbench.detach import new_dir_id, spawn_detached
+from workbench.detach import new_dir_id, spawn_detached, stop_worker
 from workbench.errors import ConfigError, RunError
 from workbench.train.rundir import FINAL_STATES, LIVE_STATES, RunDir, atomic_write_text, read_jsonl
 
@@ -89,24 +87,10 @@ def find_run(workspace: str | Path, ref: str) -> RunDir:
 
 def stop(run: RunDir, *, timeout: float = 0.0) -> str:
     """Ask the worker to stop gracefully (checkpoint + adapter); wait up to timeout seconds."""
-    status = run.status()
-    if status.state not in LIVE_STATES:
-        raise RunError(f"run {run.id} is {status.state}, not running")
-    atomic_write_text(run.stop_path, str(time.time()))
-    # Signal only a worker that holds the lock: its handler is installed by then. One still
-    # starting up would die of SIGTERM without a word; it sees the STOP file at its first step.
-    if status.pid and run.locked():
-        try:
-            os.kill(status.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        state = run.status().state
-        if state not in LIVE_STATES:
-            return state
-        time.sleep(0.2)
-    return run.status().state
+    state = run.status().state
+    if state not in LIVE_STATES:
+        raise RunError(f"run {run.id} is {state}, not running")
+    return stop_worker(run, timeout=timeout)
 
 
 def resume(run: RunDir) -> RunDir:
