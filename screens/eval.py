@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -197,7 +198,7 @@ class EvalPane(LoadsWhenShown, Vertical):
         self.rows = res.view(self.filter, self.search, self.sort, self._sort_model())
         keys = res.keys
         self.orders = [blind_order(keys, r.id, res.ev.id) if self.blind else list(keys) for r in self.rows]
-        width = max(60, self.size.width or self.app.size.width)
+        width = max(60, self._width())
         self._built_width = width
         prompt_w = PROMPT_W if width >= 110 else 16
         # Each column has one cell of padding each side; two more for the vertical scrollbar.
@@ -227,6 +228,10 @@ class EvalPane(LoadsWhenShown, Vertical):
 
     def on_descendant_blur(self) -> None:
         self.refresh_bindings()
+
+    def _width(self) -> int:
+        """The pane's width, or the app's before the first layout (the pane fills the width)."""
+        return self.size.width or self.app.size.width
 
     def on_resize(self) -> None:
         if self.results is not None and abs(self.size.width - getattr(self, "_built_width", 0)) > 4:
@@ -288,20 +293,21 @@ class EvalPane(LoadsWhenShown, Vertical):
         metrics = [m for m in SUMMARY_METRICS if self._has_metric(m)]
         self.summary_metrics = metrics
         summaries = res.summaries([m for m in metrics if m in METRICS])
-        table = summary_table(res, summaries, metrics, self.size.width or self.app.size.width)
+        table = summary_table(res, summaries, metrics, self._width())
         legend = ("* main metric · ±: half the 95% interval · vs the base: ▲▼ significant, ~ within noise"
-                  if self.size.width >= 100 else "* main · ±: 95% interval · ▲▼ vs base, ~ noise")
+                  if self._width() >= 100 else "* main · ±: 95% interval · ▲▼ vs base, ~ noise")
         parts: list[Any] = [table, Text(legend, style="dim")]
-        agreement = res.agreement().get("overall")
-        trust = ""
         if res.verdicts.single:
-            trust = f"judge {res.verdicts.judge_model or ''}: " + (agreement.describe() if agreement else "no ratings to compare")
+            agreements = res.agreement()
+            overall = agreements.get("overall")
+            trust = f"judge {res.verdicts.judge_model or ''}: " + (overall.describe() if overall else "no ratings to compare")
+            items = [f"{name} κ={a.kappa:.2f}" if a.enough and a.kappa is not None else f"{name} n={a.n}"
+                     for name, a in agreements.items() if name != "overall"]
+            if items:
+                trust += " · per item: " + ", ".join(items)
             usage = res.verdicts.usage
             trust += f" · {usage.describe()}" if usage.total_tokens else ""
-        if trust:
             parts.append(Text(trust, style="dim"))
-        from rich.console import Group
-
         box.update(Group(*parts))
 
     def _has_metric(self, metric: str) -> bool:

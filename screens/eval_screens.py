@@ -21,7 +21,7 @@ from workbench.eval.candidates import default_dataset, default_models, list_cand
 from workbench.eval.curves import Curve
 from workbench.eval.judge import Rubric
 from workbench.eval.metrics import METRICS
-from workbench.eval.plan import create_from_plan, plan_eval, schema_beside, suite_files
+from workbench.eval.plan import create_from_plan, parse_selection, plan_eval, suite_files
 from workbench.eval.ratings import blind_label
 from workbench.eval.results import Results, Row
 from workbench.eval.store import GenerationSettings
@@ -53,6 +53,10 @@ class NewEvalScreen(ModalScreen[Any]):
             yield Label("Examples")
             yield Select[str]([], id="new-data", allow_blank=True, prompt="no dataset (suites only)")
             yield SelectionList[str](id="new-suites")
+            with Horizontal(classes="new-row"):
+                yield Label("only rows")
+                yield Input("", placeholder="all", id="new-rows", classes="wide")
+                yield Label("e.g. 3,5,10-12 (numbered as in the Data pane)", classes="dialog-help")
             with Horizontal(classes="new-row"):
                 yield Label("at most")
                 yield Input("", placeholder="all", id="new-limit", type="integer")
@@ -123,7 +127,7 @@ class NewEvalScreen(ModalScreen[Any]):
                                           batch_size=int(self.query_one("#new-batch", Input).value or 16),
                                           temperature=float(self.query_one("#new-temp", Input).value or 0))
             plan = plan_eval(models, data=data_path, suites=suites, limit=int(limit_text) if limit_text else None,
-                             settings=settings)
+                             selection=parse_selection(self.query_one("#new-rows", Input).value), settings=settings)
             ev = create_from_plan(self.workspace, plan)
             runner.launch(ev)
         except (WorkbenchError, ValueError, OSError, AttributeError) as exc:
@@ -148,6 +152,7 @@ class CellScreen(ModalScreen[None]):
         *(Binding(str(n), f"rate({n})", f"Rate {n}", show=n == 1, key_display="1-5" if n == 1 else None)
           for n in range(1, 6)),
         Binding("0", "rate(None)", "Clear", show=False),
+        Binding("i", "next_item", "Rubric item", tooltip="Rate the overall answer or one rubric item (judge trust per item)"),
     ]
 
     def __init__(self, results: Results, rows: list[Row], index: int, orders: list[list[str]], model: str,
@@ -155,6 +160,8 @@ class CellScreen(ModalScreen[None]):
         super().__init__()
         self.results, self.rows, self.index, self.orders, self.blind = results, rows, index, orders, blind
         self.column = orders[index].index(model)
+        self.items = ["overall", *results.rubric.items]
+        self.item = 0  # what the digits rate: the overall answer, or one rubric item
 
     def compose(self) -> ComposeResult:
         with Vertical(id="cell-dialog"):
@@ -217,9 +224,16 @@ class CellScreen(ModalScreen[None]):
                 v = cell.verdict
                 facts += Text(f"\njudge: {v.score if v.score is not None else 'unparsed'} "
                               + " ".join(f"{k}={s}" for k, s in v.item_scores.items()) + f" — {v.reasons}", style="dim")
-        facts += Text(f"\nyour rating: {cell.human if cell.human is not None else '–'}", style="bold")
+        facts += Text("\nyour rating: ", style="bold")
+        for i, item in enumerate(self.items):
+            value = cell.human if item == "overall" else self.results.ratings.item_of(row.id, model, item)
+            shown = f"{item} {value if value is not None else '–'}"
+            facts += Text(f"[{shown}]" if i == self.item else f" {shown} ", style="bold reverse" if i == self.item else "")
+            facts += " "
+        if len(self.items) > 1:
+            facts += Text(" (i: next item)", style="dim")
         if row.note:
-            facts += Text(f"   note: {row.note}", style="italic cyan")
+            facts += Text(f"\nnote: {row.note}", style="italic cyan")
         self.query_one("#cell-facts", Static).update(facts)
 
     def action_move(self, rows: int, columns: int) -> None:
@@ -229,8 +243,16 @@ class CellScreen(ModalScreen[None]):
 
     def action_rate(self, score: int | None) -> None:
         row = self.rows[self.index]
-        self.results.ratings.score(row.id, self.orders[self.index][self.column], score)
+        model, item = self.orders[self.index][self.column], self.items[self.item]
+        if item == "overall":
+            self.results.ratings.score(row.id, model, score)
+        else:
+            self.results.ratings.score_item(row.id, model, item, score)
         self.results.reload_ratings()
+        self.render_cell()
+
+    def action_next_item(self) -> None:
+        self.item = (self.item + 1) % len(self.items)
         self.render_cell()
 
 

@@ -103,11 +103,14 @@ async def test_open_an_answer_rate_it_and_move_between_models(tmp_path: Path):
         assert isinstance(app.screen, CellScreen)
         out = str(app.screen.query_one("#cell-out", Static).render())
         assert "refund" in out  # the base said refund; the reference says shipping
-        await pilot.press("5", "right", "3", "escape")
+        await pilot.press("5", "right", "3", "i", "2")
+        assert "[correctness 2]" in str(app.screen.query_one("#cell-facts", Static).render())
+        await pilot.press("escape")
         assert not isinstance(app.screen, CellScreen)
         assert pane.results.ratings.score_of("3", "base") == 5
         assert pane.results.ratings.score_of("3", "run/adapter") == 3
-    assert Ratings(ev.path / "ratings.jsonl").score_of("3", "run/adapter") == 3
+    saved = Ratings(ev.path / "ratings.jsonl")
+    assert saved.score_of("3", "run/adapter") == 3 and saved.item_of("3", "run/adapter", "correctness") == 2
 
 
 async def test_judge_rubric_and_report_by_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -71,3 +71,16 @@ def test_blind_order_is_stable_per_example_and_varies_across_examples():
     assert len(orders) >= 4  # shuffled per example, not one fixed permutation
     assert sorted(blind_order(models, "3", "s")) == sorted(models)
     assert blind_label(0) == "Model A" and blind_label(2) == "Model C"
+
+
+def test_rubric_items_are_rated_apart_and_reach_the_agreement_records(tmp_path):
+    r = Ratings(tmp_path / "ratings.jsonl")
+    r.score_item("1", "base", "format", 2)
+    r.score_item("1", "base", "correctness", 5)
+    r.score_item("1", "base", "format", 3)
+    r.score_item("1", "adapter", "format", None)
+    again = Ratings(r.path)
+    assert again.item_of("1", "base", "format") == 3 and again.item_of("1", "base", "correctness") == 5
+    records = again.records()
+    assert records == [{"id": "1", "model": "base", "score": None, "items": {"format": 3, "correctness": 5},
+                        "choice": None, "pair": None, "note": ""}]

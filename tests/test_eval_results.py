@@ -82,12 +82,14 @@ def test_judge_verdicts_are_kept_and_agreement_computed(tmp_path):
     res = Results(ev)
     assert res.rows[0].cells["base"].value("judge") == 1.0
     assert res.rows[0].cells["run/adapter"].value("judge") == 5.0
-    for row in res.rows:  # a person who agrees with the judge on every answer
+    for row in res.rows:  # a person who agrees with the judge on every answer, and on its format item
         for key, cell in row.cells.items():
             res.ratings.score(row.id, key, int(cell.value("judge")))
+            res.ratings.score_item(row.id, key, "format", int(cell.value("judge")))
     res.reload_ratings()
-    overall = res.agreement()["overall"]
-    assert overall.n == 12 and overall.exact == 1.0
+    agreement = res.agreement()
+    assert agreement["overall"].n == 12 and agreement["overall"].exact == 1.0
+    assert agreement["format"].n == 12 and agreement["format"].kappa == 1.0 and "correctness" not in agreement
     assert not res.view("disagree")
     res.ratings.score("0", "base", 5)  # now 4 points from the judge's 1
     res.reload_ratings()

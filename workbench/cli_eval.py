@@ -21,26 +21,6 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-def _selection(text: str | None) -> list[int] | None:
-    """'3,5,10-12' -> [3, 5, 10, 11, 12]."""
-    if not text:
-        return None
-    out: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                out.extend(range(lo, hi + 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise WorkbenchError(f"--select {text!r}: expected row indexes such as 3,5,10-12") from None
-    return out
-
-
 def _model_names(values: list[str] | None) -> list[str]:
     return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
 
@@ -94,7 +74,7 @@ def _run_foreground(ev: Any) -> int:
 
 def cmd_eval_new(args: argparse.Namespace) -> int:
     from workbench.eval.candidates import default_dataset, default_models, list_candidates, resolve_models
-    from workbench.eval.plan import create_from_plan, plan_eval
+    from workbench.eval.plan import create_from_plan, parse_selection, plan_eval
     from workbench.eval.runner import launch
     from workbench.eval.store import GenerationSettings
 
@@ -111,8 +91,9 @@ def cmd_eval_new(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, temperature=args.temperature,
         top_p=args.top_p, seed=args.seed,
     )
-    plan = plan_eval(models, data=data, suites=args.suite or (), limit=args.limit, selection=_selection(args.select),
-                     settings=settings, name=args.name, schema=args.schema, regex=args.regex)
+    plan = plan_eval(models, data=data, suites=args.suite or (), limit=args.limit,
+                     selection=parse_selection(args.select), settings=settings, name=args.name,
+                     schema=args.schema, regex=args.regex)
     for problem in plan.problems:
         print(f"skipped: {problem}", file=sys.stderr)
     ev = create_from_plan(workspace, plan)

@@ -38,6 +38,26 @@ class Plan:
         return ", ".join(parts)
 
 
+def parse_selection(text: str | None) -> list[int] | None:
+    """'3,5,10-12' -> [3, 5, 10, 11, 12] (dataset rows, 0-based); empty -> None (every row)."""
+    if not text or not text.strip():
+        return None
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                out.extend(range(lo, hi + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise EvalError(f"rows {text!r}: expected row indexes such as 3,5,10-12") from None
+    return out
+
+
 def schema_beside(dataset: str | Path | None) -> Path | None:
     """The task's JSON Schema when one sits beside the dataset (``schema.json``)."""
     if dataset is None:

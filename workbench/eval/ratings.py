@@ -33,13 +33,16 @@ class Rating:
 
     id: str
     scores: dict[str, int] = field(default_factory=dict)  # model key -> 1..5
+    items: dict[str, dict[str, int]] = field(default_factory=dict)  # model key -> rubric item -> 1..5
     choices: dict[tuple[str, str], str] = field(default_factory=dict)  # (model_a, model_b) -> a | b | tie
     note: str = ""
 
     def records(self) -> list[dict[str, Any]]:
         """The rating in the shape workbench.eval.agreement reads: one record per model score and per choice."""
-        out: list[dict[str, Any]] = [{"id": self.id, "model": m, "score": s, "items": {}, "choice": None,
-                                      "pair": None, "note": self.note} for m, s in self.scores.items()]
+        models = list(dict.fromkeys([*self.scores, *(m for m, graded in self.items.items() if graded)]))
+        out: list[dict[str, Any]] = [{"id": self.id, "model": m, "score": self.scores.get(m),
+                                      "items": dict(self.items.get(m, {})), "choice": None, "pair": None,
+                                      "note": self.note} for m in models]
         out += [{"id": self.id, "model": None, "score": None, "items": {}, "choice": c, "pair": list(pair),
                  "note": self.note} for pair, c in self.choices.items()]
         return out
@@ -80,6 +83,12 @@ class Ratings:
                 rating.choices.pop(pair, None)
             else:
                 rating.choices[pair] = str(record["choice"])
+        elif kind == "item":
+            graded = rating.items.setdefault(record["model"], {})
+            if record.get("score") is None:
+                graded.pop(str(record["item"]), None)
+            else:
+                graded[str(record["item"])] = int(record["score"])
         elif kind == "note":
             rating.note = str(record.get("note") or "")
         else:
@@ -101,6 +110,16 @@ class Ratings:
         if score is not None and score not in SCORES:
             raise WorkbenchError(f"a rating is 1 to 5, not {score!r}")
         self._append({"kind": "score", "id": example_id, "model": model, "score": score})
+
+    def score_item(self, example_id: str, model: str, item: str, score: int | None) -> None:
+        """Rate one rubric item (correctness, format...) of one answer 1-5, so the judge can be checked item by item."""
+        if score is not None and score not in SCORES:
+            raise WorkbenchError(f"a rating is 1 to 5, not {score!r}")
+        self._append({"kind": "item", "id": example_id, "model": model, "item": item, "score": score})
+
+    def item_of(self, example_id: str, model: str, item: str) -> int | None:
+        rating = self.by_id.get(example_id)
+        return rating.items.get(model, {}).get(item) if rating else None
 
     def choose(self, example_id: str, model_a: str, model_b: str, choice: str | None) -> None:
         """Say which of two models answered better: 'a', 'b' or 'tie' (None clears)."""
@@ -137,7 +156,7 @@ class Ratings:
         """Examples with at least one score (of one of models) or choice."""
         wanted = set(models) if models is not None else None
         return sum(1 for r in self.by_id.values()
-                   if r.choices or any(wanted is None or m in wanted for m in r.scores))
+                   if r.choices or any(wanted is None or m in wanted for m in [*r.scores, *r.items]))
 
 
 def blind_order(models: Sequence[str], example_id: str, seed: str) -> list[str]:
