@@ -45,7 +45,7 @@ class NewEvalScreen(ModalScreen[Any]):
         self.workspace = workspace.resolve()
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="eval-new"):
+        with VerticalScroll(id="eval-new"):
             yield Label("[b]New eval[/b]: each chosen model answers each example, in the background")
             yield Static("Looking for models and datasets…", id="new-note", classes="dialog-help")
             yield Label("Models (Space toggles)")
@@ -55,8 +55,8 @@ class NewEvalScreen(ModalScreen[Any]):
             yield SelectionList[str](id="new-suites")
             with Horizontal(classes="new-row"):
                 yield Label("only rows")
-                yield Input("", placeholder="all", id="new-rows", classes="wide")
-                yield Label("e.g. 3,5,10-12 (numbered as in the Data pane)", classes="dialog-help")
+                yield Input("", placeholder="all, or 3,5,10-12", id="new-rows", classes="wide")
+                yield Label("(numbered as in the Data pane)", classes="dialog-help")
             with Horizontal(classes="new-row"):
                 yield Label("at most")
                 yield Input("", placeholder="all", id="new-limit", type="integer")
