@@ -165,5 +165,6 @@ async def test_evaluate_the_tiny_model_from_the_new_eval_dialog(tmp_path: Path, 
         await until(pilot, lambda: ev.status().state == "completed", 120, what="generation")
         await until(pilot, lambda: all(r.cells["base"].output is not None for r in pane.rows), 10,
                     what="the grid to follow the generation")
-        assert len(pane.rows) == 4 and "completed 4/4" in header(app)
+        await until(pilot, lambda: "completed 4/4" in header(app), 10, what="the header to say completed")
+        assert len(pane.rows) == 4
         assert pane.results.schema is not None  # schema.json beside the test split is used
