@@ -7,7 +7,6 @@ an eval, the judge and MiniLM run in workers; the UI thread only renders.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,21 +20,17 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from screens.eval_screens import CellScreen, CurveScreen, NewEvalScreen, RubricScreen
+from screens.eval_jobs import EvalJobs
+from screens.eval_screens import CellScreen, NewEvalScreen
 from screens.modals import ChoiceScreen, PromptScreen
 from screens.widgets.eval_cells import cell_text, metric_label, one_line, short_labels, summary_table
 from screens.widgets.lazy import LoadsWhenShown
 from workbench.errors import WorkbenchError
 from workbench.eval import runner
-from workbench.eval.curves import checkpoint_curve, runs_with_checkpoints
-from workbench.eval.judging import judge_eval, judge_pairs, save_rubric
 from workbench.eval.metrics import METRICS
 from workbench.eval.ratings import blind_label, blind_order
-from workbench.eval.report import write_report
 from workbench.eval.results import FILTERS, SORTS, Results, Row
-from workbench.eval.scoring import compute_similarity
 from workbench.eval.store import EvalDir, list_evals
-from workbench.llm import LLM
 
 LIVE = ("created", "starting", "running", "stopping")
 PROMPT_W = 26
@@ -52,13 +47,7 @@ class Refreshed(Message):
     """The eval's files changed and the results were re-read."""
 
 
-class JobDone(Message):
-    def __init__(self, title: str, text: str, error: bool = False) -> None:
-        super().__init__()
-        self.title, self.text, self.error = title, text, error
-
-
-class EvalPane(LoadsWhenShown, Vertical):
+class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
     """An eval's examples x models grid, its summary, and the keys to judge, rate and report."""
 
     BINDINGS = [
@@ -365,9 +354,30 @@ class EvalPane(LoadsWhenShown, Vertical):
                 if cell.verdict is not None:
                     text += Text(f"\njudge {cell.verdict.score if cell.verdict.score is not None else '?'}: "
                                  f"{one_line(cell.verdict.reasons, 300)}", style="dim")
+        text += self._pair_line(row)
         if row.note:
             text += Text(f"\nnote: {row.note}", style="italic cyan")
         box.update(text)
+
+    def _pair_line(self, row: Row) -> Text:
+        """Your A/B choice between the first two columns, and (not blind) the A/B judge's verdict on them."""
+        res = self.results
+        order = self.orders[self._row_index()] if self.rows else []
+        if res is None or len(order) < 2:
+            return Text("")
+        a, b = order[0], order[1]
+        names = ("the first", "the second") if self.blind else (a, b)
+        line = Text()
+        choice = res.ratings.choice_of(row.id, a, b)
+        if choice:
+            line += Text(f"\nyour A/B: " + {"a": f"{names[0]} better", "b": f"{names[1]} better", "tie": "a tie"}[choice],
+                         style="bold")
+        verdict = None if self.blind else (res.verdicts.pair(row.id, a, b) or res.verdicts.pair(row.id, b, a))
+        if verdict is not None:
+            shown = "unreadable" if verdict.unparsed else (verdict.winner_model or "") + (
+                "" if verdict.consistent else " (a tie: it changed its mind when the order was swapped)")
+            line += Text(f"\nA/B judge: {shown}", style="dim")
+        return line
 
     def _row_index(self) -> int:
         return self.query_one("#eval-grid", DataTable).cursor_row
@@ -539,126 +549,3 @@ class EvalPane(LoadsWhenShown, Vertical):
             self.notify(str(exc), severity="error", timeout=8)
             return
         self.notify(f"{self.ev.id}: going on where it stopped", timeout=4)
-
-    # --- judge, similarity, report -------------------------------------------------
-
-    def _ask_judge_model(self, title: str, then: Any) -> None:
-        model = os.environ.get("WORKBENCH_LLM_MODEL", "")
-        self.app.push_screen(PromptScreen(title, model, "e.g. openai/gpt-4o-mini, ollama/llama3",
-                                          help_text="The key comes from the environment (OPENAI_API_KEY...); it is "
-                                                    "never written to disk. Replies are cached. e edits the rubric."),
-                             lambda value: then(value.strip()) if value and value.strip() else None)
-
-    def action_judge(self) -> None:
-        res = self.results
-        if res is None:
-            return
-        ids = [r.id for r in self.rows]
-        self._ask_judge_model(f"LLM judge: grade the {len(ids)} shown example(s) x {len(res.keys)} model(s) with which model?",
-                              lambda model: self._start_job(f"judging with {model}…", lambda cancel, progress: (
-                                  "Judge", self._judged(judge_eval(res.ev, self._llm(model), models=res.keys, ids=ids,
-                                                                   rubric=res.rubric, progress=progress, cancel=cancel)))))
-
-    def action_judge_pairs(self) -> None:
-        res = self.results
-        if res is None or len(res.keys) < 2:
-            self.notify("Pairwise judging needs two models.", timeout=3)
-            return
-        a, b = (res.base or res.keys[0]), next(k for k in res.keys if k != (res.base or res.keys[0]))
-        model = self._current_model()
-        if model and model != a:
-            b = model
-        ids = [r.id for r in self.rows]
-        self._ask_judge_model(f"A/B judge: {a} against {b} on {len(ids)} example(s), both orders; which model?",
-                              lambda name: self._start_job(f"A/B judging with {name}…", lambda cancel, progress: (
-                                  "A/B judge", self._pair_summary(judge_pairs(res.ev, self._llm(name), model_a=a, model_b=b,
-                                                                              ids=ids, rubric=res.rubric,
-                                                                              progress=progress, cancel=cancel), a, b))))
-
-    def _llm(self, model: str) -> LLM:
-        from workbench.models import cache_dir
-
-        return LLM(model, cache_dir=cache_dir() / "llm")
-
-    @staticmethod
-    def _judged(verdicts: list[Any]) -> str:
-        unparsed = sum(v.unparsed for v in verdicts)
-        return f"{len(verdicts)} answer(s) graded" + (f", {unparsed} reply(ies) unreadable (J?)" if unparsed else "")
-
-    @staticmethod
-    def _pair_summary(verdicts: list[Any], a: str, b: str) -> str:
-        wins = {k: sum(v.winner_model == k for v in verdicts) for k in (a, b, "tie")}
-        biased = sum(not v.consistent and not v.unparsed for v in verdicts)
-        return (f"{a} {wins[a]} · {b} {wins[b]} · ties {wins['tie']}"
-                + (f" ({biased} counted as ties: the judge changed its mind when the order was swapped)" if biased else ""))
-
-    def action_similarity(self) -> None:
-        res = self.results
-        if res is None:
-            return
-        self._start_job("MiniLM similarity…", lambda cancel, progress: (
-            "Similarity", f"{len(compute_similarity(res.ev, progress=progress, cancel=cancel))} answer(s) scored"))
-
-    def action_rubric(self) -> None:
-        res = self.results
-        if res is None:
-            return
-
-        def done(rubric: Any) -> None:
-            if rubric is not None:
-                save_rubric(res.ev, rubric)
-                res.rubric = rubric
-                self.notify("Rubric saved. j grades with it (earlier verdicts stay until re-judged).", timeout=5)
-        self.app.push_screen(RubricScreen(res.rubric), done)
-
-    def action_curve(self) -> None:
-        res = self.results
-        if res is None:
-            return
-        runs = runs_with_checkpoints(res)
-        if not runs:
-            self.notify("Add two or more checkpoints of one run to an eval (n) to chart the metric by step.", timeout=6)
-            return
-        self.app.push_screen(CurveScreen([checkpoint_curve(res, run) for run in runs]))
-
-    def action_report(self) -> None:
-        res = self.results
-        if res is None:
-            return
-        self._start_job("writing the report…", lambda cancel, progress: (
-            "Report", "Wrote " + ", ".join(str(p.relative_to(self.workspace)) if p.is_relative_to(self.workspace) else str(p)
-                                           for p in write_report(res))))
-
-    def _start_job(self, busy: str, job: Any) -> None:
-        if self._cancel is not None:
-            self._cancel.set()
-            self.notify("Cancelling…", timeout=2)
-            return
-        self._cancel = threading.Event()
-        self._busy = busy
-        self._render_header()
-        self._job(job, self._cancel)
-
-    @work(thread=True, exclusive=True, group="eval-job", exit_on_error=False)
-    def _job(self, job: Any, cancel: threading.Event) -> None:
-        def progress(*args: Any) -> None:
-            text = f"{args[0]}/{args[1]}" if len(args) == 2 else str(args[0])
-            self.app.call_from_thread(self._set_busy, text)
-        try:
-            title, text = job(cancel, progress)
-            self.post_message(JobDone(title, text))
-        except Exception as exc:  # noqa: BLE001  shown to the user; the pane keeps working
-            self.post_message(JobDone("Failed", f"{type(exc).__name__}: {exc}", error=True))
-
-    def _set_busy(self, text: str) -> None:
-        self._busy = (self._busy.split(" ")[0] + " " + text) if self._busy else text
-        self._render_header()
-
-    def on_job_done(self, message: JobDone) -> None:
-        self._cancel = None
-        self._busy = ""
-        self.notify(message.text, title=message.title, severity="error" if message.error else "information",
-                    timeout=15 if message.error else 8)
-        if self.results is not None:
-            self._refreshing = True
-            self._refresh_results(self.results, force=True)

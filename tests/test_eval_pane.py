@@ -82,6 +82,7 @@ async def test_filter_regressions_search_note_and_ab(tmp_path: Path):
         await pilot.press("enter")
         assert [r.id for r in pane.rows] == ["3"]
         await pilot.press("b")  # the second column (the adapter) is better
+        assert "your A/B: run/adapter better" in str(app.query_one("#eval-detail", Static).render())
         await pilot.press("N")
         app.screen.query_one(Input).value = "base got the issue wrong"
         await pilot.press("enter")
