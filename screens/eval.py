@@ -191,9 +191,10 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
         self._built_width = width
         prompt_w = PROMPT_W if width >= 110 else 16
         # Each column has one cell of padding each side; two more for the vertical scrollbar.
-        answer_w = max(16, (width - 4 - prompt_w - 2 * (len(keys) + 2) - 2) // max(1, len(keys)))
+        id_w = min(16, max([4, *(len(r.id) for r in self.rows)]))  # suite cases have names for ids
+        answer_w = max(16, (width - id_w - prompt_w - 2 * (len(keys) + 2) - 2) // max(1, len(keys)))
         table.clear(columns=True)
-        table.add_column("#", width=4, key="n")
+        table.add_column("#", width=id_w, key="n")
         table.add_column("prompt", width=prompt_w, key="prompt")
         labels = short_labels(res.models)
         for i, key in enumerate(keys):
@@ -201,7 +202,7 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
             table.add_column(one_line(label, answer_w), width=answer_w, key=f"m{i}")
         for row, order in zip(self.rows, self.orders):
             prompt = Text(one_line(row.prompt, prompt_w)) + "\n" + Text(one_line(row.note, prompt_w), style="italic cyan")
-            table.add_row(Text(row.id, style="dim"), prompt,
+            table.add_row(Text(one_line(row.id, id_w), style="dim"), prompt,
                           *(cell_text(res, row, row.cells[k], answer_w, blind=self.blind) for k in order),
                           height=2, key=row.id)
         if self.rows:
