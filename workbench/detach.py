@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -76,3 +78,37 @@ def stop_worker(target: WorkerDir, *, timeout: float = 0.0) -> str:
             return state
         time.sleep(0.2)
     return target.status().state
+
+
+def match_ref(dirs: Sequence[Path], ref: str, created: Callable[[Path], float]) -> list[Path]:
+    """The directories a user's reference names: 'last' (the newest by ``created``), an exact id, or an id prefix."""
+    if ref in ("last", "latest"):
+        return [max(dirs, key=created)] if dirs else []
+    exact = [p for p in dirs if p.name == ref]
+    return exact or sorted(p for p in dirs if p.name.startswith(ref))
+
+
+def worker_main(argv: list[str], usage: str, work: Callable[[Path, list[str]], str], target: Callable[[Path], Any],
+                busy: type[Exception], end_key: str = "finished") -> int:
+    """A detached worker's entry point: run ``work(directory, extra args)``; exit 0 when it completed or stopped.
+
+    ``busy`` (another worker holds the directory) leaves the status alone; any other failure
+    before the worker's own handler existed is written into the directory's status.json.
+    """
+    if not argv:
+        print(f"usage: {usage}", file=sys.stderr)
+        return 2
+    path = Path(argv[0]).resolve()
+    try:
+        final = work(path, argv[1:])
+    except busy as exc:
+        print(f"[workbench] {exc}", file=sys.stderr, flush=True)
+        return 3
+    except BaseException as exc:  # noqa: BLE001  failed before the worker's own handler existed
+        traceback.print_exc()
+        holder = target(path)
+        raw = holder.read_status_raw()
+        raw.update({"state": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000], end_key: time.time()})
+        holder.write_status(raw)
+        return 1
+    return 0 if final in ("completed", "stopped") else 1

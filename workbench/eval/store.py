@@ -30,7 +30,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from workbench.detach import new_dir_id
+from workbench.detach import match_ref, new_dir_id
 from workbench.errors import RunError, WorkbenchError
 from workbench.fileio import atomic_write_text
 from workbench.train.rundir import LIVE_STATES, RunDir, dumps, read_jsonl
@@ -318,10 +318,7 @@ def find_eval(workspace: str | Path, ref: str) -> EvalDir:
         return EvalDir(path.resolve())
     root = evals_dir(workspace)
     found = [p for p in root.iterdir() if (p / "eval.yaml").is_file()] if root.is_dir() else []
-    if ref in ("last", "latest") and found:
-        return EvalDir(max(found, key=lambda p: EvalDir(p).read_status_raw().get("created") or p.stat().st_mtime))
-    exact = [p for p in found if p.name == ref]
-    matches = exact or [p for p in found if p.name.startswith(ref)]
+    matches = match_ref(found, ref, lambda p: EvalDir(p).read_status_raw().get("created") or p.stat().st_mtime)
     if len(matches) == 1:
         return EvalDir(matches[0])
     if not matches:

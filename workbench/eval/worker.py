@@ -18,8 +18,8 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 
+from workbench.detach import worker_main
 from workbench.eval.generate import GenerationProgress, generate
 from workbench.eval.store import EvalDir, EvalError
 from workbench.train.rundir import HEARTBEAT_INTERVAL, StatusWriter
@@ -129,23 +129,8 @@ def append_to_log(ev: EvalDir) -> Callable[[str], None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        print("usage: python -m workbench.eval.worker EVAL_DIR", file=sys.stderr)
-        return 2
-    ev = EvalDir(Path(argv[0]).resolve())
-    try:
-        final = run_eval(ev)
-    except EvalError as exc:  # another generator holds the eval: leave its status alone
-        print(f"[workbench] {exc}", file=sys.stderr, flush=True)
-        return 3
-    except BaseException as exc:  # failed before the eval's own handler existed
-        traceback.print_exc()
-        raw = ev.read_status_raw()
-        raw.update(state="failed", error=f"{type(exc).__name__}: {exc}"[:2000], finished=time.time())
-        ev.write_status(raw)
-        return 1
-    return 0 if final in ("completed", "stopped") else 1
+    return worker_main(sys.argv[1:] if argv is None else argv, "python -m workbench.eval.worker EVAL_DIR",
+                       lambda path, _extra: run_eval(EvalDir(path)), EvalDir, EvalError)
 
 
 if __name__ == "__main__":

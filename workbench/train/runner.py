@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.config.schema import RunConfig, dump_config, load_config
-from workbench.detach import new_dir_id, spawn_detached, stop_worker
+from workbench.detach import match_ref, new_dir_id, spawn_detached, stop_worker
 from workbench.errors import ConfigError, RunError
 from workbench.train.rundir import FINAL_STATES, LIVE_STATES, RunDir, atomic_write_text, read_jsonl
 
@@ -74,10 +74,7 @@ def find_run(workspace: str | Path, ref: str) -> RunDir:
         return RunDir(path)
     root = runs_dir(workspace)
     runs = sorted((p for p in root.glob("*") if p.is_dir()), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
-    if ref in ("last", "latest") and runs:
-        return RunDir(max(runs, key=lambda p: RunDir(p).read_status_raw().get("created", 0)))
-    exact = [p for p in runs if p.name == ref]
-    matches = exact or [p for p in runs if p.name.startswith(ref)]
+    matches = match_ref(runs, ref, lambda p: RunDir(p).read_status_raw().get("created", 0))
     if len(matches) == 1:
         return RunDir(matches[0])
     if not matches:

@@ -15,9 +15,9 @@ import sys
 import threading
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
+from workbench.detach import worker_main
 from workbench.config.schema import RunConfig, load_config
 from workbench.errors import DataError, RunError
 from workbench.train.rundir import HEARTBEAT_INTERVAL, RunDir, StatusWriter, append_jsonl
@@ -219,23 +219,9 @@ def run_worker(run: RunDir, resume: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        print("usage: python -m workbench.train.worker RUN_DIR [--resume]", file=sys.stderr)
-        return 2
-    run = RunDir(Path(argv[0]).resolve())
-    try:
-        final = run_worker(run, resume="--resume" in argv[1:])
-    except RunError as exc:  # another worker holds the run: leave its status alone
-        print(f"[workbench] {exc}", file=sys.stderr, flush=True)
-        return 3
-    except BaseException as exc:  # failed before the run's own handler existed
-        traceback.print_exc()
-        raw = run.read_status_raw()
-        raw.update(state="failed", error=f"{type(exc).__name__}: {exc}"[:2000], ended=time.time())
-        run.write_status(raw)
-        return 1
-    return 0 if final in ("completed", "stopped") else 1
+    return worker_main(sys.argv[1:] if argv is None else argv, "python -m workbench.train.worker RUN_DIR [--resume]",
+                       lambda path, extra: run_worker(RunDir(path), resume="--resume" in extra), RunDir, RunError,
+                       end_key="ended")
 
 
 if __name__ == "__main__":
