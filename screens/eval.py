@@ -95,6 +95,7 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
         self._cancel: threading.Event | None = None
         self._refreshing = False
         self.summary_metrics: list[str] = []  # the summary table's metric columns
+        self.summarized = False  # the summary on screen matches the results (tests and snapshots wait for it)
 
     def compose(self) -> ComposeResult:
         yield Static("Looking for evals…", id="eval-header")
@@ -172,7 +173,19 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
             self.app.call_from_thread(self._render_header)
 
     def on_refreshed(self, _message: Refreshed) -> None:
-        self.rebuild()
+        """New answers (a generation running): redraw their rows only, unless the view itself changed."""
+        res = self.results
+        if res is None:
+            return
+        view = res.view(self.filter, self.search, self.sort, self._sort_model())
+        if [r.id for r in view] != [r.id for r in self.rows] or res.changed_ids is None:
+            self.rebuild()
+            return
+        self.rows = view
+        for row in view:
+            if row.id in res.changed_ids:
+                self._redraw_row(row)
+        self._render_summary()
 
     # --- drawing -----------------------------------------------------------------
 
@@ -267,28 +280,41 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
             if self._busy:
                 second += Text(f" · {self._busy}", style="bold yellow")
             line += Text("\n") + second
-        header.update(line)
+        header.update(line, layout=False)  # a fixed two lines: no need to lay out the whole pane again
 
     def _render_summary(self) -> None:
+        """Show the summary: at once in blind mode; otherwise computed in a worker (bootstrap takes a while)."""
         res = self.results
         box = self.query_one("#eval-summary", Static)
         if res is None:
             box.update("")
             return
         if self.blind:
+            self.summarized = True
             box.update(Text("Blind mode: the summary is hidden so it cannot tell you which column is which. "
                             "Rate with 1-5 (and a/b/t between the first two columns); B shows everything again.",
                             style="magenta"))
             return
-        metrics = [m for m in SUMMARY_METRICS if self._has_metric(m)]
-        self.summary_metrics = metrics
+        self.summarized = False
+        self._summarize(res, [m for m in SUMMARY_METRICS if self._has_metric(m)])
+
+    @work(thread=True, exclusive=True, group="eval-summary", exit_on_error=False)
+    def _summarize(self, res: Results, metrics: list[str]) -> None:
         summaries = res.summaries([m for m in metrics if m in METRICS])
+        agreements = res.agreement() if res.verdicts.single else {}
+        self.app.call_from_thread(self._show_summary, res, metrics, summaries, agreements)
+
+    def _show_summary(self, res: Results, metrics: list[str], summaries: list[Any], agreements: dict[str, Any]) -> None:
+        if res is not self.results or self.blind:
+            return
+        box = self.query_one("#eval-summary", Static)
+        self.summary_metrics = metrics
+        self.summarized = True
         table = summary_table(res, summaries, metrics, self._width())
         legend = ("* main metric · ±: half the 95% interval · vs the base: ▲▼ significant, ~ within noise"
                   if self._width() >= 100 else "* main · ±: 95% interval · ▲▼ vs base, ~ noise")
         parts: list[Any] = [table, Text(legend, style="dim")]
         if res.verdicts.single:
-            agreements = res.agreement()
             overall = agreements.get("overall")
             trust = f"judge {res.verdicts.judge_model or ''}: " + (overall.describe() if overall else "no ratings to compare")
             items = [f"{name} κ={a.kappa:.2f}" if a.enough and a.kappa is not None else f"{name} n={a.n}"

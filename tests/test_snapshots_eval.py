@@ -51,6 +51,8 @@ def steps(*keys: str, wait_rows: bool = True):
         for key in keys:
             await pilot.press(key)
             await pilot.pause(0.1)
+        if wait_rows:
+            await until(pilot, lambda: pane.summarized, what="the summary")
         pilot.app.clear_notifications()
         await pilot.wait_for_scheduled_animations()
         await pilot.pause(0.3)

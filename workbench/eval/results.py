@@ -119,6 +119,8 @@ class Results:
         self.verdicts = Verdicts({}, {}, None)
         self.similarity: dict[tuple[str, str], float | None] = {}
         self._stamps: dict[str, tuple[int, int]] = {}
+        self.changed_ids: set[str] | None = None
+        """Examples whose answers the last refresh changed; None when anything may have (verdicts, a forced re-read)."""
         self.primary = self._default_primary()
         self.rows: list[Row] = []
         self.refresh(force=True)
@@ -150,9 +152,12 @@ class Results:
         judged = self._changed(ev.path / "judge.jsonl", scoring.similarity_path(ev))
         if not (force or preds or judged):
             return False
+        self.changed_ids = None if (force or judged) else set()
         if force or preds:
             new = ev.predictions()
             changed = {k: r for k, r in new.items() if self.predictions.get(k, {}).get("output") != r.get("output")}
+            if self.changed_ids is not None:
+                self.changed_ids |= {example_id for _model, example_id in changed}
             self.scores.update(scoring.score_predictions(self.examples, changed, schema=self.schema, regex=self.regex))
             self.cases.update(scoring.check_cases(self.examples, changed))
             self.predictions = new
