@@ -541,11 +541,15 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
     # --- generation --------------------------------------------------------------
 
     def action_new(self) -> None:
+        self.new_eval()
+
+    def new_eval(self, run_id: str | None = None) -> None:
+        """The new-eval dialog; with run_id, that run's adapter and checkpoints come ticked beside the base."""
         def done(ev: EvalDir | None) -> None:
             if ev is not None:
                 self.notify(f"Generating in the background: {ev.id}. It goes on if you close the app.", timeout=6)
                 self.open_eval(ev)
-        self.app.push_screen(NewEvalScreen(self.workspace), done)
+        self.app.push_screen(NewEvalScreen(self.workspace, run_id), done)
 
     def action_open(self) -> None:
         evals = list_evals(self.workspace)

@@ -38,11 +38,13 @@ def _short(path: Path, root: Path) -> str:
 class NewEvalScreen(ModalScreen[Any]):
     """Choose models, examples and generation settings; Enter (or Start) creates the eval and starts generating."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "start", "Start")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "start", "Start"),
+                Binding("ctrl+a", "tick_run", "Whole run", tooltip="Tick the highlighted run's adapter and every checkpoint")]
 
-    def __init__(self, workspace: Path) -> None:
+    def __init__(self, workspace: Path, run_id: str | None = None) -> None:
         super().__init__()
         self.workspace = workspace.resolve()
+        self.run_id = run_id  # tick this run's adapter and checkpoints
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="eval-new"):
@@ -89,6 +91,9 @@ class NewEvalScreen(ModalScreen[Any]):
     def _fill(self, candidates: list[Any], test: Path | None, datasets: list[Path], suites: list[Path]) -> None:
         self.candidates = {c.key: c for c in candidates}
         chosen = {c.key for c in default_models(candidates)}
+        if self.run_id is not None:
+            base = next((c.key for c in candidates if c.kind == "base"), None)
+            chosen = {c.key for c in candidates if c.run_id == self.run_id} | ({base} if base else set())
         models = self.query_one("#new-models", SelectionList)
         for c in candidates:
             models.add_option((f"{c.label}  [dim]{c.key}[/dim]", c.key, c.key in chosen))
@@ -107,12 +112,27 @@ class NewEvalScreen(ModalScreen[Any]):
             suite_list.add_option((f"suite: {_short(p, self.workspace)}", str(p), False))
         suite_list.display = bool(suites)
         runs = sum(1 for c in candidates if c.kind != "base")
+        ticked = (f"The base model and every checkpoint of {self.run_id} are ticked. " if self.run_id else
+                  "The base model and the newest run's final adapter are ticked. ")
         self.query_one("#new-note", Static).update(
-            "The base model and the newest run's final adapter are ticked. "
+            ticked + "ctrl+a ticks a whole run. "
             + (f"{runs} adapter(s) and checkpoint(s) found in runs/." if runs else
                "No trained adapters yet: train one in the Train pane, or evaluate the base alone.")
             + " A schema.json beside the dataset is checked on every answer.")
         models.focus()
+
+    def action_tick_run(self) -> None:
+        """Tick the highlighted model's run: its final adapter and every checkpoint."""
+        models = self.query_one("#new-models", SelectionList)
+        index = models.highlighted
+        if index is None:
+            return
+        run_id = self.candidates[models.get_option_at_index(index).value].run_id
+        if run_id is None:
+            return
+        for key, ref in self.candidates.items():
+            if ref.run_id == run_id:
+                models.select(key)
 
     @on(Button.Pressed, "#new-start")
     def action_start(self) -> None:

@@ -97,6 +97,8 @@ class TrainPane(Vertical):
         Binding("l", "toggle_log", "Log", id="train.log", tooltip="Show or hide the tail of train.log"),
         Binding("c", "compare", "Compare", id="train.compare", tooltip="Overlay this run's loss on the one you watch"),
         Binding("y", "copy_path", "Copy path", id="train.copy", tooltip="Copy the run directory's path"),
+        Binding("e", "evaluate", "Evaluate", id="train.evaluate",
+                tooltip="Compare this run's final adapter and every checkpoint with the base on the test split"),
     ]
 
     def __init__(self, workspace: Path, **kwargs) -> None:
@@ -454,6 +456,16 @@ class TrainPane(Vertical):
         self._wake.set()
         self.notify(f"Comparing {len(self.compare)} run(s)." if self.compare else "Compare cleared.")
         self.refresh_runs()
+
+    def action_evaluate(self) -> None:
+        """Open the Eval pane's new-eval dialog with this run's adapter and checkpoints ticked."""
+        if self.run_id is None:
+            self.notify("Choose a run first (↑ ↓).", timeout=3)
+            return
+        from screens.eval import EvalPane
+
+        self.app.action_pane("eval")
+        self.app.call_after_refresh(self.app.query_one(EvalPane).new_eval, self.run_id)
 
     def action_copy_path(self) -> None:
         run = self._run()

@@ -169,3 +169,27 @@ async def test_evaluate_the_tiny_model_from_the_new_eval_dialog(tmp_path: Path, 
         await until(pilot, lambda: "completed 4/4" in header(app), 10, what="the header to say completed")
         assert len(pane.rows) == 4
         assert pane.results.schema is not None  # schema.json beside the test split is used
+
+
+async def test_evaluate_a_run_from_the_train_pane_ticks_its_checkpoints(tmp_path: Path):
+    from appkit import fake_run
+
+    run = fake_run(tmp_path, "demo-20261125-105024")
+    for name in ("adapter", "checkpoint-24", "checkpoint-48"):
+        (run.path / name).mkdir()
+        (run.path / name / "adapter_config.json").write_text("{}")
+        if name != "adapter":
+            (run.path / name / "trainer_state.json").write_text('{"global_step": 1}')
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await until(pilot, lambda: app.query_one("TrainPane").run_id is not None, what="the run to be watched")
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, NewEvalScreen), what="the new-eval dialog")
+        models = app.screen.query_one("#new-models", SelectionList)
+        await until(pilot, lambda: models.option_count, what="candidates")
+        assert sorted(models.selected) == sorted(["base", f"{run.id}/adapter", f"{run.id}/ckpt-24", f"{run.id}/ckpt-48"])
+        models.deselect_all()
+        models.highlighted = 2
+        await pilot.press("ctrl+a")
+        assert sorted(models.selected) == sorted([f"{run.id}/adapter", f"{run.id}/ckpt-24", f"{run.id}/ckpt-48"])
