@@ -154,7 +154,8 @@ class LLM:
     rate limits, timeouts and connection errors happen here
     (``num_retries`` more attempts, waiting ``retry_wait`` seconds, doubled each
     time, at most 30 s). With ``mock``, litellm answers with the mock instead of
-    calling the provider, and no key is needed. ``cache_dir`` None turns the
+    calling the provider, and no key is needed. ``api_base`` (default:
+    $WORKBENCH_LLM_API_BASE) sends every call to that server instead. ``cache_dir`` None turns the
     cache off. Safe to share between threads.
     """
 
@@ -169,6 +170,7 @@ class LLM:
         cache_dir: Path | str | None = None,
         mock: Mock | None = None,
         retry_wait: float = 1.0,
+        api_base: str | None = None,
     ) -> None:
         if not model or not model.strip():
             raise WorkbenchError("no LLM model given: name one like openai/gpt-4o-mini")
@@ -180,6 +182,8 @@ class LLM:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.mock = mock
         self.retry_wait = retry_wait
+        self.api_base = api_base or os.environ.get("WORKBENCH_LLM_API_BASE") or None
+        """A server to ask instead of the provider's (a local vLLM or llama.cpp with an OpenAI-style API)."""
         self.cache_error: str | None = None
         """Why the last cache write failed (an unwritable cache_dir); replies still come back."""
         self._usage = Usage()
@@ -208,6 +212,8 @@ class LLM:
             raise WorkbenchError(
                 f"LLM parameter {', '.join(secret)} refused: API keys and headers come from the environment only"
             )
+        if self.api_base and "api_base" not in params:
+            params["api_base"] = self.api_base
         request = {
             "temperature": params.pop("temperature", self.temperature),
             "max_tokens": params.pop("max_tokens", self.max_tokens),
