@@ -29,7 +29,8 @@ def test_report_writes_three_files(tmp_path, capsys):
     paths = capsys.readouterr().out.split()
     assert [p.rsplit("/", 1)[1] for p in paths] == ["report.md", "report.json", "report.html"]
     assert "| demo · final |" in (ev.path / "report.md").read_text()
-    assert "<title>" in (ev.path / "report.html").read_text()
+    page = (ev.path / "report.html").read_text()
+    assert "<title>" in page and page.count("<table>") == 2 and "<td>demo · final</td>" in page
 
 
 def test_judge_through_litellm_mock(tmp_path, capsys, monkeypatch):

@@ -166,14 +166,64 @@ def _svg_chart(curve: Curve, width: int = 520, height: int = 180) -> str:
             + f'<text x="30" y="14" font-size="12">{html.escape(curve.metric)} (green) and eval loss (orange) by step</text></svg>')
 
 
+def _inline(text: str) -> str:
+    """**bold**, `code` and _italic_ of the report's Markdown, escaped."""
+    import re
+
+    out = html.escape(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+    out = re.sub(r"`(.+?)`", r"<code>\1</code>", out)
+    return re.sub(r"(?<!\w)_(.+?)_(?!\w)", r"<i>\1</i>", out)
+
+
+def _markdown_html(md: str, charts: dict[str, str]) -> str:
+    """The report's own Markdown (headings, tables, fences, paragraphs) as HTML; charts go after their heading."""
+    out: list[str] = []
+    lines = md.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("```"):
+            end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("```")), len(lines))
+            block = "\n".join(lines[i + 1:end])
+            if not (block.strip() and any(h in out[-3:] for h in charts.values())):  # the SVG replaces the text chart
+                out.append(f"<pre>{html.escape(block)}</pre>")
+            i = end + 1
+            continue
+        if line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]
+                if not all(set(c) <= set("-:") for c in cells):
+                    rows.append(cells)
+                i += 1
+            head, *body = rows
+            out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
+                       + "</table>")
+            continue
+        level = len(line) - len(line.lstrip("#"))
+        if 0 < level <= 3 and line[level:level + 1] == " ":
+            title = line[level + 1:]
+            out.append(f"<h{level}>{_inline(title)}</h{level}>")
+            if title in charts:
+                out.append(charts[title])
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+        i += 1
+    return "\n".join(out)
+
+
 def html_report(results: Results, data: dict[str, Any]) -> str:
-    md = markdown(results, data)
-    charts = "".join(f"<h2>Checkpoints of {html.escape(c.run_id)}</h2><p>{html.escape(c.verdict())}</p>{_svg_chart(c)}"
-                     for c in (checkpoint_curve(results, r) for r in runs_with_checkpoints(results)))
-    return ("<!doctype html><meta charset='utf-8'><title>" + html.escape(data["eval"]) + "</title>"
-            "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}"
-            "pre{background:#f4f4f4;padding:.5em;white-space:pre-wrap}</style>"
-            + charts + "<pre>" + html.escape(md) + "</pre>")
+    """A standalone page: the Markdown report's tables as HTML, with SVG charts of the checkpoint curves."""
+    charts = {f"Checkpoints of {c.run_id}": _svg_chart(c)
+              for c in (checkpoint_curve(results, r) for r in runs_with_checkpoints(results))}
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
+             "th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}th:first-child,td:first-child{text-align:left}"
+             "th{background:#f4f4f4}pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap;font-size:13px}")
+    return ("<!doctype html>\n<html><head><meta charset='utf-8'><title>Eval " + html.escape(data["eval"]) + "</title>"
+            f"<style>{style}</style></head><body>\n" + _markdown_html(markdown(results, data), charts) + "\n</body></html>\n")
 
 
 def write_report(results: Results, directory: Path | None = None) -> list[Path]:
