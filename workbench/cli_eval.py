@@ -194,8 +194,10 @@ def cmd_eval_show(args: argparse.Namespace) -> int:
                 line += f"   vs base {delta['mean']:+.3f} [{delta['lo']:+.3f}, {delta['hi']:+.3f}]" + (
                     "" if delta["significant"] else " ~")
             print(line)
+    for curve in data["checkpoints"]:
+        print(f"\ncheckpoints of {curve['run']} ({curve['metric']}): {curve['verdict']}")
     print(f"\ngate: {'PASS' if data['gate']['ok'] else 'FAIL'}: {data['gate']['summary']}")
-    for item, agreement in res.agreement().items():
+    for item, agreement in (res.agreement().items() if res.verdicts.single else ()):
         print(f"judge vs your ratings, {item}: {agreement.describe()}")
     return 0
 
