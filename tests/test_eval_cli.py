@@ -29,6 +29,8 @@ def test_report_writes_three_files(tmp_path, capsys):
     paths = capsys.readouterr().out.split()
     assert [p.rsplit("/", 1)[1] for p in paths] == ["report.md", "report.json", "report.html"]
     assert "| demo · final |" in (ev.path / "report.md").read_text()
+    scores = [json.loads(line) for line in (ev.path / "scores.jsonl").read_text().splitlines()]
+    assert len(scores) == 12 and {"model", "id", "token_f1", "schema_valid"} <= set(scores[0])
     page = (ev.path / "report.html").read_text()
     assert "<title>" in page and page.count("<table>") == 2 and "<td>demo · final</td>" in page
 

@@ -169,6 +169,7 @@ async def test_evaluate_the_tiny_model_from_the_new_eval_dialog(tmp_path: Path, 
         await until(pilot, lambda: "completed 4/4" in header(app), 10, what="the header to say completed")
         assert len(pane.rows) == 4
         assert pane.results.schema is not None  # schema.json beside the test split is used
+        assert len((ev.path / "scores.jsonl").read_text().splitlines()) == 4  # written when generation completed
 
 
 async def test_evaluate_a_run_from_the_train_pane_ticks_its_checkpoints(tmp_path: Path):

@@ -17,6 +17,7 @@ from typing import Any
 from workbench.eval.curves import Curve, checkpoint_curve, runs_with_checkpoints
 from workbench.eval.metrics import METRICS
 from workbench.eval.results import ModelSummary, Results, Row
+from workbench.eval.scoring import write_scores
 from workbench.eval.suites import gate
 from workbench.fileio import atomic_write_text
 
@@ -234,4 +235,5 @@ def write_report(results: Results, directory: Path | None = None) -> list[Path]:
     atomic_write_text(paths[0], markdown(results, data))
     atomic_write_text(paths[1], json.dumps(data, indent=1, ensure_ascii=False, default=str))
     atomic_write_text(paths[2], html_report(results, data))
+    write_scores(results.ev)
     return paths

@@ -102,3 +102,31 @@ def compute_similarity(ev: EvalDir, *, embedder: Any = None, progress: Callable[
                          "ref": _sha(refs.get(k[1]))}) for k, v in have.items()]
     atomic_write_text(similarity_path(ev), "".join(line + "\n" for line in lines))
     return have
+
+
+def scores_path(ev: EvalDir) -> Path:
+    return ev.path / "scores.jsonl"
+
+
+def write_scores(ev: EvalDir) -> Path:
+    """scores.jsonl: every automated metric (and the case verdict) of every prediction, for scripts and reports.
+
+    Written when a generation completes and with each report; the pane recomputes its own, so this
+    file is a record, never an input.
+    """
+    examples, predictions = ev.examples(), ev.predictions()
+    schema, regex = task_checks(ev)
+    scores = score_predictions(examples, predictions, schema=schema, regex=regex)
+    cases = check_cases(examples, predictions)
+    similarity = load_similarity(ev, examples, predictions)
+    lines = []
+    for key in sorted(scores):
+        record: dict[str, Any] = {"model": key[0], "id": key[1], **scores[key]}
+        if key in similarity:
+            record["similarity"] = similarity[key]
+        if key in cases:
+            record["case_passed"] = cases[key].passed
+            record["case_failures"] = cases[key].failures
+        lines.append(json.dumps(record, ensure_ascii=False))
+    atomic_write_text(scores_path(ev), "".join(line + "\n" for line in lines))
+    return scores_path(ev)

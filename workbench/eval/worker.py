@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from workbench.detach import worker_main
 from workbench.eval.generate import GenerationProgress, generate
+from workbench.eval.scoring import write_scores
 from workbench.eval.store import EvalDir, EvalError
 from workbench.train.rundir import HEARTBEAT_INTERVAL, StatusWriter
 
@@ -104,6 +105,11 @@ def _run_locked(
             status.update(state=final, finished=time.time(), done=sum(counts.values()),
                           total=len(ev.examples()) * len(spec.models))
             say(f"[workbench] eval {final}")
+            if final == "completed":
+                try:
+                    say(f"[workbench] scores written to {write_scores(ev).name}")
+                except Exception as exc:  # noqa: BLE001  the predictions are what matters; the pane rescores anyway
+                    say(f"[workbench] could not write scores.jsonl: {type(exc).__name__}: {exc}")
             return final
         except KeyboardInterrupt:  # the foreground user insisted: the batch in hand is lost, the rest kept
             status.update(state="stopped", finished=time.time(), done=sum(ev.progress().values()))
