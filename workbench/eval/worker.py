@@ -101,15 +101,15 @@ def _run_locked(
             spec = ev.spec()
             say(f"[workbench] eval {ev.id}: {len(spec.models)} model(s) x {len(ev.examples())} example(s)")
             final = generate(ev, cancel=cancel, progress=on_progress)
-            counts = ev.progress()
-            status.update(state=final, finished=time.time(), done=sum(counts.values()),
-                          total=len(ev.examples()) * len(spec.models))
-            say(f"[workbench] eval {final}")
-            if final == "completed":
+            if final == "completed":  # before the status says so: whoever sees 'completed' finds the scores
                 try:
                     say(f"[workbench] scores written to {write_scores(ev).name}")
                 except Exception as exc:  # noqa: BLE001  the predictions are what matters; the pane rescores anyway
                     say(f"[workbench] could not write scores.jsonl: {type(exc).__name__}: {exc}")
+            counts = ev.progress()
+            status.update(state=final, finished=time.time(), done=sum(counts.values()),
+                          total=len(ev.examples()) * len(spec.models))
+            say(f"[workbench] eval {final}")
             return final
         except KeyboardInterrupt:  # the foreground user insisted: the batch in hand is lost, the rest kept
             status.update(state="stopped", finished=time.time(), done=sum(ev.progress().values()))
