@@ -269,14 +269,14 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
         if state == "failed" and status.error:
             line += Text(f"\n✖ {one_line(str(status.error), 110)}", style="red")
         else:
-            counts = res.counts()
+            regressions = sum(res.matches(r, "regressions") for r in res.rows)  # one filter, not all five
             second = Text(f"filter: {self.filter} ({len(self.rows)}/{len(res.rows)})", style="bold" if self.filter != "all" else "")
             second += f" · sort: {self.sort} · main metric: {metric_label(res.primary)}"
             if self.search:
                 second += Text(f" · search: {self.search!r}", style="bold")
             second += Text(" · BLIND" if self.blind else "", style="bold magenta")
             second += Text(f" · rated {res.ratings.rated_count()}/{len(res.rows)}"
-                           + ("" if self.blind else f" · regressions {counts['regressions']}"), style="dim")
+                           + ("" if self.blind else f" · regressions {regressions}"), style="dim")
             if self._busy:
                 second += Text(f" · {self._busy}", style="bold yellow")
             line += Text("\n") + second
@@ -444,7 +444,7 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
             return
         row, model = found
         self.results.ratings.score(row.id, model, score)
-        self.results.reload_ratings()
+        row.cells[model].human = score  # the grid's rows are the results' own: no need to reload every rating
         self._redraw_row(row)
 
     def action_rate_clear(self) -> None:

@@ -266,9 +266,9 @@ class CellScreen(ModalScreen[None]):
         model, item = self.orders[self.index][self.column], self.items[self.item]
         if item == "overall":
             self.results.ratings.score(row.id, model, score)
+            row.cells[model].human = score
         else:
             self.results.ratings.score_item(row.id, model, item, score)
-        self.results.reload_ratings()
         self.render_cell()
 
     def action_next_item(self) -> None:
