@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import screens  # noqa: E402,F401  first: it sets the app's frame rate before textual is imported
-from ui_latency import FrameHook, machine, send_key, stats  # noqa: E402
+from ui_latency import FrameHook, machine, print_key_table, send_key, stats  # noqa: E402
 
 TARGET_P95_MS = 50.0
 SIZE = (120, 40)
@@ -143,12 +143,9 @@ def main() -> int:
           f"ratio {opening['ratio']:.2f} (rows checked against the shape, file hashed, lock and journal)")
     print(f"in the app, start to the dataset shown: {result['app_open_s']:.2f} s (opened in a worker; the UI stays live)")
     print()
-    print(f"{'key press -> frame showing its effect':<46}{'n':>4}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
     labels = {"a": "a: accept (fsynced journal) and move on", "j": "j: next example, detail redrawn",
               "k": "k: previous example", "u": "u: undo (list re-filtered)", "s": "s: status filter over all"}
-    for key, label in labels.items():
-        s = result["keys"][key]
-        print(f"{label:<46}{s['n']:>4}{s['p50_ms']:>9.1f}{s['p95_ms']:>9.1f}{s['max_ms']:>9.1f}")
+    print_key_table([(label, result["keys"][key]) for key, label in labels.items()])
     t = result["triage"]
     print()
     print(f"triage keys (a, j, k): p50 {t['p50_ms']:.1f} ms, p95 {t['p95_ms']:.1f} ms; target p95 <= {TARGET_P95_MS:.0f} ms, "

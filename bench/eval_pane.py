@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import screens  # noqa: E402,F401  first: it sets the app's frame rate before textual is imported
-from ui_latency import FrameHook, machine, send_key, stats  # noqa: E402
+from ui_latency import FrameHook, machine, print_key_table, send_key, stats  # noqa: E402
 
 TARGET_P95_MS = 50.0
 SIZE = (120, 40)
@@ -117,12 +117,9 @@ def main() -> int:
     print(f"machine: {mc['cpus']} CPUs, {mc['cpu_model']}; Python {mc['python']}, textual {mc['textual']}")
     print(f"start to the grid and its summary shown: {result['open_s']:.2f} s (read and scored in workers)")
     print()
-    print(f"{'key press -> frame showing its effect':<46}{'n':>4}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
     labels = {"rate": "1-5: rate (fsynced), cell redrawn", "move": "arrows: next answer, detail redrawn",
               "filter": "f: filter over every example", "blind": "B: blind, grid rebuilt and shuffled"}
-    for key, label in labels.items():
-        s = result["keys"][key]
-        print(f"{label:<46}{s['n']:>4}{s['p50_ms']:>9.1f}{s['p95_ms']:>9.1f}{s['max_ms']:>9.1f}")
+    print_key_table([(label, result["keys"][key]) for key, label in labels.items()])
     r = result["review"]
     print()
     print(f"review keys (rate, move): p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms; target p95 <= "

@@ -370,6 +370,13 @@ def stats(values: list[float]) -> dict[str, float]:
             "mean_ms": round(statistics.fmean(values), 2) if values else float("nan")}
 
 
+def print_key_table(rows: list[tuple[str, dict[str, float]]], width: int = 46) -> None:
+    """The latency table of a pane bench: one line per key, with n, p50, p95 and max in ms."""
+    print(f"{'key press -> frame showing its effect':<{width}}{'n':>4}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
+    for label, s in rows:
+        print(f"{label:<{width}}{s['n']:>4}{s['p50_ms']:>9.1f}{s['p95_ms']:>9.1f}{s['max_ms']:>9.1f}")
+
+
 def machine() -> dict[str, Any]:
     model = platform.processor() or "?"
     try:
