@@ -51,34 +51,40 @@ def value_text(metric: str, value: float | None) -> Text:
 
 
 def cell_text(results: Results, row: Row, cell: Cell, width: int, *, blind: bool) -> Text:
-    """Two lines: the answer's start, then badges (main metric, case, judge, your rating, ▼ worse than base)."""
+    """Two lines: the answer's start, then badges (main metric, case, judge, your rating, ▼ worse than base).
+
+    Built by appending to one Text (``+`` copies the whole text each time: thousands of cells per redraw).
+    """
     if cell.output is None:
-        return Text("…\n", style="dim") + Text("waiting", style="dim italic")
-    answer = Text(one_line(cell.output, width) or "(empty answer)", style="" if cell.output.strip() else "dim italic")
-    badges = Text()
+        return Text.assemble(("…\n", "dim"), ("waiting", "dim italic"))
+    text = Text(end="")
+    text.append(one_line(cell.output, width) or "(empty answer)", "" if cell.output.strip() else "dim italic")
+    text.append("\n")
     if not blind:
         primary = results.primary
         if cell.case is not None:
-            badges += Text("✔ case " if cell.case.passed else "✖ case ", style="green" if cell.case.passed else "bold red")
+            text.append("✔ case " if cell.case.passed else "✖ case ", "green" if cell.case.passed else "bold red")
         elif primary != "case":
-            badges += Text(f"{metric_label(primary)} ") + value_text(primary, cell.value(primary)) + " "
+            text.append(f"{metric_label(primary)} ")
+            text.append_text(value_text(primary, cell.value(primary)))
+            text.append(" ")
         if cell.value("refusal") and not (cell.case and cell.case.kind == "red-team"):
-            badges += Text("⊘ ", style="magenta")
+            text.append("⊘ ", "magenta")
         if cell.verdict is not None:
             j = cell.verdict.score
             if j is None:
-                badges += Text("J? ", style="dim")
+                text.append("J? ", "dim")
             elif results.rubric.pass_fail:
-                badges += Text("J✔ " if j else "J✖ ", style="green" if j else "red")
+                text.append("J✔ " if j else "J✖ ", "green" if j else "red")
             else:
-                badges += Text(f"J{j} ", style=_grade_style(j, 4, 3))
+                text.append(f"J{j} ", _grade_style(j, 4, 3))
         if results.worse_than_base(row, cell.model):
-            badges += Text("▼ ", style="bold red")
+            text.append("▼ ", "bold red")
         if results.disagrees(cell):
-            badges += Text("≠ ", style="bold magenta")
+            text.append("≠ ", "bold magenta")
     if cell.human is not None:
-        badges += Text(f"★{cell.human}", style="bold " + _grade_style(cell.human, 4, 3))
-    return answer + "\n" + badges
+        text.append(f"★{cell.human}", "bold " + _grade_style(cell.human, 4, 3))
+    return text
 
 
 SUMMARY_CELL_W = 13
