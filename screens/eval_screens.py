@@ -58,7 +58,10 @@ class NewEvalScreen(ModalScreen[Any]):
             with Horizontal(classes="new-row"):
                 yield Label("only rows")
                 yield Input("", placeholder="all, or 3,5,10-12", id="new-rows", classes="wide")
-                yield Label("(numbered as in the Data pane)", classes="dialog-help")
+                yield Label("· when sampling: top p")
+                yield Input("1.0", id="new-top-p", type="number")
+                yield Label("· seed")
+                yield Input("0", id="new-seed", type="integer")
             with Horizontal(classes="new-row"):
                 yield Label("at most")
                 yield Input("", placeholder="all", id="new-limit", type="integer")
@@ -145,7 +148,9 @@ class NewEvalScreen(ModalScreen[Any]):
             limit_text = self.query_one("#new-limit", Input).value.strip()
             settings = GenerationSettings(max_new_tokens=int(self.query_one("#new-tokens", Input).value or 256),
                                           batch_size=int(self.query_one("#new-batch", Input).value or 16),
-                                          temperature=float(self.query_one("#new-temp", Input).value or 0))
+                                          temperature=float(self.query_one("#new-temp", Input).value or 0),
+                                          top_p=float(self.query_one("#new-top-p", Input).value or 1.0),
+                                          seed=int(self.query_one("#new-seed", Input).value or 0))
             plan = plan_eval(models, data=data_path, suites=suites, limit=int(limit_text) if limit_text else None,
                              selection=parse_selection(self.query_one("#new-rows", Input).value), settings=settings)
             ev = create_from_plan(self.workspace, plan)
