@@ -17,7 +17,7 @@ from textual.message import Message
 from screens.eval_screens import CurveScreen, RubricScreen
 from screens.modals import PromptScreen
 from workbench.eval.curves import checkpoint_curve, runs_with_checkpoints
-from workbench.eval.judging import judge_eval, judge_pairs, save_rubric
+from workbench.eval.judging import judge_eval, judge_pairs, pair_tally, save_rubric
 from workbench.eval.report import write_report
 from workbench.eval.scoring import compute_similarity
 from workbench.llm import LLM
@@ -68,7 +68,7 @@ class EvalJobs:
         ids = [r.id for r in self.rows]
         self._ask_judge_model(f"A/B judge: {a} against {b} on {len(ids)} example(s), both orders; which model?",
                               lambda name: self._start_job(f"A/B judging with {name}…", lambda cancel, progress: (
-                                  "A/B judge", self._pair_summary(judge_pairs(res.ev, self._llm(name), model_a=a, model_b=b,
+                                  "A/B judge", pair_tally(judge_pairs(res.ev, self._llm(name), model_a=a, model_b=b,
                                                                               ids=ids, rubric=res.rubric,
                                                                               progress=progress, cancel=cancel), a, b))))
 
@@ -81,13 +81,6 @@ class EvalJobs:
     def _judged(verdicts: list[Any]) -> str:
         unparsed = sum(v.unparsed for v in verdicts)
         return f"{len(verdicts)} answer(s) graded" + (f", {unparsed} reply(ies) unreadable (J?)" if unparsed else "")
-
-    @staticmethod
-    def _pair_summary(verdicts: list[Any], a: str, b: str) -> str:
-        wins = {k: sum(v.winner_model == k for v in verdicts) for k in (a, b, "tie")}
-        biased = sum(not v.consistent and not v.unparsed for v in verdicts)
-        return (f"{a} {wins[a]} · {b} {wins[b]} · ties {wins['tie']}"
-                + (f" ({biased} counted as ties: the judge changed its mind when the order was swapped)" if biased else ""))
 
     def action_similarity(self) -> None:
         res = self.results

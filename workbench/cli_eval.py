@@ -204,7 +204,7 @@ def cmd_eval_show(args: argparse.Namespace) -> int:
 
 def cmd_eval_judge(args: argparse.Namespace) -> int:
     from workbench.eval.judge import Rubric
-    from workbench.eval.judging import judge_eval, judge_pairs, load_rubric, save_rubric
+    from workbench.eval.judging import judge_eval, judge_pairs, load_rubric, pair_tally, save_rubric
     from workbench.llm import LLM
     from workbench.models import cache_dir
 
@@ -224,9 +224,7 @@ def cmd_eval_judge(args: argparse.Namespace) -> int:
             a, b = args.pairwise
             verdicts: list[Any] = judge_pairs(ev, llm, model_a=a, model_b=b, rubric=rubric, progress=bar)
             bar.done()
-            wins = {k: sum(v.winner_model == k for v in verdicts) for k in (a, b, "tie")}
-            print(f"{a} {wins[a]} · {b} {wins[b]} · ties {wins['tie']} "
-                  f"({sum(not v.consistent for v in verdicts)} inconsistent across the swap, counted as ties)")
+            print(pair_tally(verdicts, a, b))
         else:
             models = _model_names(args.models) or res.keys
             verdicts = judge_eval(ev, llm, models=models, rubric=rubric, progress=bar)

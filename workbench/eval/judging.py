@@ -137,3 +137,11 @@ def judge_pairs(ev: EvalDir, llm: LLM, *, model_a: str, model_b: str, ids: Seque
         append_jsonl(judge_path(ev), {"kind": "pair", "judge": llm.model, "sha": [_sha(out_a), _sha(out_b)],
                                       **v.to_dict()})
     return verdicts
+
+
+def pair_tally(verdicts: Sequence[PairVerdict], model_a: str, model_b: str) -> str:
+    """'a 3 · b 1 · ties 2 (1 counted as a tie: ...)': the A/B judge's wins, said the same by the pane and the CLI."""
+    wins = {k: sum(v.winner_model == k for v in verdicts) for k in (model_a, model_b, "tie")}
+    swayed = sum(not v.consistent and not v.unparsed for v in verdicts)
+    return (f"{model_a} {wins[model_a]} · {model_b} {wins[model_b]} · ties {wins['tie']}"
+            + (f" ({swayed} counted as ties: the judge changed its mind when the order was swapped)" if swayed else ""))

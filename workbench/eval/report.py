@@ -58,13 +58,18 @@ def worst_rows(results: Results, model: str | None = None, n: int = WORST) -> li
     return [r for r in rows if r.cells[model].output is not None][:n]
 
 
-def report_data(results: Results) -> dict[str, Any]:
+def curves_of(results: Results) -> list[Curve]:
+    """The checkpoint curve of every run with two or more checkpoints in the eval (computed once per report)."""
+    return [checkpoint_curve(results, run) for run in runs_with_checkpoints(results)]
+
+
+def report_data(results: Results, curves: list[Curve] | None = None) -> dict[str, Any]:
     """Everything the report says, as plain data (report.json)."""
     metrics = _metrics(results)
     summaries = results.summaries([m for m in metrics if m in METRICS])
     cases = [results.cases[(m, row.id)] for row in results.rows for m in results.keys if (m, row.id) in results.cases]
     ok, gate_text = gate(cases) if cases else (True, "no regression or red-team cases in this eval")
-    curves = [checkpoint_curve(results, run) for run in runs_with_checkpoints(results)]
+    curves = curves_of(results) if curves is None else curves
     agreement = {k: a.to_dict() for k, a in results.agreement().items()}
     return {
         "eval": results.ev.id, "dataset": results.spec.dataset, "examples": len(results.rows),
@@ -106,7 +111,7 @@ def _text_chart(curve: Curve) -> str:
     return text
 
 
-def markdown(results: Results, data: dict[str, Any]) -> str:
+def markdown(results: Results, data: dict[str, Any], curves: list[Curve]) -> str:
     metrics = _metrics(results)
     out = [f"# Eval {data['eval']}", "",
            f"{data['examples']} examples from `{data['dataset']}`; main metric **{data['main_metric']}**; "
@@ -130,7 +135,7 @@ def markdown(results: Results, data: dict[str, Any]) -> str:
         for item, a in results.agreement().items():
             out.append(f"- agreement with your ratings on {item}: {a.describe()}")
     for c in data["checkpoints"]:
-        curve = next(x for x in (checkpoint_curve(results, r) for r in runs_with_checkpoints(results)) if x.run_id == c["run"])
+        curve = next(x for x in curves if x.run_id == c["run"])
         out += ["", f"## Checkpoints of {c['run']}", "", c["verdict"], "", "```", _text_chart(curve), "```"]
     out += ["", f"## Worst examples ({len(data['worst'])})", ""]
     labels = {m.key: m.label for m in results.models}
@@ -215,25 +220,25 @@ def _markdown_html(md: str, charts: dict[str, str]) -> str:
     return "\n".join(out)
 
 
-def html_report(results: Results, data: dict[str, Any]) -> str:
+def html_report(results: Results, data: dict[str, Any], curves: list[Curve]) -> str:
     """A standalone page: the Markdown report's tables as HTML, with SVG charts of the checkpoint curves."""
-    charts = {f"Checkpoints of {c.run_id}": _svg_chart(c)
-              for c in (checkpoint_curve(results, r) for r in runs_with_checkpoints(results))}
+    charts = {f"Checkpoints of {c.run_id}": _svg_chart(c) for c in curves}
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
              "th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}th:first-child,td:first-child{text-align:left}"
              "th{background:#f4f4f4}pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap;font-size:13px}")
     return ("<!doctype html>\n<html><head><meta charset='utf-8'><title>Eval " + html.escape(data["eval"]) + "</title>"
-            f"<style>{style}</style></head><body>\n" + _markdown_html(markdown(results, data), charts) + "\n</body></html>\n")
+            f"<style>{style}</style></head><body>\n" + _markdown_html(markdown(results, data, curves), charts) + "\n</body></html>\n")
 
 
 def write_report(results: Results, directory: Path | None = None) -> list[Path]:
     """report.md, report.json and report.html in the eval directory (or ``directory``)."""
     directory = directory or results.ev.path
-    data = report_data(results)
+    curves = curves_of(results)
+    data = report_data(results, curves)
     paths = [directory / "report.md", directory / "report.json", directory / "report.html"]
-    atomic_write_text(paths[0], markdown(results, data))
+    atomic_write_text(paths[0], markdown(results, data, curves))
     atomic_write_text(paths[1], json.dumps(data, indent=1, ensure_ascii=False, default=str))
-    atomic_write_text(paths[2], html_report(results, data))
+    atomic_write_text(paths[2], html_report(results, data, curves))
     write_scores(results.ev)
     return paths
