@@ -23,7 +23,9 @@ from textual.widgets import DataTable, Static
 from screens.eval_jobs import EvalJobs
 from screens.eval_screens import CellScreen, NewEvalScreen
 from screens.modals import ChoiceScreen, PromptScreen
-from screens.widgets.eval_cells import cell_text, metric_label, one_line, short_labels, summary_table
+from screens.widgets.eval_cells import (
+    cell_text, header_text, metric_label, one_line, pair_line, short_labels, summary_parts,
+)
 from screens.widgets.lazy import LoadsWhenShown
 from workbench.errors import WorkbenchError
 from workbench.eval import runner
@@ -254,32 +256,8 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
             if self._busy:
                 header.update(self._busy)
             return
-        status = ev.status()
-        state = status.state
-        line = Text.assemble((ev.id, "bold"), f" · {Path(res.spec.dataset or '').name} · {len(res.rows)} examples × "
-                             f"{len(res.keys)} models · ")
-        style = {"running": "bold yellow", "completed": "green", "failed": "bold red", "lost": "bold red",
-                 "stopped": "yellow"}.get(state, "")
-        done = sum(1 for c in res.predictions if c[0] in res.keys)
-        line += Text(f"{state} {done}/{len(res.rows) * len(res.keys)}", style=style)
-        if state in ("running", "starting") and status.model:
-            line += Text(f" (now {status.model}; x stops)", style="dim")
-        elif state in ("stopped", "failed", "lost") and done < len(res.rows) * len(res.keys):
-            line += Text(" · g goes on", style="dim")
-        if state == "failed" and status.error:
-            line += Text(f"\n✖ {one_line(str(status.error), 110)}", style="red")
-        else:
-            regressions = sum(res.matches(r, "regressions") for r in res.rows)  # one filter, not all five
-            second = Text(f"filter: {self.filter} ({len(self.rows)}/{len(res.rows)})", style="bold" if self.filter != "all" else "")
-            second += f" · sort: {self.sort} · main metric: {metric_label(res.primary)}"
-            if self.search:
-                second += Text(f" · search: {self.search!r}", style="bold")
-            second += Text(" · BLIND" if self.blind else "", style="bold magenta")
-            second += Text(f" · rated {res.ratings.rated_count()}/{len(res.rows)}"
-                           + ("" if self.blind else f" · regressions {regressions}"), style="dim")
-            if self._busy:
-                second += Text(f" · {self._busy}", style="bold yellow")
-            line += Text("\n") + second
+        line = header_text(res, ev.status(), len(self.rows), self.filter, self.sort, self.search, self.blind,
+                           self._busy)
         header.update(line, layout=False)  # a fixed two lines: no need to lay out the whole pane again
 
     def _render_summary(self) -> None:
@@ -296,7 +274,7 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
                             style="magenta"))
             return
         self.summarized = False
-        self._summarize(res, [m for m in SUMMARY_METRICS if self._has_metric(m)])
+        self._summarize(res, [m for m in SUMMARY_METRICS if res.has_metric(m)])
 
     @work(thread=True, exclusive=True, group="eval-summary", exit_on_error=False)
     def _summarize(self, res: Results, metrics: list[str]) -> None:
@@ -310,39 +288,8 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
         box = self.query_one("#eval-summary", Static)
         self.summary_metrics = metrics
         self.summarized = True
-        table = summary_table(res, summaries, metrics, self._width())
-        legend = ("* main metric · ±: half the 95% interval · vs the base: ▲▼ significant, ~ within noise"
-                  if self._width() >= 100 else "* main · ±: 95% interval · ▲▼ vs base, ~ noise")
-        parts: list[Any] = [table, Text(legend, style="dim")]
-        if res.verdicts.single:
-            overall = agreements.get("overall")
-            trust = f"judge {res.verdicts.judge_model or ''}: " + (overall.describe() if overall else "no ratings to compare")
-            items = [f"{name} κ={a.kappa:.2f}" if a.enough and a.kappa is not None else f"{name} n={a.n}"
-                     for name, a in agreements.items() if name != "overall"]
-            if items:
-                trust += " · per item: " + ", ".join(items)
-            usage = res.verdicts.usage
-            trust += f" · {usage.describe()}" if usage.total_tokens else ""
-            parts.append(Text(trust, style="dim"))
+        parts = summary_parts(res, metrics, summaries, agreements, self._width())
         box.update(Group(*parts))
-
-    def _has_metric(self, metric: str) -> bool:
-        res = self.results
-        assert res is not None
-        if metric == "case":
-            return bool(res.cases)
-        if metric == "judge":
-            return bool(res.verdicts.single)
-        if metric == "human":
-            return any(r.scores for r in res.ratings.by_id.values())
-        if metric == "similarity":
-            return bool(res.similarity)
-        if metric in ("exact_match", "token_f1", "rouge_l"):
-            return metric == res.primary or (metric in ("exact_match", "token_f1")
-                                             and any(e.get("reference") for e in res.examples))
-        if metric == "schema_valid":
-            return res.schema is not None or bool(res.regex)
-        return metric == "refusal"
 
     def _current_row(self) -> Row | None:
         table = self.query_one("#eval-grid", DataTable)
@@ -381,30 +328,11 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
                 if cell.verdict is not None:
                     text += Text(f"\njudge {cell.verdict.score if cell.verdict.score is not None else '?'}: "
                                  f"{one_line(cell.verdict.reasons, 300)}", style="dim")
-        text += self._pair_line(row)
+        if self.rows:
+            text += pair_line(res, row, self.orders[self._row_index()], self.blind)
         if row.note:
             text += Text(f"\nnote: {row.note}", style="italic cyan")
         box.update(text)
-
-    def _pair_line(self, row: Row) -> Text:
-        """Your A/B choice between the first two columns, and (not blind) the A/B judge's verdict on them."""
-        res = self.results
-        order = self.orders[self._row_index()] if self.rows else []
-        if res is None or len(order) < 2:
-            return Text("")
-        a, b = order[0], order[1]
-        names = ("the first", "the second") if self.blind else (a, b)
-        line = Text()
-        choice = res.ratings.choice_of(row.id, a, b)
-        if choice:
-            line += Text(f"\nyour A/B: " + {"a": f"{names[0]} better", "b": f"{names[1]} better", "tie": "a tie"}[choice],
-                         style="bold")
-        verdict = None if self.blind else (res.verdicts.pair(row.id, a, b) or res.verdicts.pair(row.id, b, a))
-        if verdict is not None:
-            shown = "unreadable" if verdict.unparsed else (verdict.winner_model or "") + (
-                "" if verdict.consistent else " (a tie: it changed its mind when the order was swapped)")
-            line += Text(f"\nA/B judge: {shown}", style="dim")
-        return line
 
     def _row_index(self) -> int:
         return self.query_one("#eval-grid", DataTable).cursor_row
@@ -524,7 +452,7 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
         if res is None:
             return
         options = [m for m in ("case", "schema_valid", "json_valid", "exact_match", "token_f1", "rouge_l", "similarity",
-                               "judge", "human") if m in ("judge", "human") or self._has_metric(m) or m == "json_valid"]
+                               "judge", "human") if m in ("judge", "human") or self.results.has_metric(m) or m == "json_valid"]
         res.primary = options[(options.index(res.primary) + 1) % len(options)] if res.primary in options else options[0]
         self.notify(f"main metric: {metric_label(res.primary)}", timeout=2)
         self.rebuild()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -148,6 +149,75 @@ def summary_table(results: Results, summaries: list[ModelSummary], metrics: list
             cells.append(summary_cell(summary, metric) + delta_cell(s.delta.get(metric), metric))
         table.add_row(*cells)
     return table
+
+
+def header_text(res: Results, status: Any, shown: int, filter_name: str, sort: str, search: str, blind: bool,
+                busy: str) -> Text:
+    """The pane's two header lines: the eval, its generation's state, and how the grid is filtered and sorted."""
+    state = status.state
+    line = Text.assemble((res.ev.id, "bold"), f" · {Path(res.spec.dataset or '').name} · {len(res.rows)} examples × "
+                         f"{len(res.keys)} models · ")
+    style = {"running": "bold yellow", "completed": "green", "failed": "bold red", "lost": "bold red",
+             "stopped": "yellow"}.get(state, "")
+    done = sum(1 for c in res.predictions if c[0] in res.keys)
+    line += Text(f"{state} {done}/{len(res.rows) * len(res.keys)}", style=style)
+    if state in ("running", "starting") and status.model:
+        line += Text(f" (now {status.model}; x stops)", style="dim")
+    elif state in ("stopped", "failed", "lost") and done < len(res.rows) * len(res.keys):
+        line += Text(" · g goes on", style="dim")
+    if state == "failed" and status.error:
+        line += Text(f"\n✖ {one_line(str(status.error), 110)}", style="red")
+    else:
+        regressions = sum(res.matches(r, "regressions") for r in res.rows)  # one filter, not all five
+        second = Text(f"filter: {filter_name} ({shown}/{len(res.rows)})", style="bold" if filter_name != "all" else "")
+        second += f" · sort: {sort} · main metric: {metric_label(res.primary)}"
+        if search:
+            second += Text(f" · search: {search!r}", style="bold")
+        second += Text(" · BLIND" if blind else "", style="bold magenta")
+        second += Text(f" · rated {res.ratings.rated_count()}/{len(res.rows)}"
+                       + ("" if blind else f" · regressions {regressions}"), style="dim")
+        if busy:
+            second += Text(f" · {busy}", style="bold yellow")
+        line += Text("\n") + second
+    return line
+
+
+def summary_parts(res: Results, metrics: list[str], summaries: list[ModelSummary], agreements: dict[str, Any],
+                  width: int) -> list[Any]:
+    """The summary table, its legend, and the judge's line: its trust (overall and per item), tokens and cost."""
+    legend = ("* main metric · ±: half the 95% interval · vs the base: ▲▼ significant, ~ within noise"
+              if width >= 100 else "* main · ±: 95% interval · ▲▼ vs base, ~ noise")
+    parts: list[Any] = [summary_table(res, summaries, metrics, width), Text(legend, style="dim")]
+    if res.verdicts.single:
+        overall = agreements.get("overall")
+        trust = f"judge {res.verdicts.judge_model or ''}: " + (overall.describe() if overall else "no ratings to compare")
+        items = [f"{name} κ={a.kappa:.2f}" if a.enough and a.kappa is not None else f"{name} n={a.n}"
+                 for name, a in agreements.items() if name != "overall"]
+        if items:
+            trust += " · per item: " + ", ".join(items)
+        usage = res.verdicts.usage
+        trust += f" · {usage.describe()}" if usage.total_tokens else ""
+        parts.append(Text(trust, style="dim"))
+    return parts
+
+
+def pair_line(res: Results, row: Row, order: list[str], blind: bool) -> Text:
+    """Your A/B choice between the first two columns, and (not blind) the A/B judge's verdict on them."""
+    if len(order) < 2:
+        return Text("")
+    a, b = order[0], order[1]
+    names = ("the first", "the second") if blind else (a, b)
+    line = Text()
+    choice = res.ratings.choice_of(row.id, a, b)
+    if choice:
+        line.append("\nyour A/B: " + {"a": f"{names[0]} better", "b": f"{names[1]} better", "tie": "a tie"}[choice],
+                    "bold")
+    verdict = None if blind else (res.verdicts.pair(row.id, a, b) or res.verdicts.pair(row.id, b, a))
+    if verdict is not None:
+        shown = "unreadable" if verdict.unparsed else (verdict.winner_model or "") + (
+            "" if verdict.consistent else " (a tie: it changed its mind when the order was swapped)")
+        line.append(f"\nA/B judge: {shown}", "dim")
+    return line
 
 
 def diff_text(segments: list[tuple[str, str]]) -> Text:

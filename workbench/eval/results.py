@@ -279,6 +279,23 @@ class Results:
                                     bootstrap_ci([c.value("human") for c in done], metric="human")))
         return out
 
+    def has_metric(self, metric: str) -> bool:
+        """Whether the metric says anything for this eval (a summary column is worth its width)."""
+        if metric == "case":
+            return bool(self.cases)
+        if metric == "judge":
+            return bool(self.verdicts.single)
+        if metric == "human":
+            return any(r.scores for r in self.ratings.by_id.values())
+        if metric == "similarity":
+            return bool(self.similarity)
+        if metric in ("exact_match", "token_f1", "rouge_l"):
+            return metric == self.primary or (metric in ("exact_match", "token_f1")
+                                              and any(e.get("reference") for e in self.examples))
+        if metric == "schema_valid":
+            return self.schema is not None or bool(self.regex)
+        return metric == "refusal"
+
     def agreement(self) -> dict[str, Agreement]:
         """Judge against human, per rubric item (and overall), on the answers both graded."""
         return agreement_by_item(list(self.verdicts.single.values()), self.ratings.records(),
