@@ -36,8 +36,10 @@ import numpy as np  # noqa: E402
 
 from workbench.data.dedup import (  # noqa: E402
     DedupResult,
-    detection_probability,
     find_duplicates,
+)
+from workbench.data.minhash import (  # noqa: E402
+    detection_probability,
     fold_words,
     jaccard,
     lsh_candidates,

@@ -14,17 +14,19 @@ import pytest
 from workbench.data.dedup import (
     Cancelled,
     cosine_pairs,
-    detection_probability,
     find_duplicates,
     find_leakage,
+    leakage_findings,
+    semantic_duplicates,
+    texts_for,
+)
+from workbench.data.minhash import (
+    detection_probability,
     fold_words,
     jaccard,
-    leakage_findings,
     optimal_bands,
     s_curve_midpoint,
-    semantic_duplicates,
     shingle_sets,
-    texts_for,
 )
 from workbench.data.load import load_rows
 from workbench.data.split import groups_from_clusters, split_rows
