@@ -102,11 +102,17 @@ def main() -> None:
     results = {}
     for name, kwargs in runs:
         seconds, report = timed(rows, shape, **kwargs)
-        results[name] = {"seconds": round(seconds, 2), "rows_per_s": round(len(rows) / seconds),
-                         "ratio_to_floor": round(seconds / floor, 1), "findings": len(report.findings),
-                         "by_check": report.summary.by_check}
-        print(f"critique {name:20s} {seconds:7.2f} s  {len(rows) / seconds:>10,.0f} rows/s  "
-              f"{seconds / floor:5.1f}× the floor  {len(report.findings):,} findings")
+        results[name] = {
+            "seconds": round(seconds, 2),
+            "rows_per_s": round(len(rows) / seconds),
+            "ratio_to_floor": round(seconds / floor, 1),
+            "findings": len(report.findings),
+            "by_check": report.summary.by_check,
+        }
+        print(
+            f"critique {name:20s} {seconds:7.2f} s  {len(rows) / seconds:>10,.0f} rows/s  "
+            f"{seconds / floor:5.1f}× the floor  {len(report.findings):,} findings"
+        )
     print(json.dumps({"rows": len(rows), "floor_s": round(floor, 2), "runs": results}, indent=1))
 
 

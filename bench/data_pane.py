@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import screens  # noqa: E402,F401  first: it sets the app's frame rate before textual is imported
 from ui_latency import FrameHook, machine, print_key_table, send_key, stats  # noqa: E402
+
+import screens  # noqa: E402,F401  first: it sets the app's frame rate before textual is imported
 
 TARGET_P95_MS = 50.0
 SIZE = (120, 40)
@@ -125,10 +126,14 @@ def main() -> int:
         m = asyncio.run(drive(ws, Path(tmp) / "state.json", a.presses))
     triage = m["a"] + m["j"] + m["k"]
     result: dict[str, Any] = {
-        "examples": a.examples, "file_mb": round(size / 1e6, 1), "open": opening,
+        "examples": a.examples,
+        "file_mb": round(size / 1e6, 1),
+        "open": opening,
         "app_open_s": round(m["app_open_s"][0], 2),
-        "keys": {k: stats(m[k]) for k in ("a", "j", "k", "u", "s")}, "triage": stats(triage),
-        "target_p95_ms": TARGET_P95_MS, "machine": machine(),
+        "keys": {k: stats(m[k]) for k in ("a", "j", "k", "u", "s")},
+        "triage": stats(triage),
+        "target_p95_ms": TARGET_P95_MS,
+        "machine": machine(),
     }
     result["triage_p95_ratio"] = round(result["triage"]["p95_ms"] / TARGET_P95_MS, 3)
     result["pass"] = result["triage"]["p95_ms"] <= TARGET_P95_MS
@@ -139,17 +144,28 @@ def main() -> int:
     print(f"Data pane on {a.examples:,} examples ({result['file_mb']} MB JSONL); headless {SIZE[0]}x{SIZE[1]}")
     print(f"machine: {mc['cpus']} CPUs, {mc['cpu_model']}; Python {mc['python']}, textual {mc['textual']}")
     print()
-    print(f"open_dataset {opening['open_s']:.2f} s vs json.loads of every line {opening['json_floor_s']:.2f} s: "
-          f"ratio {opening['ratio']:.2f} (rows checked against the shape, file hashed, lock and journal)")
-    print(f"in the app, start to the dataset shown: {result['app_open_s']:.2f} s (opened in a worker; the UI stays live)")
+    print(
+        f"open_dataset {opening['open_s']:.2f} s vs json.loads of every line {opening['json_floor_s']:.2f} s: "
+        f"ratio {opening['ratio']:.2f} (rows checked against the shape, file hashed, lock and journal)"
+    )
+    print(
+        f"in the app, start to the dataset shown: {result['app_open_s']:.2f} s (opened in a worker; the UI stays live)"
+    )
     print()
-    labels = {"a": "a: accept (fsynced journal) and move on", "j": "j: next example, detail redrawn",
-              "k": "k: previous example", "u": "u: undo (list re-filtered)", "s": "s: status filter over all"}
+    labels = {
+        "a": "a: accept (fsynced journal) and move on",
+        "j": "j: next example, detail redrawn",
+        "k": "k: previous example",
+        "u": "u: undo (list re-filtered)",
+        "s": "s: status filter over all",
+    }
     print_key_table([(label, result["keys"][key]) for key, label in labels.items()])
     t = result["triage"]
     print()
-    print(f"triage keys (a, j, k): p50 {t['p50_ms']:.1f} ms, p95 {t['p95_ms']:.1f} ms; target p95 <= {TARGET_P95_MS:.0f} ms, "
-          f"ratio {result['triage_p95_ratio']:.2f}: {'PASS' if result['pass'] else 'FAIL'}")
+    print(
+        f"triage keys (a, j, k): p50 {t['p50_ms']:.1f} ms, p95 {t['p95_ms']:.1f} ms; target p95 <= {TARGET_P95_MS:.0f} ms, "
+        f"ratio {result['triage_p95_ratio']:.2f}: {'PASS' if result['pass'] else 'FAIL'}"
+    )
     return 0
 
 

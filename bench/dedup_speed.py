@@ -38,6 +38,7 @@ from workbench.data.dedup import (  # noqa: E402
     DedupResult,
     find_duplicates,
 )
+from workbench.data.load import load_rows  # noqa: E402
 from workbench.data.minhash import (  # noqa: E402
     detection_probability,
     fold_words,
@@ -47,7 +48,6 @@ from workbench.data.minhash import (  # noqa: E402
     optimal_bands,
     shingle_sets,
 )
-from workbench.data.load import load_rows  # noqa: E402
 
 TRAIN = ROOT / "sample_data" / "support" / "train.jsonl"
 T = TypeVar("T")
@@ -158,29 +158,44 @@ def compare(n: int, threshold: float, seed: int, python: bool) -> None:
     joined = sum(cluster_of.get(a, -1) == cluster_of.get(b, -2) for a, b in truth) / len(truth) if truth else 1.0
     print()
     print(f"  {'method':<44} {'time':>10}  notes")
-    row("MinHash LSH (find_duplicates, end to end)", lsh_s, f"{len(found)} pairs from {result.stats['candidates']} candidates")
+    row(
+        "MinHash LSH (find_duplicates, end to end)",
+        lsh_s,
+        f"{len(found)} pairs from {result.stats['candidates']} candidates",
+    )
     if py_s is not None:
-        row("exact all-pairs, Python sets", shingle_s + py_s, f"{n * (n - 1) // 2:,} pairs; shingling {shingle_s:.2f} s")
+        row(
+            "exact all-pairs, Python sets", shingle_s + py_s, f"{n * (n - 1) // 2:,} pairs; shingling {shingle_s:.2f} s"
+        )
     row("exact all-pairs, sparse matrix product", shingle_s + sparse_s, f"{len(truth)} pairs >= {threshold}")
     print()
     if py_s is not None:
         row("speed-up vs Python all-pairs", None, f"{(shingle_s + py_s) / lsh_s:.1f}x")
     row("speed-up vs sparse all-pairs", None, f"{(shingle_s + sparse_s) / lsh_s:.1f}x")
     missed = sorted(jaccard(sets[a], sets[b]) for a, b in truth - found)
-    row("LSH recall (pairs >= threshold found)", None, f"{recall:.3f} ({hit}/{len(truth)})"
-        + (f"; missed pairs' Jaccard {missed[0]:.2f}..{missed[-1]:.2f}" if missed else ""))
+    row(
+        "LSH recall (pairs >= threshold found)",
+        None,
+        f"{recall:.3f} ({hit}/{len(truth)})"
+        + (f"; missed pairs' Jaccard {missed[0]:.2f}..{missed[-1]:.2f}" if missed else ""),
+    )
     row("LSH precision (reported pairs that are true)", None, f"{precision:.3f}")
     row("candidate precision (candidates >= threshold)", None, f"{hit / max(1, result.stats['candidates']):.3f}")
     row("pairs whose two texts share an LSH cluster", None, f"{joined:.3f}")
     arrays = [np.fromiter(s, dtype=np.uint64, count=len(s)) for s in sets]
     recalls = seed_recalls(arrays, truth, bands, rows, range(1, 11))
-    row("LSH recall over MinHash seeds 1-10", None,
+    row(
+        "LSH recall over MinHash seeds 1-10",
+        None,
         f"mean {np.mean(recalls):.3f}, min {min(recalls):.3f}, max {max(recalls):.3f} "
-        f"(S-curve predicts {predicted_recall(sets, truth, bands, rows):.3f})")
+        f"(S-curve predicts {predicted_recall(sets, truth, bands, rows):.3f})",
+    )
     breakdown(arrays, bands, rows, seed=1)
 
 
-def seed_recalls(arrays: list[np.ndarray], truth: set[tuple[int, int]], bands: int, rows: int, seeds: range) -> list[float]:
+def seed_recalls(
+    arrays: list[np.ndarray], truth: set[tuple[int, int]], bands: int, rows: int, seeds: range
+) -> list[float]:
     """Recall of LSH candidates for several MinHash seeds: one run's recall is a sample of a few dozen pairs."""
     out = []
     for seed in seeds:
@@ -214,15 +229,24 @@ def big(n: int, threshold: float, seed: int) -> None:
     stages: list[tuple[int, float]] = []
     start = time.perf_counter()
     result: DedupResult
-    result, seconds = timed(lambda: find_duplicates(
-        texts, threshold=threshold, progress=lambda d, t: stages.append((d, time.perf_counter() - start))))
+    result, seconds = timed(
+        lambda: find_duplicates(
+            texts, threshold=threshold, progress=lambda d, t: stages.append((d, time.perf_counter() - start))
+        )
+    )
     hashed = next((t for d, t in stages if d >= len(texts)), seconds)
     print()
     print(f"{n:,} texts, LSH alone:")
-    row("MinHash LSH (find_duplicates, end to end)", seconds,
-        f"hashing {hashed:.1f} s, banding + checks {seconds - hashed:.1f} s")
-    row("", None, f"{result.stats['candidates']:,} candidates, {len(result.pairs):,} pairs, "
-        f"{len(result.clusters):,} clusters")
+    row(
+        "MinHash LSH (find_duplicates, end to end)",
+        seconds,
+        f"hashing {hashed:.1f} s, banding + checks {seconds - hashed:.1f} s",
+    )
+    row(
+        "",
+        None,
+        f"{result.stats['candidates']:,} candidates, {len(result.pairs):,} pairs, {len(result.clusters):,} clusters",
+    )
     row("all-pairs would compare", None, f"{n * (n - 1) // 2:,} pairs")
 
 

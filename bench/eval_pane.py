@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import screens  # noqa: E402,F401  first: it sets the app's frame rate before textual is imported
 from ui_latency import FrameHook, machine, print_key_table, send_key, stats  # noqa: E402
+
+import screens  # noqa: E402,F401  first: it sets the app's frame rate before textual is imported
 
 TARGET_P95_MS = 50.0
 SIZE = (120, 40)
@@ -42,8 +43,10 @@ def build_eval(ws: Path, n: int) -> None:
     from evalkit import EXAMPLES, make_eval, ticket
 
     examples = [{**EXAMPLES[i % len(EXAMPLES)], "id": str(i), "index": i} for i in range(n)]
-    outputs = {"base": [ticket("Aisha Nguyen", "refund") if i % 2 else "It sounds like a refund problem." for i in range(n)],
-               "run/adapter": [ticket("Aisha Nguyen", "account") for _ in range(n)]}
+    outputs = {
+        "base": [ticket("Aisha Nguyen", "refund") if i % 2 else "It sounds like a refund problem." for i in range(n)],
+        "run/adapter": [ticket("Aisha Nguyen", "account") for _ in range(n)],
+    }
     make_eval(ws, examples=examples, outputs=outputs)
 
 
@@ -78,8 +81,11 @@ async def drive(ws: Path, state: Path, presses: int) -> dict[str, Any]:
             row = grid.cursor_row
             score = 1 + i % 5
             await press("rate", str(score), lambda r=pane.rows[row], s=score: r.cells[pane._current_model()].human == s)
-            await press("move", "right" if grid.cursor_column == 2 else "left",
-                        lambda c=grid.cursor_column: grid.cursor_column != c)
+            await press(
+                "move",
+                "right" if grid.cursor_column == 2 else "left",
+                lambda c=grid.cursor_column: grid.cursor_column != c,
+            )
             await press("move", "down", lambda r=row: grid.cursor_row == r + 1)
         for _ in range(5):
             current = pane.filter
@@ -103,9 +109,12 @@ def main() -> int:
         m = asyncio.run(drive(ws, Path(tmp) / "state.json", a.presses))
     review = m["rate"] + m["move"]
     result: dict[str, Any] = {
-        "examples": a.examples, "open_s": round(m["open_s"], 2),
-        "keys": {k: stats(m[k]) for k in ("rate", "move", "filter", "blind")}, "review": stats(review),
-        "target_p95_ms": TARGET_P95_MS, "machine": machine(),
+        "examples": a.examples,
+        "open_s": round(m["open_s"], 2),
+        "keys": {k: stats(m[k]) for k in ("rate", "move", "filter", "blind")},
+        "review": stats(review),
+        "target_p95_ms": TARGET_P95_MS,
+        "machine": machine(),
     }
     result["review_p95_ratio"] = round(result["review"]["p95_ms"] / TARGET_P95_MS, 3)
     result["pass"] = result["review"]["p95_ms"] <= TARGET_P95_MS
@@ -117,13 +126,19 @@ def main() -> int:
     print(f"machine: {mc['cpus']} CPUs, {mc['cpu_model']}; Python {mc['python']}, textual {mc['textual']}")
     print(f"start to the grid and its summary shown: {result['open_s']:.2f} s (read and scored in workers)")
     print()
-    labels = {"rate": "1-5: rate (fsynced), cell redrawn", "move": "arrows: next answer, detail redrawn",
-              "filter": "f: filter over every example", "blind": "B: blind, grid rebuilt and shuffled"}
+    labels = {
+        "rate": "1-5: rate (fsynced), cell redrawn",
+        "move": "arrows: next answer, detail redrawn",
+        "filter": "f: filter over every example",
+        "blind": "B: blind, grid rebuilt and shuffled",
+    }
     print_key_table([(label, result["keys"][key]) for key, label in labels.items()])
     r = result["review"]
     print()
-    print(f"review keys (rate, move): p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms; target p95 <= "
-          f"{TARGET_P95_MS:.0f} ms, ratio {result['review_p95_ratio']:.2f}: {'PASS' if result['pass'] else 'FAIL'}")
+    print(
+        f"review keys (rate, move): p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms; target p95 <= "
+        f"{TARGET_P95_MS:.0f} ms, ratio {result['review_p95_ratio']:.2f}: {'PASS' if result['pass'] else 'FAIL'}"
+    )
     return 0
 
 

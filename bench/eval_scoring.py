@@ -71,8 +71,11 @@ REFUSALS = [
 def make_pairs(n: int, seed: int) -> list[tuple[str, str]]:
     """``n`` (output, reference) pairs; see the module docstring for the mix."""
     rng = random.Random(seed)
-    refs = [json.loads(line)["messages"][-1]["content"] for name in ("train", "val", "test")
-            for line in (SUPPORT / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+    refs = [
+        json.loads(line)["messages"][-1]["content"]
+        for name in ("train", "val", "test")
+        for line in (SUPPORT / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     answers = [json.loads(r) for r in refs]
     issues = ["billing", "shipping", "defect", "account", "refund", "other"]
     pairs = []
@@ -84,8 +87,13 @@ def make_pairs(n: int, seed: int) -> list[tuple[str, str]]:
             out = ref
         elif roll < 0.55:
             key = rng.choice(["issue", "urgency", "summary", "customer"])
-            answer[key] = rng.choice(issues) if key == "issue" else rng.choice(["low", "medium", "high"]) \
-                if key == "urgency" else " ".join(rng.sample(str(answer[key]).split() + ["the", "order", "late"], 3))
+            answer[key] = (
+                rng.choice(issues)
+                if key == "issue"
+                else rng.choice(["low", "medium", "high"])
+                if key == "urgency"
+                else " ".join(rng.sample(str(answer[key]).split() + ["the", "order", "late"], 3))
+            )
             out = json.dumps(answer, ensure_ascii=False)
         elif roll < 0.65:
             if rng.random() < 0.5:
@@ -157,8 +165,9 @@ def _rouge_score_f(scorer: Any, output: str, reference: str) -> float:
     return scorer.score(reference, output)["rougeL"].fmeasure
 
 
-def run(name: str, score: Callable[[str, str], dict[str, float | None]], pairs: list[tuple[str, str]]
-        ) -> tuple[list[dict[str, float | None]], float, float]:
+def run(
+    name: str, score: Callable[[str, str], dict[str, float | None]], pairs: list[tuple[str, str]]
+) -> tuple[list[dict[str, float | None]], float, float]:
     clear_caches()
     scores, score_s = timed(lambda: [score(o, r) for o, r in pairs])
     _, agg_s = timed(lambda: aggregate(scores))
@@ -173,9 +182,14 @@ def breakdown(pairs: list[tuple[str, str]]) -> None:
     """Each metric alone over all pairs, caches cleared first."""
     clear_caches()
     print("\n  each metric alone (ours):")
-    for name, fn in [("exact match", lambda o, r: exact_match(o, r)), ("token F1", lambda o, r: token_f1(o, r)),
-                     ("ROUGE-L", lambda o, r: rouge_l(o, r)), ("JSON valid", lambda o, r: json_valid(o)),
-                     ("schema valid", lambda o, r: schema_valid(o, SCHEMA)), ("refusal", lambda o, r: is_refusal(o))]:
+    for name, fn in [
+        ("exact match", lambda o, r: exact_match(o, r)),
+        ("token F1", lambda o, r: token_f1(o, r)),
+        ("ROUGE-L", lambda o, r: rouge_l(o, r)),
+        ("JSON valid", lambda o, r: json_valid(o)),
+        ("schema valid", lambda o, r: schema_valid(o, SCHEMA)),
+        ("refusal", lambda o, r: is_refusal(o)),
+    ]:
         _, seconds = timed(lambda: [fn(o, r) for o, r in pairs])
         row(f"  {name}", seconds)
 
@@ -189,8 +203,10 @@ def main(argv: list[str] | None = None) -> None:
     pairs = make_pairs(args.n, args.seed)
     score_naive(*pairs[0]), score_rouge_once(*pairs[0])  # imports (nltk ~1 s, jsonschema) outside the timings
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"{len(pairs):,} predictions, every automated metric but embeddings, schema {SUPPORT.name}/schema.json, "
-          f"{cores} CPU cores; aggregation: 2,000 bootstrap resamples per metric")
+    print(
+        f"{len(pairs):,} predictions, every automated metric but embeddings, schema {SUPPORT.name}/schema.json, "
+        f"{cores} CPU cores; aggregation: 2,000 bootstrap resamples per metric"
+    )
     ours, ours_s, ours_agg = run("ours", lambda o, r: score_example(o, r, schema=SCHEMA), pairs)
     once, once_s, once_agg = run("rouge-score once", score_rouge_once, pairs)
     assert once == ours, "ROUGE-L differs from rouge-score's"

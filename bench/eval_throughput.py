@@ -46,9 +46,14 @@ def one_at_a_time(model, tokenizer, prompt: list[int], max_new_tokens: int) -> l
     """The baseline: one prompt, no padding, greedy; the new tokens up to the end of the turn."""
     eos = stop_ids(model, tokenizer)
     with torch.inference_mode():
-        out = model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=eos)
-    new = out[0, len(prompt):].tolist()
+        out = model.generate(
+            input_ids=torch.tensor([prompt]),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=eos,
+        )
+    new = out[0, len(prompt) :].tolist()
     end = next((i for i, t in enumerate(new) if t in eos), None)
     return new if end is None else new[:end]
 
@@ -76,20 +81,32 @@ def compare(model, tokenizer, prompts: list[list[int]], batch_size: int, max_new
         same += sum(tokenizer.decode(a, skip_special_tokens=True) == g.output for a, g in zip(alone, together))
         width = max(map(len, group_prompts))
         padding += sum(width - len(p) for p in group_prompts)
-        print(f"    batch of {len(group)}: one at a time {t1 - t0:6.1f} s, batched {t2 - t1:6.1f} s "
-              f"({(t1 - t0) / (t2 - t1):.2f}x)", flush=True)
+        print(
+            f"    batch of {len(group)}: one at a time {t1 - t0:6.1f} s, batched {t2 - t1:6.1f} s "
+            f"({(t1 - t0) / (t2 - t1):.2f}x)",
+            flush=True,
+        )
     n = len(prompts)
     ratio = (n / batch_s) / (n / single_s)
     print()
     print(f"  {'':<44} {'':>16}  notes")
-    row("one at a time (plain model.generate loop)", f"{n / single_s:.3f} ex/s",
-        f"{single_s:.1f} s, {single_tokens / single_s:.1f} new tokens/s")
-    row(f"batched (eval generator, batch {batch_size})", f"{n / batch_s:.3f} ex/s",
-        f"{batch_s:.1f} s, {batch_tokens / batch_s:.1f} new tokens/s")
+    row(
+        "one at a time (plain model.generate loop)",
+        f"{n / single_s:.3f} ex/s",
+        f"{single_s:.1f} s, {single_tokens / single_s:.1f} new tokens/s",
+    )
+    row(
+        f"batched (eval generator, batch {batch_size})",
+        f"{n / batch_s:.3f} ex/s",
+        f"{batch_s:.1f} s, {batch_tokens / batch_s:.1f} new tokens/s",
+    )
     row("speed-up", f"{ratio:.2f}x", "target >= 4x: " + ("MET" if ratio >= 4 else "NOT MET"))
     row("same answers, token for token", f"{same}/{n}", "greedy: batching must not change an answer")
-    row("left padding", f"{100 * padding / (padding + sum(map(len, prompts))):.1f} %",
-        f"of prompt positions; {len(groups)} batches sorted by length")
+    row(
+        "left padding",
+        f"{100 * padding / (padding + sum(map(len, prompts))):.1f} %",
+        f"of prompt positions; {len(groups)} batches sorted by length",
+    )
     row("new tokens per answer (mean)", f"{single_tokens / n:.1f}", f"max {max_new_tokens}")
 
 
@@ -116,11 +133,17 @@ def merge_check(examples: list[dict], batch_size: int, max_new_tokens: int) -> N
         load_s = time.perf_counter() - t0
         prompts = [prompt_ids(tokenizer, e["messages"]) for e in examples]
         t0 = time.perf_counter()
-        outputs[merge] = [g.output for group in batches([len(p) for p in prompts], batch_size)
-                          for g in generate_batch(model, tokenizer, [prompts[i] for i in group], settings)]
+        outputs[merge] = [
+            g.output
+            for group in batches([len(p) for p in prompts], batch_size)
+            for g in generate_batch(model, tokenizer, [prompts[i] for i in group], settings)
+        ]
         seconds = time.perf_counter() - t0
-        row("  merged (merge_and_unload)" if merge else "  unmerged (PeftModel)", f"{len(prompts) / seconds:.3f} ex/s",
-            f"{seconds:.1f} s generating, {load_s:.1f} s loading")
+        row(
+            "  merged (merge_and_unload)" if merge else "  unmerged (PeftModel)",
+            f"{len(prompts) / seconds:.3f} ex/s",
+            f"{seconds:.1f} s generating, {load_s:.1f} s loading",
+        )
         del model
     row("  same answers", f"{sum(a == b for a, b in zip(outputs[True], outputs[False]))}/{len(examples)}")
 
@@ -128,8 +151,12 @@ def merge_check(examples: list[dict], batch_size: int, max_new_tokens: int) -> N
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=32, help="prompts from the test split (default 32)")
-    parser.add_argument("--batch-size", type=int, default=GenerationSettings().batch_size,
-                        help=f"the eval's batch size (default {GenerationSettings().batch_size}, the eval default)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=GenerationSettings().batch_size,
+        help=f"the eval's batch size (default {GenerationSettings().batch_size}, the eval default)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2: the two-core target)")
     parser.add_argument("--sweep", action="store_true", help="then time the batched side at batch 4, 8, 16, 32")
@@ -139,9 +166,11 @@ def main(argv: list[str] | None = None) -> None:
     examples = examples_from_dataset(TEST, limit=args.n)
     model, tokenizer = load_model(BASE)
     prompts = [prompt_ids(tokenizer, e["messages"]) for e in examples]
-    print(f"{len(prompts)} prompts ({min(map(len, prompts))}-{max(map(len, prompts))} tokens), bundled SmolLM2-135M-Instruct, "
-          f"greedy, {args.max_new_tokens} new tokens max, fp32, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"{len(prompts)} prompts ({min(map(len, prompts))}-{max(map(len, prompts))} tokens), bundled SmolLM2-135M-Instruct, "
+        f"greedy, {args.max_new_tokens} new tokens max, fp32, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs"
+    )
     # Warm both paths up (first-call allocations, kernel choices) so neither side pays for them.
     warm = GenerationSettings(max_new_tokens=4, batch_size=args.batch_size)
     one_at_a_time(model, tokenizer, prompts[0], 4)

@@ -37,10 +37,22 @@ def plain_trl(model_dir: Path, rows: list[dict], a: argparse.Namespace, out: Pat
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     data = Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in rows])
     args = SFTConfig(
-        output_dir=str(out), max_steps=a.steps, per_device_train_batch_size=a.batch, learning_rate=2e-4,
-        lr_scheduler_type="cosine", warmup_steps=0.05, max_length=a.max_length, logging_steps=1,
-        save_strategy="no", report_to="none", disable_tqdm=True, activation_checkpointing=False,
-        include_num_input_tokens_seen="non_padding", use_cpu=not torch.cuda.is_available(), seed=42, data_seed=42,
+        output_dir=str(out),
+        max_steps=a.steps,
+        per_device_train_batch_size=a.batch,
+        learning_rate=2e-4,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,
+        max_length=a.max_length,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        activation_checkpointing=False,
+        include_num_input_tokens_seen="non_padding",
+        use_cpu=not torch.cuda.is_available(),
+        seed=42,
+        data_seed=42,
         optim="adamw_torch",
     )
     peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
@@ -55,14 +67,24 @@ def workbench(model_dir: Path, a: argparse.Namespace, out: Path) -> tuple[float,
     from workbench.train.rundir import RunDir
     from workbench.train.worker import run_worker
 
-    config = RunConfig.model_validate({
-        "name": "bench", "model": str(model_dir),
-        "data": {"train": str(TRAIN), "val_ratio": 0.0, "max_train_examples": a.examples},
-        "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},
-        "train": {"learning_rate": 2e-4, "batch_size": a.batch, "max_steps": a.steps, "max_length": a.max_length,
-                  "lr_scheduler": "cosine", "warmup_ratio": 0.05, "optimizer": "adamw_torch"},
-        "eval": {"logging_steps": 1, "save_steps": a.steps * 10, "load_best": False},
-    })
+    config = RunConfig.model_validate(
+        {
+            "name": "bench",
+            "model": str(model_dir),
+            "data": {"train": str(TRAIN), "val_ratio": 0.0, "max_train_examples": a.examples},
+            "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},
+            "train": {
+                "learning_rate": 2e-4,
+                "batch_size": a.batch,
+                "max_steps": a.steps,
+                "max_length": a.max_length,
+                "lr_scheduler": "cosine",
+                "warmup_ratio": 0.05,
+                "optimizer": "adamw_torch",
+            },
+            "eval": {"logging_steps": 1, "save_steps": a.steps * 10, "load_best": False},
+        }
+    )
     run = RunDir(out)
     run.path.mkdir(parents=True)
     run.config_path.write_text(dump_config(config))
@@ -96,14 +118,26 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         plain_trl(model_dir, rows[: a.batch * 2], argparse.Namespace(**{**vars(a), "steps": 2}), Path(tmp) / "warm")
         for i in range(a.repeats):
-            for name in (("plain", "workbench") if i % 2 == 0 else ("workbench", "plain")):
+            for name in ("plain", "workbench") if i % 2 == 0 else ("workbench", "plain"):
                 out = Path(tmp) / f"{name}-{i}"
-                runtime, tokens = plain_trl(model_dir, rows, a, out) if name == "plain" else workbench(model_dir, a, out)
+                runtime, tokens = (
+                    plain_trl(model_dir, rows, a, out) if name == "plain" else workbench(model_dir, a, out)
+                )
                 rates[name].append(tokens / runtime)
-                print(f"  repeat {i + 1} {name:<9} {tokens} tokens in {runtime:6.2f} s = {tokens / runtime:8.1f} tokens/s", file=sys.stderr)
+                print(
+                    f"  repeat {i + 1} {name:<9} {tokens} tokens in {runtime:6.2f} s = {tokens / runtime:8.1f} tokens/s",
+                    file=sys.stderr,
+                )
     plain, wb = statistics.median(rates["plain"]), statistics.median(rates["workbench"])
-    result = {"model": a.model, "steps": a.steps, "batch": a.batch, "repeats": a.repeats,
-              "plain_tokens_per_s": round(plain, 1), "workbench_tokens_per_s": round(wb, 1), "ratio": round(wb / plain, 4)}
+    result = {
+        "model": a.model,
+        "steps": a.steps,
+        "batch": a.batch,
+        "repeats": a.repeats,
+        "plain_tokens_per_s": round(plain, 1),
+        "workbench_tokens_per_s": round(wb, 1),
+        "ratio": round(wb / plain, 4),
+    }
     if a.json:
         print(json.dumps(result))
     else:

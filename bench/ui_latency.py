@@ -45,8 +45,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -66,21 +67,37 @@ def _train_record(step: int, total: int, t: float, t0: float, rng: random.Random
     loss = loss0 * (0.35 + 0.65 * math.exp(-4 * progress)) + rng.gauss(0, 0.03)
     per_step = 0.8 + rng.random() * 0.1
     return {
-        "type": "train", "step": step, "epoch": round(3 * progress, 4), "time": t, "elapsed_s": round(t - t0, 2),
-        "loss": round(loss, 4), "learning_rate": lr, "grad_norm": round(0.5 + rng.random(), 4),
-        "tokens_per_s": round(9000 + rng.gauss(0, 300), 1), "eta_s": round(per_step * (total - step), 1),
-        "s_per_step": round(per_step, 3), "tokens_seen": step * 4096,
+        "type": "train",
+        "step": step,
+        "epoch": round(3 * progress, 4),
+        "time": t,
+        "elapsed_s": round(t - t0, 2),
+        "loss": round(loss, 4),
+        "learning_rate": lr,
+        "grad_norm": round(0.5 + rng.random(), 4),
+        "tokens_per_s": round(9000 + rng.gauss(0, 300), 1),
+        "eta_s": round(per_step * (total - step), 1),
+        "s_per_step": round(per_step, 3),
+        "tokens_seen": step * 4096,
     }
 
 
-def _eval_record(step: int, total: int, t: float, t0: float, rng: random.Random, loss0: float,
-                 overfit_from: int | None = None) -> dict[str, Any]:
+def _eval_record(
+    step: int, total: int, t: float, t0: float, rng: random.Random, loss0: float, overfit_from: int | None = None
+) -> dict[str, Any]:
     progress = step / total
     loss = loss0 * (0.45 + 0.55 * math.exp(-4 * progress)) + rng.gauss(0, 0.01)
     if overfit_from is not None and step > overfit_from:
         loss += (step - overfit_from) * 0.004
-    return {"type": "eval", "step": step, "epoch": round(3 * progress, 4), "time": t, "elapsed_s": round(t - t0, 2),
-            "eval_loss": round(loss, 4), "eval_runtime": 3.1}
+    return {
+        "type": "eval",
+        "step": step,
+        "epoch": round(3 * progress, 4),
+        "time": t,
+        "elapsed_s": round(t - t0, 2),
+        "eval_loss": round(loss, 4),
+        "eval_runtime": 3.1,
+    }
 
 
 def _history(steps: int, total: int, t0: float, rng: random.Random, overfit: bool = False) -> list[dict[str, Any]]:
@@ -115,11 +132,15 @@ def build_workspace(ws: Path, n_runs: int, owner_pid: int, seed: int = 0) -> str
         run_id = f"bench-{i:02d}-" + time.strftime("%Y%m%d-%H%M%S", time.localtime(created))
         run = RunDir(root / run_id)
         run.path.mkdir()
-        config = RunConfig.model_validate({
-            "name": f"bench-{i:02d}", "model": "bundled", "data": {"train": str(data), "val_ratio": 0.1},
-            "train": {"max_steps": 1000, "batch_size": 4, "learning_rate": 2e-4},
-            "eval": {"logging_steps": 1, "eval_steps": 10},
-        })
+        config = RunConfig.model_validate(
+            {
+                "name": f"bench-{i:02d}",
+                "model": "bundled",
+                "data": {"train": str(data), "val_ratio": 0.1},
+                "train": {"max_steps": 1000, "batch_size": 4, "learning_rate": 2e-4},
+                "eval": {"logging_steps": 1, "eval_steps": 10},
+            }
+        )
         atomic_write_text(run.config_path, dump_config(config))
         total = 1000
         state = "running" if live else finals[i % len(finals)]
@@ -127,19 +148,42 @@ def build_workspace(ws: Path, n_runs: int, owner_pid: int, seed: int = 0) -> str
         records = _history(steps, total, created, rng, overfit=(i % 5 == 3))
         run.metrics_path.write_text("".join(dumps(r) + "\n" for r in records))
         for k in range(min(steps, 300)):
-            append_jsonl(run.system_path, {"time": created + k, "cpu_percent": 50 + rng.random() * 40,
-                                           "ram_used_gb": 12.0 + rng.random(), "ram_total_gb": 62.7})
+            append_jsonl(
+                run.system_path,
+                {
+                    "time": created + k,
+                    "cpu_percent": 50 + rng.random() * 40,
+                    "ram_used_gb": 12.0 + rng.random(),
+                    "ram_total_gb": 62.7,
+                },
+            )
         run.log_path.write_text("".join(f"[workbench] step {s}/{total}\n" for s in range(1, steps + 1, 5)))
-        status: dict[str, Any] = {"run_id": run_id, "name": f"bench-{i:02d}", "state": state, "created": created,
-                                  "heartbeat": now if live else created + steps, "step": steps, "total_steps": total,
-                                  "pid": owner_pid if live else 999_999, "host": socket.gethostname()}
+        status: dict[str, Any] = {
+            "run_id": run_id,
+            "name": f"bench-{i:02d}",
+            "state": state,
+            "created": created,
+            "heartbeat": now if live else created + steps,
+            "step": steps,
+            "total_steps": total,
+            "pid": owner_pid if live else 999_999,
+            "host": socket.gethostname(),
+        }
         if i % 5 == 3:
-            status["verdict"] = {"kind": "overfitting", "step": steps, "since_step": int(steps * 0.6), "message": "eval loss rising"}
+            status["verdict"] = {
+                "kind": "overfitting",
+                "step": steps,
+                "since_step": int(steps * 0.6),
+                "message": "eval loss rising",
+            }
         if state in ("completed", "stopped"):
             evals = [r["eval_loss"] for r in records if r["type"] == "eval"]
             status.update(ended=created + steps, best_eval_loss=min(evals) if evals else None)
         elif state == "failed":
-            status.update(error="RuntimeError: CUDA out of memory", error_tail=["Traceback...", "RuntimeError: CUDA out of memory"])
+            status.update(
+                error="RuntimeError: CUDA out of memory",
+                error_tail=["Traceback...", "RuntimeError: CUDA out of memory"],
+            )
         elif state == "diverged":
             status.update(error="train loss became nan")
         run.write_status(status)
@@ -174,8 +218,15 @@ def writer_main(run_path: str, owner_pid: int, rate: float) -> int:
         n += 1
         if time.monotonic() >= next_second:
             next_second += 1.0
-            append_jsonl(run.system_path, {"time": now, "cpu_percent": 60 + rng.random() * 30,
-                                           "ram_used_gb": 12.0 + rng.random(), "ram_total_gb": 62.7})
+            append_jsonl(
+                run.system_path,
+                {
+                    "time": now,
+                    "cpu_percent": 60 + rng.random() * 30,
+                    "ram_used_gb": 12.0 + rng.random(),
+                    "ram_total_gb": 62.7,
+                },
+            )
             with open(run.log_path, "a") as fh:
                 fh.write(f"[workbench] step {step}/{total} loss {loss0:.3f}\n")
             raw.update(state="running", heartbeat=now, step=step, pid=owner_pid, host=socket.gethostname())
@@ -319,7 +370,9 @@ async def drive(ws: Path, state_path: Path, live_id: str, a: argparse.Namespace)
             painted = await hook.until(lambda s=showing: log.display == s)
             log_frame.append((painted - sent) * 1000)
             if showing:
-                painted = await hook.until(lambda: pane.last is not None and pane.last.log is not None and log.line_count > 0)
+                painted = await hook.until(
+                    lambda: pane.last is not None and pane.last.log is not None and log.line_count > 0
+                )
                 log_lines.append((painted - sent) * 1000)
             await asyncio.sleep(a.gap)
         assert not pane.show_log
@@ -342,10 +395,19 @@ async def drive(ws: Path, state_path: Path, live_id: str, a: argparse.Namespace)
         shown_step = pane.last.status.step
 
         out.update(
-            switch_ms=switches, switch_first_frame_ms=first_frames, switch_to_live_ms=to_live, log_frame_ms=log_frame, log_lines_ms=log_lines,
-            watch_s=wall1 - wall0, watch_cpu_s=cpu1 - cpu0, watch_frames=frames, watch_output_s=output_s,
-            watch_ui_s=ui_s, watch_update_s=update_s,
-            watch_metric_lines=after_lines - before_lines, shown_step=shown_step,
+            switch_ms=switches,
+            switch_first_frame_ms=first_frames,
+            switch_to_live_ms=to_live,
+            log_frame_ms=log_frame,
+            log_lines_ms=log_lines,
+            watch_s=wall1 - wall0,
+            watch_cpu_s=cpu1 - cpu0,
+            watch_frames=frames,
+            watch_output_s=output_s,
+            watch_ui_s=ui_s,
+            watch_update_s=update_s,
+            watch_metric_lines=after_lines - before_lines,
+            shown_step=shown_step,
             live_records=len(pane.last.chart.train_loss.steps),
         )
     return out
@@ -365,9 +427,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 def stats(values: list[float]) -> dict[str, float]:
-    return {"n": len(values), "p50_ms": round(pct(values, 50), 2), "p95_ms": round(pct(values, 95), 2),
-            "max_ms": round(max(values), 2) if values else float("nan"),
-            "mean_ms": round(statistics.fmean(values), 2) if values else float("nan")}
+    return {
+        "n": len(values),
+        "p50_ms": round(pct(values, 50), 2),
+        "p95_ms": round(pct(values, 95), 2),
+        "max_ms": round(max(values), 2) if values else float("nan"),
+        "mean_ms": round(statistics.fmean(values), 2) if values else float("nan"),
+    }
 
 
 def print_key_table(rows: list[tuple[str, dict[str, float]]], width: int = 46) -> None:
@@ -388,9 +454,14 @@ def machine() -> dict[str, Any]:
         pass
     import textual
 
-    return {"cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-            "cpu_model": model, "python": platform.python_version(), "textual": textual.__version__,
-            "platform": platform.platform()}
+    return {
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "textual": textual.__version__,
+        "platform": platform.platform(),
+    }
 
 
 def main() -> int:
@@ -411,8 +482,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="wb-ui-bench-") as tmp:
         ws = Path(tmp) / "ws"
         live_id = build_workspace(ws, a.runs, os.getpid())
-        writer = subprocess.Popen([sys.executable, __file__, "--writer", str(ws / "runs" / live_id), str(os.getpid()),
-                                   "--rate", str(a.rate)], cwd=ROOT)
+        writer = subprocess.Popen(
+            [sys.executable, __file__, "--writer", str(ws / "runs" / live_id), str(os.getpid()), "--rate", str(a.rate)],
+            cwd=ROOT,
+        )
         try:
             time.sleep(0.3)
             if writer.poll() is not None:
@@ -427,18 +500,31 @@ def main() -> int:
     cpu_pct = 100 * m["watch_cpu_s"] / m["watch_s"]
     lat = stats(keypress)
     result = {
-        "runs": a.runs, "rate_per_s": a.rate, "size": list(SIZE),
+        "runs": a.runs,
+        "rate_per_s": a.rate,
+        "size": list(SIZE),
         "keypress": {**lat, "target_p95_ms": TARGET_P95_MS, "p95_ratio": round(lat["p95_ms"] / TARGET_P95_MS, 3)},
-        "switch_run": stats(m["switch_ms"]), "switch_to_live_run": stats(m["switch_to_live_ms"]),
+        "switch_run": stats(m["switch_ms"]),
+        "switch_to_live_run": stats(m["switch_to_live_ms"]),
         "switch_first_frame": stats(m["switch_first_frame_ms"]),
-        "log_toggle_frame": stats(m["log_frame_ms"]), "log_lines_shown": stats(m["log_lines_ms"]),
-        "watch": {"seconds": round(m["watch_s"], 2), "cpu_s": round(m["watch_cpu_s"], 3), "cpu_pct_one_core": round(cpu_pct, 2),
-                  "target_cpu_pct": TARGET_CPU_PCT, "cpu_ratio": round(cpu_pct / TARGET_CPU_PCT, 3),
-                  "metric_lines_written": m["watch_metric_lines"], "frames": m["watch_frames"],
-                  "ui_thread_cpu_s": round(m["watch_ui_s"], 3), "screen_update_cpu_s": round(m["watch_update_s"], 3),
-                  "terminal_output_cpu_s": round(m["watch_output_s"], 3),
-                  "worker_threads_cpu_s": round(m["watch_cpu_s"] - m["watch_ui_s"], 3)},
-        "live_train_points_shown": m["live_records"], "machine": machine(), "bench_s": round(total_s, 1),
+        "log_toggle_frame": stats(m["log_frame_ms"]),
+        "log_lines_shown": stats(m["log_lines_ms"]),
+        "watch": {
+            "seconds": round(m["watch_s"], 2),
+            "cpu_s": round(m["watch_cpu_s"], 3),
+            "cpu_pct_one_core": round(cpu_pct, 2),
+            "target_cpu_pct": TARGET_CPU_PCT,
+            "cpu_ratio": round(cpu_pct / TARGET_CPU_PCT, 3),
+            "metric_lines_written": m["watch_metric_lines"],
+            "frames": m["watch_frames"],
+            "ui_thread_cpu_s": round(m["watch_ui_s"], 3),
+            "screen_update_cpu_s": round(m["watch_update_s"], 3),
+            "terminal_output_cpu_s": round(m["watch_output_s"], 3),
+            "worker_threads_cpu_s": round(m["watch_cpu_s"] - m["watch_ui_s"], 3),
+        },
+        "live_train_points_shown": m["live_records"],
+        "machine": machine(),
+        "bench_s": round(total_s, 1),
     }
     result["pass"] = lat["p95_ms"] <= TARGET_P95_MS and cpu_pct <= TARGET_CPU_PCT
     if a.json:
@@ -447,30 +533,44 @@ def main() -> int:
 
     mc = result["machine"]
     print(f"Train pane, {a.runs} runs listed, one streaming {a.rate:g} metric records/s; headless {SIZE[0]}x{SIZE[1]}")
-    print(f"machine: {mc['cpus']} CPUs ({mc['cpus_usable']} usable), {mc['cpu_model']}; Python {mc['python']}, textual {mc['textual']}")
+    print(
+        f"machine: {mc['cpus']} CPUs ({mc['cpus_usable']} usable), {mc['cpu_model']}; Python {mc['python']}, textual {mc['textual']}"
+    )
     print()
-    print(f"{'key press -> frame showing its effect':<42}{'n':>4}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'p95/50ms':>10}")
-    for label, key in (("switch run (down/up): new run's charts", "switch_run"),
-                       ("  of which: to the live run", "switch_to_live_run"),
-                       ("  first frame: cursor moved in the list *", "switch_first_frame"),
-                       ("toggle log (l): log shown/hidden", "log_toggle_frame"),
-                       ("toggle log (l): train.log lines shown *", "log_lines_shown")):
+    print(
+        f"{'key press -> frame showing its effect':<42}{'n':>4}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'p95/50ms':>10}"
+    )
+    for label, key in (
+        ("switch run (down/up): new run's charts", "switch_run"),
+        ("  of which: to the live run", "switch_to_live_run"),
+        ("  first frame: cursor moved in the list *", "switch_first_frame"),
+        ("toggle log (l): log shown/hidden", "log_toggle_frame"),
+        ("toggle log (l): train.log lines shown *", "log_lines_shown"),
+    ):
         s = result[key]
-        print(f"{label:<42}{s['n']:>4}{s['p50_ms']:>9.1f}{s['p95_ms']:>9.1f}{s['max_ms']:>9.1f}{s['p95_ms'] / TARGET_P95_MS:>10.2f}")
+        print(
+            f"{label:<42}{s['n']:>4}{s['p50_ms']:>9.1f}{s['p95_ms']:>9.1f}{s['max_ms']:>9.1f}{s['p95_ms'] / TARGET_P95_MS:>10.2f}"
+        )
     print("* not in the figures below (all key presses = run switches to charts painted, and log shown/hidden)")
     print()
     w = result["watch"]
     print(f"{'figure':<42}{'value':>11}{'target':>11}{'ratio':>8}")
     print(f"{'latency p50, all key presses':<42}{lat['p50_ms']:>8.1f} ms{'':>11}")
-    print(f"{'latency p95, all key presses':<42}{lat['p95_ms']:>8.1f} ms{'<= 50 ms':>11}{result['keypress']['p95_ratio']:>8.2f}")
+    print(
+        f"{'latency p95, all key presses':<42}{lat['p95_ms']:>8.1f} ms{'<= 50 ms':>11}{result['keypress']['p95_ratio']:>8.2f}"
+    )
     print(f"{'latency max, all key presses':<42}{lat['max_ms']:>8.1f} ms")
     print(f"{'CPU while only watching, % of one core':<42}{cpu_pct:>9.1f} %{'<= 5 %':>11}{w['cpu_ratio']:>8.2f}")
     print()
-    print(f"watch window: {w['seconds']:.1f} s, {w['metric_lines_written']} metric lines written, "
-          f"{result['live_train_points_shown']} train points charted at the end, {w['frames']} frames painted")
-    print(f"  CPU {w['cpu_s'] * 1000:.0f} ms = UI thread {w['ui_thread_cpu_s'] * 1000:.0f} ms "
-          f"(screen updates {w['screen_update_cpu_s'] * 1000:.0f} ms, of which terminal output {w['terminal_output_cpu_s'] * 1000:.0f} ms)"
-          f" + worker threads {w['worker_threads_cpu_s'] * 1000:.0f} ms")
+    print(
+        f"watch window: {w['seconds']:.1f} s, {w['metric_lines_written']} metric lines written, "
+        f"{result['live_train_points_shown']} train points charted at the end, {w['frames']} frames painted"
+    )
+    print(
+        f"  CPU {w['cpu_s'] * 1000:.0f} ms = UI thread {w['ui_thread_cpu_s'] * 1000:.0f} ms "
+        f"(screen updates {w['screen_update_cpu_s'] * 1000:.0f} ms, of which terminal output {w['terminal_output_cpu_s'] * 1000:.0f} ms)"
+        f" + worker threads {w['worker_threads_cpu_s'] * 1000:.0f} ms"
+    )
     print(f"verdict: {'PASS' if result['pass'] else 'FAIL'}   ({total_s:.0f} s)")
     return 0
 

@@ -79,9 +79,17 @@ def near_duplicate_text(rng: random.Random, text: str, how: str) -> str:
     if how == "whitespace":
         return "  " + text.replace(" ", "  ", 3).replace("\n", " \n\n") + "  "
     if how == "word":
-        swaps = [("Hi,", "Hello,"), ("Hello,", "Hi,"), (" my ", " our "),
-                 ("Thanks,", "Thank you,"), (" the ", " that "), (" I ", " we "),
-                 (" still ", " STILL "), ("?", "??"), (". ", "! ")]
+        swaps = [
+            ("Hi,", "Hello,"),
+            ("Hello,", "Hi,"),
+            (" my ", " our "),
+            ("Thanks,", "Thank you,"),
+            (" the ", " that "),
+            (" I ", " we "),
+            (" still ", " STILL "),
+            ("?", "??"),
+            (". ", "! "),
+        ]
         out, changed = text, 0
         for a, b in rng.sample(swaps, len(swaps)):
             if a in out and changed < 2:
@@ -95,8 +103,10 @@ def build_messy(rng: random.Random, train: list[dict], test: list[dict]) -> tupl
     """Return (lines of messy.jsonl, defect records with line numbers)."""
     base = [dict(ex) for ex in train[:N_MESSY_BASE]]
     # entries: {"line": str, "kind": str|None, "note": str, "ref": int|None (index into base)}
-    entries = [{"line": dumps_line(to_messages(ex)), "kind": None, "note": "", "ref": None, "src": i}
-               for i, ex in enumerate(base)]
+    entries = [
+        {"line": dumps_line(to_messages(ex)), "kind": None, "note": "", "ref": None, "src": i}
+        for i, ex in enumerate(base)
+    ]
 
     idx = list(range(len(base)))
     rng.shuffle(idx)
@@ -123,20 +133,36 @@ def build_messy(rng: random.Random, train: list[dict], test: list[dict]) -> tupl
     for i, style in zip(pick(10), date_styles):
         rec = dict(base[i]["record"])
         d = dt.date.fromisoformat(rec["date"])
-        rec["date"] = {"mdy": f"{d.month:02d}/{d.day:02d}/{d.year}",
-                       "long": f"{MONTHS[d.month - 1]} {d.day}, {d.year}",
-                       "dmy_dots": f"{d.day:02d}.{d.month:02d}.{d.year}"}[style]
+        rec["date"] = {
+            "mdy": f"{d.month:02d}/{d.day:02d}/{d.year}",
+            "long": f"{MONTHS[d.month - 1]} {d.day}, {d.year}",
+            "dmy_dots": f"{d.day:02d}.{d.month:02d}.{d.year}",
+        }[style]
         answer_of(i, compact(rec), "non_iso_date", f"date is {rec['date']!r} instead of {d.isoformat()!r}")
     a, b = pick(2)
     full = compact(base[a]["record"])
-    answer_of(a, full[: full.index(',"urgency"')], "invalid_json_output", "JSON cut off after the date (no closing brace)")
+    answer_of(
+        a, full[: full.index(',"urgency"')], "invalid_json_output", "JSON cut off after the date (no closing brace)"
+    )
     rec = base[b]["record"]
     answer_of(b, str(rec), "invalid_json_output", "Python dict repr with single quotes")
     a, b = pick(2)
     r = base[a]["record"]
-    answer_of(a, compact({"name": r["customer"], "item": r["product"], "category": r["issue"],
-                          "date": r["date"], "priority": r["urgency"], "summary": r["summary"]}),
-              "wrong_keys", "keys renamed: name/item/category/priority")
+    answer_of(
+        a,
+        compact(
+            {
+                "name": r["customer"],
+                "item": r["product"],
+                "category": r["issue"],
+                "date": r["date"],
+                "priority": r["urgency"],
+                "summary": r["summary"],
+            }
+        ),
+        "wrong_keys",
+        "keys renamed: name/item/category/priority",
+    )
     r = dict(base[b]["record"])
     del r["urgency"]
     r["sentiment"] = "negative"
@@ -144,28 +170,39 @@ def build_messy(rng: random.Random, train: list[dict], test: list[dict]) -> tupl
     a, b = pick(2)
     base[a] = dict(base[a], user=base[a]["user"].replace("\n", " See the attached screenshot for the error.\n", 1))
     answer_of(a, None, "unseeable_reference", "user refers to an attached screenshot")
-    base[b] = dict(base[b], user=base[b]["user"].replace(
-        "\n", " All the details are on my ticket page, please read it there: "
-        "https://support.example.com/tickets/48213\n", 1))
+    base[b] = dict(
+        base[b],
+        user=base[b]["user"].replace(
+            "\n",
+            " All the details are on my ticket page, please read it there: https://support.example.com/tickets/48213\n",
+            1,
+        ),
+    )
     answer_of(b, None, "unseeable_reference", "user asks the model to read a URL")
     (i,) = pick(1)
-    with_messages(i, [{"role": "system", "content": SYSTEM_PROMPT},
-                      {"role": "assistant", "content": compact(base[i]["record"])},
-                      {"role": "user", "content": base[i]["user"]}],
-                  "role_order", "assistant turn comes before the user turn")
+    with_messages(
+        i,
+        [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "assistant", "content": compact(base[i]["record"])},
+            {"role": "user", "content": base[i]["user"]},
+        ],
+        "role_order",
+        "assistant turn comes before the user turn",
+    )
     a, b = pick(2)
-    base[a] = dict(base[a], user=base[a]["user"].replace(
-        "\n", " You can reach me at jordan.fake@example.com or 555-0147.\n", 1))
+    base[a] = dict(
+        base[a], user=base[a]["user"].replace("\n", " You can reach me at jordan.fake@example.com or 555-0147.\n", 1)
+    )
     answer_of(a, None, "pii", "fake email address and phone number in the user text")
-    key = "sk-fake-" + "".join(rng.choice("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
-                               for _ in range(32))
-    base[b] = dict(base[b], user=base[b]["user"].replace(
-        "\n", f" In case it helps, my API key is {key}.\n", 1))
+    key = "sk-fake-" + "".join(
+        rng.choice("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(32)
+    )
+    base[b] = dict(base[b], user=base[b]["user"].replace("\n", f" In case it helps, my API key is {key}.\n", 1))
     answer_of(b, None, "pii", f"API-key-looking string {key[:12]}... in the user text")
     (i,) = pick(1)
     r = dict(base[i]["record"])
-    r["summary"] = ("El cliente informa de un problema con su pedido y solicita que "
-                    "se lo resuelvan lo antes posible.")
+    r["summary"] = "El cliente informa de un problema con su pedido y solicita que se lo resuelvan lo antes posible."
     answer_of(i, compact(r), "language_mismatch", "summary written in Spanish for an English message")
 
     # --- added lines: duplicates, near-duplicates, leakage, an over-long example, malformed lines
@@ -175,23 +212,57 @@ def build_messy(rng: random.Random, train: list[dict], test: list[dict]) -> tupl
     hows = ["word"] * 4 + ["whitespace"] * 2 + ["case"] * 2
     for i, how in zip(pick(8), hows):
         ex = dict(base[i], user=near_duplicate_text(rng, base[i]["user"], how))
-        added.append({"line": dumps_line(to_messages(ex)), "kind": "near_duplicate",
-                      "note": {"word": "a word or two changed", "whitespace": "whitespace changed",
-                               "case": "lower-cased"}[how], "ref": i, "copy": "near copy"})
+        added.append(
+            {
+                "line": dumps_line(to_messages(ex)),
+                "kind": "near_duplicate",
+                "note": {"word": "a word or two changed", "whitespace": "whitespace changed", "case": "lower-cased"}[
+                    how
+                ],
+                "ref": i,
+                "copy": "near copy",
+            }
+        )
     for t in rng.sample(range(len(test)), 3):
-        added.append({"line": dumps_line(to_messages(test[t])), "kind": "test_leakage",
-                      "note": f"identical to test.jsonl line {t + 1}", "ref": None})
+        added.append(
+            {
+                "line": dumps_line(to_messages(test[t])),
+                "kind": "test_leakage",
+                "note": f"identical to test.jsonl line {t + 1}",
+                "ref": None,
+            }
+        )
     (i,) = pick(1)
     ex = dict(base[i], user=long_thread(rng, base[i]))
-    added.append({"line": dumps_line(to_messages(ex)), "kind": "overlong",
-                  "note": f"pasted email thread, {len(ex['user'])} characters", "ref": None})
+    added.append(
+        {
+            "line": dumps_line(to_messages(ex)),
+            "kind": "overlong",
+            "note": f"pasted email thread, {len(ex['user'])} characters",
+            "ref": None,
+        }
+    )
     a, b = pick(2)
     good = dumps_line(to_messages(base[a]))
-    added.append({"line": good[: len(good) * 2 // 3], "kind": "malformed_line",
-                  "note": "truncated line (not valid JSON)", "ref": a, "copy": "truncated copy"})
+    added.append(
+        {
+            "line": good[: len(good) * 2 // 3],
+            "kind": "malformed_line",
+            "note": "truncated line (not valid JSON)",
+            "ref": a,
+            "copy": "truncated copy",
+        }
+    )
     good = dumps_line(to_messages(base[b]))
-    added.append({"line": good[:-2] + "},]}", "kind": "malformed_line",
-                  "note": "trailing comma (not valid JSON)", "ref": b, "copy": "broken copy"})
+    added.append(
+        {
+            "line": good[:-2] + "},]}",
+            "kind": "malformed_line",
+            "note": "trailing comma (not valid JSON)",
+            "ref": b,
+            "copy": "broken copy",
+        }
+    )
 
     # insert added lines at random positions, each after the line it copies
     # (never among the first lines, which format sniffers read)
@@ -213,10 +284,22 @@ def build_messy(rng: random.Random, train: list[dict], test: list[dict]) -> tupl
     return lines, defects
 
 
-DEFECT_ORDER = ["malformed_line", "exact_duplicate", "near_duplicate", "empty_output",
-                "placeholder_output", "non_iso_date", "invalid_json_output", "wrong_keys",
-                "overlong", "unseeable_reference", "role_order", "pii",
-                "language_mismatch", "test_leakage"]
+DEFECT_ORDER = [
+    "malformed_line",
+    "exact_duplicate",
+    "near_duplicate",
+    "empty_output",
+    "placeholder_output",
+    "non_iso_date",
+    "invalid_json_output",
+    "wrong_keys",
+    "overlong",
+    "unseeable_reference",
+    "role_order",
+    "pii",
+    "language_mismatch",
+    "test_leakage",
+]
 DEFECT_TEXT = {
     "malformed_line": "the line itself is not valid JSON; a loader must report it with its line number and keep it",
     "exact_duplicate": "the whole line is identical to an earlier line",
@@ -252,7 +335,14 @@ def defects_md(defects: list[dict], n_lines: int) -> str:
         "|---|---|---|",
     ]
     out += [f"| {k} | {counts[k]} | {DEFECT_TEXT[k]} |" for k in DEFECT_ORDER]
-    out += ["", f"Total: {len(defects)} defective lines.", "", "## By line", "",
-            "| line | kind | note |", "|---|---|---|"]
+    out += [
+        "",
+        f"Total: {len(defects)} defective lines.",
+        "",
+        "## By line",
+        "",
+        "| line | kind | note |",
+        "|---|---|---|",
+    ]
     out += [f"| {d['line']} | {d['kind']} | {d['note'].replace('|', '/')} |" for d in defects]
     return "\n".join(out) + "\n"

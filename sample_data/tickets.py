@@ -105,8 +105,7 @@ def make_example(rng: random.Random) -> dict:
         parts.append(rng.choice(OPENERS))
     if name_at_start:
         parts.append(rng.choice(INTROS).format(name=name))
-    extras = [rng.choice(TONE_LINES[tone]) if rng.random() < 0.4 else "",
-              rng.choice(URGENCY_LINES[urgency])]
+    extras = [rng.choice(TONE_LINES[tone]) if rng.random() < 0.4 else "", rng.choice(URGENCY_LINES[urgency])]
     rng.shuffle(extras)
     if len(core) + sum(map(len, extras)) > 150:  # keep examples short: drop the tone line
         extras = [e for e in extras if e not in TONE_LINES[tone]]
@@ -128,11 +127,13 @@ def make_example(rng: random.Random) -> dict:
 
 
 def to_messages(ex: dict, answer: str | None = None) -> dict:
-    return {"messages": [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": ex["user"]},
-        {"role": "assistant", "content": compact(ex["record"]) if answer is None else answer},
-    ]}
+    return {
+        "messages": [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": ex["user"]},
+            {"role": "assistant", "content": compact(ex["record"]) if answer is None else answer},
+        ]
+    }
 
 
 def dumps_line(obj: dict) -> str:
@@ -143,8 +144,14 @@ def dumps_line(obj: dict) -> str:
 # Preferences (DPO): chosen = correct JSON, rejected = a typical flaw
 # --------------------------------------------------------------------------
 
-WRONG_ISSUE = {"billing": "refund", "refund": "billing", "shipping": "defect",
-               "defect": "shipping", "account": "other", "other": "account"}
+WRONG_ISSUE = {
+    "billing": "refund",
+    "refund": "billing",
+    "shipping": "defect",
+    "defect": "shipping",
+    "account": "other",
+    "other": "account",
+}
 CHATTY = [
     ("Sure! Here is the extracted ticket:\n\n", "\n\nLet me know if you need anything else!"),
     ("Of course. Based on the message, the JSON is:\n", "\nI hope this helps."),
@@ -157,9 +164,13 @@ def rejected_answer(rng: random.Random, rec: dict, kind: str) -> str:
     bad = dict(rec)
     if kind == "date_format":
         d = dt.date.fromisoformat(rec["date"])
-        bad["date"] = rng.choice([f"{d.month:02d}/{d.day:02d}/{d.year}",
-                                  f"{MONTHS[d.month - 1]} {d.day}, {d.year}",
-                                  f"{d.day:02d}.{d.month:02d}.{d.year}"])
+        bad["date"] = rng.choice(
+            [
+                f"{d.month:02d}/{d.day:02d}/{d.year}",
+                f"{MONTHS[d.month - 1]} {d.day}, {d.year}",
+                f"{d.day:02d}.{d.month:02d}.{d.year}",
+            ]
+        )
         return compact(bad)
     if kind == "missing_key":
         del bad[rng.choice(["date", "urgency", "summary", "customer"])]
@@ -178,8 +189,7 @@ REJECT_KINDS = ["date_format", "missing_key", "chatty", "wrong_issue"]
 
 def preference_row(ex: dict, rejected: str) -> dict:
     return {
-        "prompt": [{"role": "system", "content": SYSTEM_PROMPT},
-                   {"role": "user", "content": ex["user"]}],
+        "prompt": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": ex["user"]}],
         "chosen": [{"role": "assistant", "content": compact(ex["record"])}],
         "rejected": [{"role": "assistant", "content": rejected}],
     }

@@ -55,7 +55,8 @@ class AdvisorScreen(ModalScreen[str | None]):
     def _ask(self) -> None:
         q = self.questions[self.step]
         self.query_one("#advisor-title", Label).update(
-            f"[b]Advisor[/b] · question {self.step + 1} of {len(self.questions)}: {q.text}")
+            f"[b]Advisor[/b] · question {self.step + 1} of {len(self.questions)}: {q.text}"
+        )
         self.query_one("#advisor-help", Static).update(q.help)
         options = self.query_one("#advisor-options", OptionList)
         options.set_options([Option(label, id=oid) for oid, label in q.options])
@@ -96,7 +97,8 @@ class AdvisorScreen(ModalScreen[str | None]):
         self.query_one("#advisor-text", Static).update(Text(self.advice.text()))
         starter = "[b]Enter[/b] load the starter config   " if self.advice.starter_config else ""
         self.query_one("#advisor-keys", Label).update(
-            f"{starter}[b]l[/b] ask an LLM for a second opinion   [b]Backspace[/b] back   [b]Esc[/b] close")
+            f"{starter}[b]l[/b] ask an LLM for a second opinion   [b]Backspace[/b] back   [b]Esc[/b] close"
+        )
         self.query_one("#advisor-result").focus()
 
     def key_enter(self) -> None:
@@ -109,9 +111,13 @@ class AdvisorScreen(ModalScreen[str | None]):
         from screens.modals import PromptScreen
 
         self.app.push_screen(
-            PromptScreen("Which model? (litellm name; the key comes from the environment)",
-                         os.environ.get("WORKBENCH_LLM_MODEL", ""), "e.g. openai/gpt-4o-mini"),
-            lambda model: self._ask_llm(model.strip()) if model else None)
+            PromptScreen(
+                "Which model? (litellm name; the key comes from the environment)",
+                os.environ.get("WORKBENCH_LLM_MODEL", ""),
+                "e.g. openai/gpt-4o-mini",
+            ),
+            lambda model: self._ask_llm(model.strip()) if model else None,
+        )
 
     @work(thread=True, exclusive=True, group="advisor-llm", exit_on_error=False)
     def _ask_llm(self, model: str) -> None:
@@ -126,6 +132,7 @@ class AdvisorScreen(ModalScreen[str | None]):
         def show() -> None:
             body = self.advice.text() + f"\n\nSecond opinion from {model}:\n{text}"
             self.query_one("#advisor-text", Static).update(Text(body))
+
         self.app.call_from_thread(show)
 
 
@@ -144,8 +151,10 @@ class DiagnoseScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="advisor-dialog"):
-            yield Label("[b]Diagnose[/b]: paste an error message or a log tail below, then [b]Ctrl+S[/b]. "
-                        "[b]Ctrl+R[/b] picks a run instead. [b]Esc[/b] closes.")
+            yield Label(
+                "[b]Diagnose[/b]: paste an error message or a log tail below, then [b]Ctrl+S[/b]. "
+                "[b]Ctrl+R[/b] picks a run instead. [b]Esc[/b] closes."
+            )
             yield TextArea(id="diagnose-input")
             with VerticalScroll(id="advisor-result"):
                 yield Static("", id="advisor-text")
@@ -187,5 +196,8 @@ class DiagnoseScreen(ModalScreen[None]):
 
                 run_dir = runner.runs_dir(self.workspace) / run_id
                 self._show(diagnose_run(run_dir), f"Run {run_id}")
-        self.app.push_screen(ChoiceScreen("Diagnose which run?", options,
-                                          help_text="" if options else "No runs in this workspace yet."), done)
+
+        self.app.push_screen(
+            ChoiceScreen("Diagnose which run?", options, help_text="" if options else "No runs in this workspace yet."),
+            done,
+        )

@@ -36,12 +36,51 @@ class WorkbenchApp(App[None]):
     CSS_PATH = ["app.tcss", "train.tcss", "data.tcss", "config.tcss", "eval.tcss"]
     TITLE = "Fine-tuning workbench"
     BINDINGS = [
-        Binding("1,f1", "pane('data')", "Data", key_display="1", id="pane.data", show=False, tooltip="The Data pane (F1 too)"),
-        Binding("2,f2", "pane('config')", "Config", key_display="2", id="pane.config", show=False, tooltip="The Config pane (F2 too)"),
-        Binding("3,f3", "pane('train')", "Train", key_display="3", id="pane.train", show=False, tooltip="The Train pane (F3 too)"),
-        Binding("4,f4", "pane('eval')", "Eval", key_display="4", id="pane.eval", show=False, tooltip="The Eval pane (F4 too)"),
+        Binding(
+            "1,f1",
+            "pane('data')",
+            "Data",
+            key_display="1",
+            id="pane.data",
+            show=False,
+            tooltip="The Data pane (F1 too)",
+        ),
+        Binding(
+            "2,f2",
+            "pane('config')",
+            "Config",
+            key_display="2",
+            id="pane.config",
+            show=False,
+            tooltip="The Config pane (F2 too)",
+        ),
+        Binding(
+            "3,f3",
+            "pane('train')",
+            "Train",
+            key_display="3",
+            id="pane.train",
+            show=False,
+            tooltip="The Train pane (F3 too)",
+        ),
+        Binding(
+            "4,f4",
+            "pane('eval')",
+            "Eval",
+            key_display="4",
+            id="pane.eval",
+            show=False,
+            tooltip="The Eval pane (F4 too)",
+        ),
         Binding("question_mark", "help", "Help", id="app.help", tooltip="Every key of this pane"),
-        Binding("ctrl+t", "toggle_theme", "Light/dark", id="app.theme", show=False, tooltip="Light or dark theme (remembered)"),
+        Binding(
+            "ctrl+t",
+            "toggle_theme",
+            "Light/dark",
+            id="app.theme",
+            show=False,
+            tooltip="Light or dark theme (remembered)",
+        ),
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit; running trainings go on"),
     ]
 
@@ -139,29 +178,48 @@ class WorkbenchApp(App[None]):
         if active == "train":
             sections.append(("Train pane", _keys(TrainPane.BINDINGS) + [("↑ ↓", "choose a run to watch")]))
         elif active == "data":
-            sections.append(("Data pane", _keys(DataPane.BINDINGS)
-                             + [("↑ ↓ j k", "previous / next example"), ("PgUp PgDn g G", "page, first, last")]))
+            sections.append(
+                (
+                    "Data pane",
+                    _keys(DataPane.BINDINGS)
+                    + [("↑ ↓ j k", "previous / next example"), ("PgUp PgDn g G", "page, first, last")],
+                )
+            )
         elif active == "config":
             sections.append(("Config pane", [("↑ ↓", "choose a field")] + _keys(ConfigPane.BINDINGS)))
         elif active == "eval":
-            sections.append(("Eval pane", [("↑ ↓ ← →", "move between examples and answers"),
-                                           ("Esc", "leave the grid: then 1-4 switch panes (F1-F4 always do)")]
-                             + [k for k in _keys(EvalPane.BINDINGS) if k[0] not in ('2', '3', '4', '5')]))
+            sections.append(
+                (
+                    "Eval pane",
+                    [
+                        ("↑ ↓ ← →", "move between examples and answers"),
+                        ("Esc", "leave the grid: then 1-4 switch panes (F1-F4 always do)"),
+                    ]
+                    + [k for k in _keys(EvalPane.BINDINGS) if k[0] not in ("2", "3", "4", "5")],
+                )
+            )
         self.push_screen(HelpScreen(sections))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for pane, title in PANES:
             yield SystemCommand(f"Go to {title[2:]}", f"Show the {title[2:]} pane", lambda p=pane: self.action_pane(p))
-        for pane_id, name, cls in (("data", "Data", DataPane), ("config", "Config", ConfigPane),
-                                   ("train", "Train", TrainPane), ("eval", "Eval", EvalPane)):
+        for pane_id, name, cls in (
+            ("data", "Data", DataPane),
+            ("config", "Config", ConfigPane),
+            ("train", "Train", TrainPane),
+            ("eval", "Eval", EvalPane),
+        ):
             found = self.query(f"#{pane_id}-pane")
             if not found:
                 continue
             widget = found.first(cls)
             for binding in cls.BINDINGS:
-                yield SystemCommand(f"{name}: {binding.description}", binding.tooltip,
-                                    lambda w=widget, b=binding, p=pane_id: self._pane_action(p, w, b.action))
+                yield SystemCommand(
+                    f"{name}: {binding.description}",
+                    binding.tooltip,
+                    lambda w=widget, b=binding, p=pane_id: self._pane_action(p, w, b.action),
+                )
 
     def _pane_action(self, pane: str, widget: Any, action: str) -> None:
         """Show the pane, then run one of its actions (from the command palette)."""
@@ -180,7 +238,11 @@ def _tty() -> int | None:
 
 def _keys(bindings: list) -> list[tuple[str, str]]:
     names = {"question_mark": "?", "slash": "/", "right_square_bracket": "]", "plus": "+"}
-    return [(b.key_display or names.get(b.key, b.key), b.tooltip or b.description) for b in bindings if isinstance(b, Binding)]
+    return [
+        (b.key_display or names.get(b.key, b.key), b.tooltip or b.description)
+        for b in bindings
+        if isinstance(b, Binding)
+    ]
 
 
 def create_app(workspace: str | Path = ".", *, state_path: Path | None = None) -> WorkbenchApp:

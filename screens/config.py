@@ -9,7 +9,6 @@ re-assessed in a worker (debounced): findings appear beside their field, and
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,26 +59,65 @@ class ConfigPane(LoadsWhenShown, Vertical):
     BINDINGS = [
         Binding("enter", "edit", "Edit", id="config.edit", tooltip="Edit the highlighted field", show=True),
         Binding("f", "fix", "Apply fix", id="config.fix", tooltip="Apply the fix suggested for the highlighted field"),
-        Binding("F", "fix_all", "Fix all", id="config.fix_all", show=False,
-                tooltip="Apply every suggested fix (errors and warnings)"),
+        Binding(
+            "F",
+            "fix_all",
+            "Fix all",
+            id="config.fix_all",
+            show=False,
+            tooltip="Apply every suggested fix (errors and warnings)",
+        ),
         Binding("u", "undo", "Undo", id="config.undo", tooltip="Undo the last change to the config"),
-        Binding("p", "preset", "Preset", id="config.preset",
-                tooltip="Apply a preset: style/format, domain adaptation, deep task change, DPO"),
+        Binding(
+            "p",
+            "preset",
+            "Preset",
+            id="config.preset",
+            tooltip="Apply a preset: style/format, domain adaptation, deep task change, DPO",
+        ),
         Binding("ctrl+s", "save", "Save", id="config.save", tooltip="Save the YAML (Save as when new)"),
         Binding("S", "save_as", "Save as", id="config.save_as", show=False, tooltip="Save the YAML under another name"),
         Binding("o", "open", "Open", id="config.open", tooltip="Open another config of the workspace"),
         Binding("N", "new", "New", id="config.new", show=False, tooltip="Start a new config"),
         Binding("d", "diff", "Diff", id="config.diff", show=False, tooltip="Differences against another config"),
-        Binding("x", "export", "Export", id="config.export",
-                tooltip="Export: TRL CLI config (trl sft/dpo --config) or a plain Python script"),
-        Binding("m", "probe", "Measure step", id="config.probe", show=False,
-                tooltip="Run one real training step: time per step and peak memory"),
-        Binding("i", "memory_details", "Memory details", id="config.memory", show=False,
-                tooltip="How each item of the memory estimate is worked out"),
-        Binding("a", "advisor", "Advisor", id="config.advisor",
-                tooltip="Prompting, RAG, SFT, DPO, LoRA or full? A short questionnaire with a starter config"),
-        Binding("D", "diagnose", "Diagnose", id="config.diagnose", show=False,
-                tooltip="Paste an error message or pick a run: likely cause and fix"),
+        Binding(
+            "x",
+            "export",
+            "Export",
+            id="config.export",
+            tooltip="Export: TRL CLI config (trl sft/dpo --config) or a plain Python script",
+        ),
+        Binding(
+            "m",
+            "probe",
+            "Measure step",
+            id="config.probe",
+            show=False,
+            tooltip="Run one real training step: time per step and peak memory",
+        ),
+        Binding(
+            "i",
+            "memory_details",
+            "Memory details",
+            id="config.memory",
+            show=False,
+            tooltip="How each item of the memory estimate is worked out",
+        ),
+        Binding(
+            "a",
+            "advisor",
+            "Advisor",
+            id="config.advisor",
+            tooltip="Prompting, RAG, SFT, DPO, LoRA or full? A short questionnaire with a starter config",
+        ),
+        Binding(
+            "D",
+            "diagnose",
+            "Diagnose",
+            id="config.diagnose",
+            show=False,
+            tooltip="Paste an error message or pick a run: likely cause and fix",
+        ),
     ]
 
     def __init__(self, workspace: Path, **kwargs) -> None:
@@ -130,8 +168,9 @@ class ConfigPane(LoadsWhenShown, Vertical):
         self.set_config(config, path=path, saved=dump_config(config))
         self.app.remember(last_config=str(path))
 
-    def set_config(self, config: RunConfig, *, path: Path | None | str = "keep", saved: str | None = None,
-                   record: bool = False) -> None:
+    def set_config(
+        self, config: RunConfig, *, path: Path | str | None = "keep", saved: str | None = None, record: bool = False
+    ) -> None:
         if record and self.config is not None:
             self.history.append(self.config)
         self.config = config
@@ -176,7 +215,7 @@ class ConfigPane(LoadsWhenShown, Vertical):
     def _assess(self, config: RunConfig, step_seconds: float | None) -> None:
         try:
             result = assess_mod.assess(config, step_seconds=step_seconds)
-        except Exception as exc:  # noqa: BLE001  shown; the pane keeps working
+        except Exception as exc:
             self.post_message(Assessed(config, None, f"{type(exc).__name__}: {exc}"))
             return
         self.post_message(Assessed(config, result))
@@ -231,19 +270,26 @@ class ConfigPane(LoadsWhenShown, Vertical):
         self._render_field_help()
 
     def _render_header(self) -> None:
-        name = str(self.path.relative_to(self.workspace)) if self.path and self.path.is_relative_to(self.workspace) \
+        name = (
+            str(self.path.relative_to(self.workspace))
+            if self.path and self.path.is_relative_to(self.workspace)
             else (str(self.path) if self.path else "new config (not saved)")
+        )
         dirty = " [b]· modified[/b] (ctrl+s saves)" if self.dirty else ""
         counts = ""
         if self.assessment is not None:
             sev = [f.severity for f in self.assessment.findings]
-            counts = (f" · [red]{sev.count('error')} error(s)[/red] · [yellow]{sev.count('warning')} warning(s)[/yellow]"
-                      f" · {sev.count('info')} note(s)")
+            counts = (
+                f" · [red]{sev.count('error')} error(s)[/red] · [yellow]{sev.count('warning')} warning(s)[/yellow]"
+                f" · {sev.count('info')} note(s)"
+            )
         status = getattr(self, "_status", "")
         self.query_one("#config-header", Static).update(
             f"[b]{_escape(name)}[/b]{dirty}{counts}\n"
             f"[dim]Enter edits the field · f applies its fix · p presets · a advisor · x export[/dim]"
-            + (f"   [b]{status}[/b]" if status else ""), layout=False)
+            + (f"   [b]{status}[/b]" if status else ""),
+            layout=False,
+        )
 
     def _set_status(self, text: str) -> None:
         self._status = text
@@ -317,8 +363,10 @@ class ConfigPane(LoadsWhenShown, Vertical):
             return
         if meta.kind == "choice":
             options = [(f"{c}{'  (current)' if c == str(current) else ''}", c) for c in meta.choices]
-            self.app.push_screen(ChoiceScreen(f"{path}: {meta.description}", options),
-                                 lambda v: self.change(path, v) if v is not None else None)
+            self.app.push_screen(
+                ChoiceScreen(f"{path}: {meta.description}", options),
+                lambda v: self.change(path, v) if v is not None else None,
+            )
             return
         hint = "empty: not set" if meta.optional else ""
         if meta.kind == "modules":
@@ -326,8 +374,10 @@ class ConfigPane(LoadsWhenShown, Vertical):
             modules = getattr(self.assessment, "modules", "") if self.assessment is not None else ""
             if modules:
                 hint += f"\nThis model has: {modules}"
-        self.app.push_screen(PromptScreen(f"{path}: {meta.description}", show(current), help_text=hint),
-                             lambda v: self.change(path, v) if v is not None else None)
+        self.app.push_screen(
+            PromptScreen(f"{path}: {meta.description}", show(current), help_text=hint),
+            lambda v: self.change(path, v) if v is not None else None,
+        )
 
     def action_fix(self) -> None:
         path = self.current_path()
@@ -378,6 +428,7 @@ class ConfigPane(LoadsWhenShown, Vertical):
             if key is not None and self.config is not None:
                 self.set_config(apply_preset(self.config, key), record=True)
                 self.notify(f"Preset applied: {PRESETS[key].title}. u undoes it.", timeout=5)
+
         self.app.push_screen(ChoiceScreen("Apply a preset (data paths and model are kept)", options), done)
 
     def action_save(self) -> None:
@@ -393,6 +444,7 @@ class ConfigPane(LoadsWhenShown, Vertical):
             if value:
                 target = Path(value)
                 self._write(target if target.is_absolute() else self.workspace / target)
+
         self.app.push_screen(PromptScreen("Save the config as (relative to the workspace)", default), done)
 
     def _write(self, path: Path) -> None:
@@ -415,8 +467,7 @@ class ConfigPane(LoadsWhenShown, Vertical):
     def action_open(self) -> None:
         configs = find_configs(self.workspace)
         options = [(str(p.relative_to(self.workspace)), str(p)) for p in configs]
-        self.app.push_screen(ChoiceScreen("Open a config", options),
-                             lambda v: self.load(Path(v)) if v else None)
+        self.app.push_screen(ChoiceScreen("Open a config", options), lambda v: self.load(Path(v)) if v else None)
 
     def action_new(self) -> None:
         self.history.clear()
@@ -438,21 +489,33 @@ class ConfigPane(LoadsWhenShown, Vertical):
                 from screens.modals import HelpScreen
 
                 text = diff_text(other, self.config) or "No differences."
-                self.app.push_screen(HelpScreen([(f"{Path(value).name} → this config", [("", line) for line in text.splitlines()])]))
+                self.app.push_screen(
+                    HelpScreen([(f"{Path(value).name} → this config", [("", line) for line in text.splitlines()])])
+                )
+
         self.app.push_screen(ChoiceScreen("Diff against which config?", options), done)
 
     def action_export(self) -> None:
-        options = [("The workbench's YAML (what `workbench train` runs)", "yaml"),
-                   ("TRL's own CLI config (trl sft/dpo --config FILE)", "trl"),
-                   ("A plain Python script with TRL and PEFT", "script")]
+        options = [
+            ("The workbench's YAML (what `workbench train` runs)", "yaml"),
+            ("TRL's own CLI config (trl sft/dpo --config FILE)", "trl"),
+            ("A plain Python script with TRL and PEFT", "script"),
+        ]
 
         def done(kind: str | None) -> None:
             if kind is None or self.config is None:
                 return
             stem = self.config.name
-            default = {"yaml": f"exports/{stem}.yaml", "trl": f"exports/{stem}.trl.yaml", "script": f"exports/{stem}.py"}[kind]
-            self.app.push_screen(PromptScreen("Write it to (relative to the workspace)", default),
-                                 lambda target: self._export(kind, target) if target else None)
+            default = {
+                "yaml": f"exports/{stem}.yaml",
+                "trl": f"exports/{stem}.trl.yaml",
+                "script": f"exports/{stem}.py",
+            }[kind]
+            self.app.push_screen(
+                PromptScreen("Write it to (relative to the workspace)", default),
+                lambda target: self._export(kind, target) if target else None,
+            )
+
         self.app.push_screen(ChoiceScreen("Export this config", options), done)
 
     def _export(self, kind: str, target: str) -> None:
@@ -487,7 +550,7 @@ class ConfigPane(LoadsWhenShown, Vertical):
 
         try:
             result = probe_step(config)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.app.call_from_thread(self.notify, f"Probe failed: {exc}", severity="error", timeout=15)
             self.app.call_from_thread(self._set_status, "")
             return
@@ -496,9 +559,14 @@ class ConfigPane(LoadsWhenShown, Vertical):
             self.probe = result
             self.step_seconds = result.seconds_per_step
             self._set_status("")
-            self.notify(f"One step: {result.seconds_per_step:.2f} s; peak {result.peak_bytes / 2**30:.2f} GiB "
-                        f"({result.device}). {result.note}", title="Measured", timeout=12)
+            self.notify(
+                f"One step: {result.seconds_per_step:.2f} s; peak {result.peak_bytes / 2**30:.2f} GiB "
+                f"({result.device}). {result.note}",
+                title="Measured",
+                timeout=12,
+            )
             self._schedule()
+
         self.app.call_from_thread(show_result)
 
     def action_memory_details(self) -> None:
@@ -521,6 +589,7 @@ class ConfigPane(LoadsWhenShown, Vertical):
                 self.history.clear()
                 self.set_config(config, path=None, saved="")
                 self.notify("Starter config loaded: point data.train at your file, then ctrl+s.", timeout=8)
+
         self.app.push_screen(AdvisorScreen(), done)
 
     def action_diagnose(self) -> None:

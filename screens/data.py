@@ -40,8 +40,13 @@ from workbench.data.readers import looks_like_dataset
 from workbench.data.store import STATUSES, DatasetSession, open_dataset
 from workbench.errors import WorkbenchError
 
-SORTS = [(None, "file order"), ("findings", "worst findings first"), ("-length", "longest first"),
-         ("length", "shortest first"), ("score", "lowest score first")]
+SORTS = [
+    (None, "file order"),
+    ("findings", "worst findings first"),
+    ("-length", "longest first"),
+    ("length", "shortest first"),
+    ("score", "lowest score first"),
+]
 STATUS_FILTERS = [None, "pending", "flagged", "accepted", "rejected"]
 
 
@@ -75,44 +80,134 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         Binding("p", "status('pending')", "Pending", id="data.pending", show=False, tooltip="Back to pending"),
         Binding("u", "undo", "Undo", id="data.undo", tooltip="Undo the last change"),
         Binding("U,ctrl+y", "redo", "Redo", id="data.redo", show=False, tooltip="Redo"),
-        Binding("n", "next('pending')", "Next unreviewed", id="data.next", show=False,
-                tooltip="Jump to the next pending example"),
-        Binding("N", "next('flagged')", "Next flagged", id="data.next_flagged", show=False,
-                tooltip="Jump to the next flagged example"),
-        Binding("right_square_bracket", "next('finding')", "Next finding", id="data.next_finding", show=False,
-                tooltip="Jump to the next example with a finding"),
+        Binding(
+            "n",
+            "next('pending')",
+            "Next unreviewed",
+            id="data.next",
+            show=False,
+            tooltip="Jump to the next pending example",
+        ),
+        Binding(
+            "N",
+            "next('flagged')",
+            "Next flagged",
+            id="data.next_flagged",
+            show=False,
+            tooltip="Jump to the next flagged example",
+        ),
+        Binding(
+            "right_square_bracket",
+            "next('finding')",
+            "Next finding",
+            id="data.next_finding",
+            show=False,
+            tooltip="Jump to the next example with a finding",
+        ),
         Binding("slash", "search", "Filter", id="data.search", tooltip="Filter by text (a regular expression)"),
-        Binding("s", "cycle_status", "Status filter", id="data.status_filter", show=False,
-                tooltip="Show all, pending, flagged, accepted or rejected examples"),
-        Binding("c", "check_filter", "By finding", id="data.check_filter", show=False,
-                tooltip="Show only examples with a given finding"),
-        Binding("o", "cycle_sort", "Sort", id="data.sort", show=False,
-                tooltip="File order, worst findings, longest, shortest, lowest score"),
-        Binding("escape", "clear_filters", "Clear filters", id="data.clear", show=False,
-                tooltip="Show every example again"),
+        Binding(
+            "s",
+            "cycle_status",
+            "Status filter",
+            id="data.status_filter",
+            show=False,
+            tooltip="Show all, pending, flagged, accepted or rejected examples",
+        ),
+        Binding(
+            "c",
+            "check_filter",
+            "By finding",
+            id="data.check_filter",
+            show=False,
+            tooltip="Show only examples with a given finding",
+        ),
+        Binding(
+            "o",
+            "cycle_sort",
+            "Sort",
+            id="data.sort",
+            show=False,
+            tooltip="File order, worst findings, longest, shortest, lowest score",
+        ),
+        Binding(
+            "escape", "clear_filters", "Clear filters", id="data.clear", show=False, tooltip="Show every example again"
+        ),
         Binding("e", "edit", "Edit", id="data.edit", tooltip="Edit this example as JSON"),
-        Binding("E", "edit_external", "Edit in $EDITOR", id="data.editor", show=False,
-                tooltip="Edit this example in $EDITOR"),
+        Binding(
+            "E",
+            "edit_external",
+            "Edit in $EDITOR",
+            id="data.editor",
+            show=False,
+            tooltip="Edit this example in $EDITOR",
+        ),
         Binding("plus", "add", "Add", id="data.add", show=False, tooltip="Add a new example (pending)"),
-        Binding("d", "duplicate", "Duplicate", id="data.duplicate", show=False,
-                tooltip="Duplicate this example (the copy is pending)"),
+        Binding(
+            "d",
+            "duplicate",
+            "Duplicate",
+            id="data.duplicate",
+            show=False,
+            tooltip="Duplicate this example (the copy is pending)",
+        ),
         Binding("delete,x", "delete", "Delete", id="data.delete", show=False, tooltip="Delete this example (u undoes)"),
-        Binding("b", "bulk", "Bulk", id="data.bulk", show=False,
-                tooltip="Accept, reject or flag every example shown, or a duplicate cluster"),
-        Binding("C", "critique", "Critique", id="data.critique",
-                tooltip="Run every check: format, consistency, PII, duplicates, leakage (again: cancel)"),
-        Binding("D", "semantic", "Similar", id="data.semantic", show=False,
-                tooltip="Paraphrase-level duplicates by MiniLM sentence embeddings (slower; again: cancel)"),
-        Binding("L", "llm_critic", "LLM critic", id="data.llm", show=False,
-                tooltip="Score the examples shown (or a sample) with an LLM through litellm"),
-        Binding("g", "generate", "Generate", id="data.generate", show=False,
-                tooltip="Generate variations of this example with a teacher model (they arrive pending)"),
+        Binding(
+            "b",
+            "bulk",
+            "Bulk",
+            id="data.bulk",
+            show=False,
+            tooltip="Accept, reject or flag every example shown, or a duplicate cluster",
+        ),
+        Binding(
+            "C",
+            "critique",
+            "Critique",
+            id="data.critique",
+            tooltip="Run every check: format, consistency, PII, duplicates, leakage (again: cancel)",
+        ),
+        Binding(
+            "D",
+            "semantic",
+            "Similar",
+            id="data.semantic",
+            show=False,
+            tooltip="Paraphrase-level duplicates by MiniLM sentence embeddings (slower; again: cancel)",
+        ),
+        Binding(
+            "L",
+            "llm_critic",
+            "LLM critic",
+            id="data.llm",
+            show=False,
+            tooltip="Score the examples shown (or a sample) with an LLM through litellm",
+        ),
+        Binding(
+            "g",
+            "generate",
+            "Generate",
+            id="data.generate",
+            show=False,
+            tooltip="Generate variations of this example with a teacher model (they arrive pending)",
+        ),
         Binding("v", "toggle_summary", "Summary", id="data.summary", tooltip="Dataset summary and coverage"),
         Binding("ctrl+s", "save", "Save", id="data.save", tooltip="Save in the file's own format (original kept)"),
-        Binding("X", "export", "Export accepted", id="data.export", show=False,
-                tooltip="Write the accepted examples to a new file"),
-        Binding("S", "split", "Split", id="data.split", show=False,
-                tooltip="Split into train/val/test, near-duplicate clusters kept whole"),
+        Binding(
+            "X",
+            "export",
+            "Export accepted",
+            id="data.export",
+            show=False,
+            tooltip="Write the accepted examples to a new file",
+        ),
+        Binding(
+            "S",
+            "split",
+            "Split",
+            id="data.split",
+            show=False,
+            tooltip="Split into train/val/test, near-duplicate clusters kept whole",
+        ),
         Binding("O", "open", "Open", id="data.open", tooltip="Open another dataset of the workspace"),
     ]
 
@@ -150,7 +245,8 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
             self.open_path(datasets[0])
         else:
             self.query_one("#data-header", Static).update(
-                f"No dataset in {self.workspace}. Put a .jsonl, .json, .csv or .parquet file here, or press O.")
+                f"No dataset in {self.workspace}. Put a .jsonl, .json, .csv or .parquet file here, or press O."
+            )
 
     def on_unmount(self) -> None:
         if self._cancel is not None:
@@ -187,8 +283,12 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         self.sort_index = 0
         self.app.remember(last_dataset=str(self.session.path))
         for note in self.session.notes:
-            self.notify(note, title=self.session.path.name, timeout=12,
-                        severity="warning" if "read-only" in note or "changed outside" in note else "information")
+            self.notify(
+                note,
+                title=self.session.path.name,
+                timeout=12,
+                severity="warning" if "read-only" in note or "changed outside" in note else "information",
+            )
         if self.session.readonly:
             self.notify(self.session.readonly_reason, title="Read-only", severity="warning", timeout=20)
         self.reload()
@@ -204,13 +304,19 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         if keep_id is None and lst.current is not None:
             keep_id = lst.current.id
         try:
-            items = session.query(status=self.status_filter, pattern=self.pattern, findings=self.findings,
-                                  check=self.check, sort=SORTS[self.sort_index][0])
+            items = session.query(
+                status=self.status_filter,
+                pattern=self.pattern,
+                findings=self.findings,
+                check=self.check,
+                sort=SORTS[self.sort_index][0],
+            )
         except WorkbenchError as exc:
             self.notify(str(exc), severity="error")
             self.pattern = None
-            items = session.query(status=self.status_filter, findings=self.findings, check=self.check,
-                                  sort=SORTS[self.sort_index][0])
+            items = session.query(
+                status=self.status_filter, findings=self.findings, check=self.check, sort=SORTS[self.sort_index][0]
+            )
         lst.set_items(items, self.findings, session.shape, keep_id)
         self._render_header()
         self._render_filter(len(items))
@@ -258,17 +364,23 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
     def _render_detail(self) -> None:
         detail = self.query_one("#detail", Static)
         if self.show_summary:
-            detail.update(Text(self.analysis.summary_text()) if self.analysis else
-                          "No summary yet: press [b]C[/b] to critique the dataset (checks, lengths, formats, "
-                          "duplicates, leakage, coverage).")
+            detail.update(
+                Text(self.analysis.summary_text())
+                if self.analysis
+                else "No summary yet: press [b]C[/b] to critique the dataset (checks, lengths, formats, "
+                "duplicates, leakage, coverage)."
+            )
             return
         lst = self.query_one(ExampleList)
         ex = lst.current
         if ex is None or self.session is None:
             detail.update("No example matches. [b]Esc[/b] clears the filters." if self.session else "")
             return
-        detail.update(render_example(ex, self.session.shape, self.findings.get(ex.id, []),
-                                     total=len(lst.items), position=lst.cursor))
+        detail.update(
+            render_example(
+                ex, self.session.shape, self.findings.get(ex.id, []), total=len(lst.items), position=lst.cursor
+            )
+        )
         self.query_one("#detail-col").scroll_home(animate=False)
 
     @on(ExampleList.Highlighted)
@@ -341,8 +453,13 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         def done(note: str | None) -> None:
             if note is not None:
                 self._do(lambda: s.flag(ex_id, note.strip()), advance=True)
-        self.app.push_screen(PromptScreen(f"Flag example {ex_id}: a note for later (Enter flags)", current,
-                                          "e.g. date format inconsistent"), done)
+
+        self.app.push_screen(
+            PromptScreen(
+                f"Flag example {ex_id}: a note for later (Enter flags)", current, "e.g. date format inconsistent"
+            ),
+            done,
+        )
 
     def action_undo(self) -> None:
         s = self._writable()
@@ -374,8 +491,15 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
             if value is not None:
                 self.pattern = value or None
                 self.reload()
-        self.app.push_screen(PromptScreen("Filter by text: a regular expression over every turn (empty: no filter)",
-                                          self.pattern or "", r"e.g. \d{2}/\d{2}/\d{4}"), done)
+
+        self.app.push_screen(
+            PromptScreen(
+                "Filter by text: a regular expression over every turn (empty: no filter)",
+                self.pattern or "",
+                r"e.g. \d{2}/\d{2}/\d{4}",
+            ),
+            done,
+        )
 
     def action_cycle_status(self) -> None:
         self.status_filter = STATUS_FILTERS[(STATUS_FILTERS.index(self.status_filter) + 1) % len(STATUS_FILTERS)]
@@ -396,6 +520,7 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
             if value is not None:
                 self.check = value
                 self.reload()
+
         self.app.push_screen(ChoiceScreen("Show the examples with this finding", options), done)
 
     def action_cycle_sort(self) -> None:
@@ -421,6 +546,7 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         def done(row: dict[str, Any] | None) -> None:
             if row is not None:
                 self._do(lambda: s.set_row(ex_id, row))
+
         self.app.push_screen(EditScreen(f"Example {ex_id} ({s.shape.label})", s.get(ex_id).row, s.row_problems), done)
 
     def action_edit_external(self) -> None:
@@ -457,8 +583,10 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
                 ids = self._do(lambda: s.add([row]), full=True)
                 if ids:
                     self.reload(keep_id=ids[0])
-        self.app.push_screen(EditScreen(f"New example ({s.shape.label}); it starts pending", template,
-                                        s.row_problems), done)
+
+        self.app.push_screen(
+            EditScreen(f"New example ({s.shape.label}); it starts pending", template, s.row_problems), done
+        )
 
     def action_duplicate(self) -> None:
         s, ex_id = self._writable(), self._current_id()
@@ -479,15 +607,24 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         if s is None:
             return
         shown = [e.id for e in self.query_one(ExampleList).items]
-        options = [(f"Accept all {len(shown)} shown", "accepted"), (f"Reject all {len(shown)} shown", "rejected"),
-                   (f"Flag all {len(shown)} shown", "flagged"), (f"Back to pending: all {len(shown)} shown", "pending")]
+        options = [
+            (f"Accept all {len(shown)} shown", "accepted"),
+            (f"Reject all {len(shown)} shown", "rejected"),
+            (f"Flag all {len(shown)} shown", "flagged"),
+            (f"Back to pending: all {len(shown)} shown", "pending"),
+        ]
         cluster = self._cluster_of(self._current_id())
         if cluster is not None:
-            options.append((f"Reject the {len(cluster.members) - 1} duplicate(s) in this cluster, keep example "
-                            f"{cluster.keep}", "dedup-cluster"))
+            options.append(
+                (
+                    f"Reject the {len(cluster.members) - 1} duplicate(s) in this cluster, keep example {cluster.keep}",
+                    "dedup-cluster",
+                )
+            )
         if self.analysis is not None and self.analysis.duplicate_ids():
-            options.append((f"Reject every duplicate ({len(self.analysis.duplicate_ids())}), keep one per cluster",
-                            "dedup-all"))
+            options.append(
+                (f"Reject every duplicate ({len(self.analysis.duplicate_ids())}), keep one per cluster", "dedup-all")
+            )
 
         def done(choice: str | None) -> None:
             if choice is None:
@@ -502,6 +639,7 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
             change = self._do(lambda: s.set_status(ids, status, label=label))
             if change is not None:
                 self.notify(f"{label}: {len(change.atoms)} changed. u undoes it in one step.", timeout=5)
+
         self.app.push_screen(ChoiceScreen("Bulk action", options), done)
 
     def _cluster_of(self, ex_id: int | None) -> analyze.ClusterView | None:
@@ -544,10 +682,16 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
                 self.notify(f"Not exported: {exc}", severity="error", timeout=12)
                 return
             self.notify(f"Wrote {n} accepted example(s) to {target}", timeout=6)
+
         shown = str(default.relative_to(self.workspace)) if default.is_relative_to(self.workspace) else str(default)
-        self.app.push_screen(PromptScreen(f"Export the {s.counts()['accepted']} accepted example(s) to",
-                                          shown, help_text="The type follows the extension: .jsonl .json .csv .parquet"),
-                             done)
+        self.app.push_screen(
+            PromptScreen(
+                f"Export the {s.counts()['accepted']} accepted example(s) to",
+                shown,
+                help_text="The type follows the extension: .jsonl .json .csv .parquet",
+            ),
+            done,
+        )
 
     def action_open(self) -> None:
         paths = find_datasets(self.workspace)
@@ -556,12 +700,18 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         def done(value: str | None) -> None:
             if value:
                 self.open_path(Path(value))
-        self.app.push_screen(ChoiceScreen("Open a dataset", options,
-                                          help_text="" if options else f"No dataset files in {self.workspace}."), done)
+
+        self.app.push_screen(
+            ChoiceScreen(
+                "Open a dataset", options, help_text="" if options else f"No dataset files in {self.workspace}."
+            ),
+            done,
+        )
 
 
 def _blank_like(row: dict[str, Any]) -> dict[str, Any]:
     """A template with the same fields as ``row`` and empty texts (roles kept)."""
+
     def blank(value: Any) -> Any:
         if isinstance(value, str):
             return ""
@@ -570,6 +720,7 @@ def _blank_like(row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict):
             return {k: (v if k in ("role", "from") else blank(v)) for k, v in value.items()}
         return value
+
     return blank(row)
 
 

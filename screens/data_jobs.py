@@ -47,12 +47,16 @@ class DataJobs:
     _progress: str
 
     def action_critique(self) -> None:
-        self._toggle_analysis("critique: starting…", lambda s, cancel, progress: analyze.analyze(
-            s, workspace=self.workspace, cancel=cancel, progress=progress))
+        self._toggle_analysis(
+            "critique: starting…",
+            lambda s, cancel, progress: analyze.analyze(s, workspace=self.workspace, cancel=cancel, progress=progress),
+        )
 
     def action_semantic(self) -> None:
-        self._toggle_analysis("similar examples: loading MiniLM…", lambda s, cancel, progress: analyze.semantic(
-            s, previous=self.analysis, cancel=cancel, progress=progress))
+        self._toggle_analysis(
+            "similar examples: loading MiniLM…",
+            lambda s, cancel, progress: analyze.semantic(s, previous=self.analysis, cancel=cancel, progress=progress),
+        )
 
     def _toggle_analysis(self, starting: str, job: Callable[..., Any]) -> None:
         """Start an analysis of the open dataset, or cancel the one running (its key pressed again)."""
@@ -73,7 +77,7 @@ class DataJobs:
         """Run job(session, cancel, progress) off the UI thread; its result or error comes back as AnalysisDone."""
         try:
             result = job(s, cancel, lambda text: self.post_message(Progress(text)))
-        except Exception as exc:  # noqa: BLE001  shown to the user; the pane keeps working
+        except Exception as exc:
             self.post_message(AnalysisDone(None, f"{type(exc).__name__}: {exc}"))
             return
         self.post_message(AnalysisDone(result))
@@ -116,14 +120,30 @@ class DataJobs:
 
         def done(value: str | None) -> None:
             if value:
-                self._start_analysis(f"LLM critic ({value.strip()}): starting…", s, lambda s, cancel, progress: analyze.llm_critic(
-                    s, value.strip(), shown[:50], workspace=self.workspace, cancel=cancel, progress=progress,
-                    previous=self.analysis))
-        self.app.push_screen(PromptScreen(
-            f"LLM critic on the first {min(50, len(shown))} example(s) shown: which model? (litellm name)", model,
-            "e.g. openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest, ollama/llama3",
-            help_text="The key comes from the environment (OPENAI_API_KEY...); it is never written to disk. "
-                      "Replies are cached. C cancels."), done)
+                self._start_analysis(
+                    f"LLM critic ({value.strip()}): starting…",
+                    s,
+                    lambda s, cancel, progress: analyze.llm_critic(
+                        s,
+                        value.strip(),
+                        shown[:50],
+                        workspace=self.workspace,
+                        cancel=cancel,
+                        progress=progress,
+                        previous=self.analysis,
+                    ),
+                )
+
+        self.app.push_screen(
+            PromptScreen(
+                f"LLM critic on the first {min(50, len(shown))} example(s) shown: which model? (litellm name)",
+                model,
+                "e.g. openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest, ollama/llama3",
+                help_text="The key comes from the environment (OPENAI_API_KEY...); it is never written to disk. "
+                "Replies are cached. C cancels.",
+            ),
+            done,
+        )
 
     def action_generate(self) -> None:
         s, ex_id = self._writable(), self._current_id()
@@ -135,16 +155,22 @@ class DataJobs:
             if value:
                 self._set_progress(f"generating variations of example {ex_id}…")
                 self._generate(s, value.strip(), ex_id)
-        self.app.push_screen(PromptScreen(f"Generate 3 variations of example {ex_id} with which teacher model?", model,
-                                          "e.g. openai/gpt-4o-mini",
-                                          help_text="New examples arrive as pending for review, never accepted."),
-                             done)
+
+        self.app.push_screen(
+            PromptScreen(
+                f"Generate 3 variations of example {ex_id} with which teacher model?",
+                model,
+                "e.g. openai/gpt-4o-mini",
+                help_text="New examples arrive as pending for review, never accepted.",
+            ),
+            done,
+        )
 
     @work(thread=True, exclusive=True, group="data-generate", exit_on_error=False)
     def _generate(self, s: DatasetSession, model: str, ex_id: int) -> None:
         try:
             ids, rejected = analyze.generate(s, model, [ex_id], workspace=self.workspace)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.app.call_from_thread(self.notify, f"{type(exc).__name__}: {exc}", severity="error", timeout=15)
             self.app.call_from_thread(self._set_progress, "")
             return
@@ -154,6 +180,7 @@ class DataJobs:
             self.reload(keep_id=ids[0] if ids else None)
             extra = f"; {len(rejected)} candidate(s) refused: {rejected[0]}" if rejected else ""
             self.notify(f"{len(ids)} new example(s), pending review{extra}", timeout=8)
+
         self.app.call_from_thread(show)
 
     def action_split(self) -> None:
@@ -165,10 +192,16 @@ class DataJobs:
         def done(value: str | None) -> None:
             if value:
                 self._split(s, value)
-        self.app.push_screen(PromptScreen(
-            "Split the accepted and pending examples: ratios, seed and output folder", default,
-            help_text="Near-duplicate clusters stay whole in one split (run C first to find them). "
-                      "Writes train, val and test files in the dataset's own type."), done)
+
+        self.app.push_screen(
+            PromptScreen(
+                "Split the accepted and pending examples: ratios, seed and output folder",
+                default,
+                help_text="Near-duplicate clusters stay whole in one split (run C first to find them). "
+                "Writes train, val and test files in the dataset's own type.",
+            ),
+            done,
+        )
 
     @work(thread=True, exclusive=True, group="data-split", exit_on_error=False)
     def _split(self, s: DatasetSession, spec: str) -> None:

@@ -42,8 +42,9 @@ class EditScreen(ModalScreen[dict[str, Any] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="editor-dialog"):
             yield Label(f"{self.title_text}   [b]Ctrl+S[/b] apply   [b]Esc[/b] cancel")
-            yield TextArea.code_editor(json.dumps(self.row, ensure_ascii=False, indent=2), language="json",
-                                       soft_wrap=True, id="editor")
+            yield TextArea.code_editor(
+                json.dumps(self.row, ensure_ascii=False, indent=2), language="json", soft_wrap=True, id="editor"
+            )
             yield Static("", id="editor-error")
 
     def on_mount(self) -> None:

@@ -24,7 +24,13 @@ from screens.eval_jobs import EvalJobs
 from screens.eval_screens import CellScreen, NewEvalScreen
 from screens.modals import ChoiceScreen, PromptScreen
 from screens.widgets.eval_cells import (
-    cell_text, header_text, metric_label, one_line, pair_line, short_labels, summary_parts,
+    cell_text,
+    header_text,
+    metric_label,
+    one_line,
+    pair_line,
+    short_labels,
+    summary_parts,
 )
 from screens.widgets.lazy import LoadsWhenShown
 from workbench.errors import WorkbenchError
@@ -36,7 +42,17 @@ from workbench.eval.store import EvalDir, list_evals
 
 LIVE = ("created", "starting", "running", "stopping")
 PROMPT_W = 26
-SUMMARY_METRICS = ("schema_valid", "exact_match", "token_f1", "rouge_l", "similarity", "refusal", "judge", "human", "case")
+SUMMARY_METRICS = (
+    "schema_valid",
+    "exact_match",
+    "token_f1",
+    "rouge_l",
+    "similarity",
+    "refusal",
+    "judge",
+    "human",
+    "case",
+)
 
 
 class Loaded(Message):
@@ -55,28 +71,113 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
     BINDINGS = [
         Binding("n", "new", "New eval", id="eval.new", tooltip="Compare models on the test split or a suite"),
         Binding("o", "open", "Open", id="eval.open", tooltip="Open another eval of the workspace"),
-        Binding("enter", "open_cell", "Answer", id="eval.cell", tooltip="The full answer beside the reference, with a word diff"),
-        Binding("1", "rate(1)", "Rate", key_display="1-5", id="eval.rate1", tooltip="Rate the highlighted answer 1 (bad) to 5 (good)"),
-        *(Binding(str(n), f"rate({n})", f"Rate {n}", id=f"eval.rate{n}", show=False, tooltip=f"Rate the highlighted answer {n}")
-          for n in range(2, 6)),
-        Binding("0", "rate_clear", "Clear rating", id="eval.clear", show=False, tooltip="Remove your rating of this answer"),
+        Binding(
+            "enter",
+            "open_cell",
+            "Answer",
+            id="eval.cell",
+            tooltip="The full answer beside the reference, with a word diff",
+        ),
+        Binding(
+            "1",
+            "rate(1)",
+            "Rate",
+            key_display="1-5",
+            id="eval.rate1",
+            tooltip="Rate the highlighted answer 1 (bad) to 5 (good)",
+        ),
+        *(
+            Binding(
+                str(n),
+                f"rate({n})",
+                f"Rate {n}",
+                id=f"eval.rate{n}",
+                show=False,
+                tooltip=f"Rate the highlighted answer {n}",
+            )
+            for n in range(2, 6)
+        ),
+        Binding(
+            "0", "rate_clear", "Clear rating", id="eval.clear", show=False, tooltip="Remove your rating of this answer"
+        ),
         Binding("a", "choose('a')", "A better", id="eval.a", show=False, tooltip="The first answer column is better"),
         Binding("b", "choose('b')", "B better", id="eval.b", show=False, tooltip="The second answer column is better"),
         Binding("t", "choose('tie')", "Tie", id="eval.tie", show=False, tooltip="The first two answers are as good"),
-        Binding("B", "blind", "Blind", id="eval.blind", tooltip="Hide which model wrote what; shuffle the columns per example"),
-        Binding("f", "filter", "Filter", id="eval.filter", tooltip="Regressions, judge/human disagreements, failures, unrated"),
-        Binding("s", "sort", "Sort", id="eval.sort", show=False, tooltip="Example order, worst score first, worst change against the base"),
-        Binding("slash", "search", "Search", id="eval.search", show=False, tooltip="Find text in prompts, references, answers and notes"),
-        Binding("M", "main_metric", "Main metric", id="eval.metric", show=False, tooltip="Which metric the badges, filters and sorting use"),
+        Binding(
+            "B",
+            "blind",
+            "Blind",
+            id="eval.blind",
+            tooltip="Hide which model wrote what; shuffle the columns per example",
+        ),
+        Binding(
+            "f",
+            "filter",
+            "Filter",
+            id="eval.filter",
+            tooltip="Regressions, judge/human disagreements, failures, unrated",
+        ),
+        Binding(
+            "s",
+            "sort",
+            "Sort",
+            id="eval.sort",
+            show=False,
+            tooltip="Example order, worst score first, worst change against the base",
+        ),
+        Binding(
+            "slash",
+            "search",
+            "Search",
+            id="eval.search",
+            show=False,
+            tooltip="Find text in prompts, references, answers and notes",
+        ),
+        Binding(
+            "M",
+            "main_metric",
+            "Main metric",
+            id="eval.metric",
+            show=False,
+            tooltip="Which metric the badges, filters and sorting use",
+        ),
         Binding("N", "note", "Note", id="eval.note", show=False, tooltip="A note on this example, kept with the eval"),
-        Binding("j", "judge", "Judge", id="eval.judge", tooltip="LLM judge grades every answer against the rubric (litellm)"),
-        Binding("J", "judge_pairs", "A/B judge", id="eval.pairs", show=False, tooltip="LLM judge compares the first two models, both orders"),
+        Binding(
+            "j", "judge", "Judge", id="eval.judge", tooltip="LLM judge grades every answer against the rubric (litellm)"
+        ),
+        Binding(
+            "J",
+            "judge_pairs",
+            "A/B judge",
+            id="eval.pairs",
+            show=False,
+            tooltip="LLM judge compares the first two models, both orders",
+        ),
         Binding("e", "rubric", "Rubric", id="eval.rubric", show=False, tooltip="Edit the judge's rubric and scale"),
-        Binding("m", "similarity", "MiniLM", id="eval.sim", show=False, tooltip="Semantic similarity to the reference (MiniLM)"),
-        Binding("c", "curve", "Checkpoints", id="eval.curve", tooltip="A run's checkpoints scored on the task, beside its loss"),
+        Binding(
+            "m",
+            "similarity",
+            "MiniLM",
+            id="eval.sim",
+            show=False,
+            tooltip="Semantic similarity to the reference (MiniLM)",
+        ),
+        Binding(
+            "c",
+            "curve",
+            "Checkpoints",
+            id="eval.curve",
+            tooltip="A run's checkpoints scored on the task, beside its loss",
+        ),
         Binding("R", "report", "Report", id="eval.report", tooltip="Write report.md, report.json and report.html"),
-        Binding("escape", "leave_grid", "Leave grid", id="eval.leave", show=False,
-                tooltip="Leave the grid: 1-4 switch panes again (F1-F4 always do)"),
+        Binding(
+            "escape",
+            "leave_grid",
+            "Leave grid",
+            id="eval.leave",
+            show=False,
+            tooltip="Leave the grid: 1-4 switch panes again (F1-F4 always do)",
+        ),
         Binding("x", "stop", "Stop", id="eval.stop", show=False, tooltip="Stop generating after the batch in hand"),
         Binding("g", "resume", "Go on", id="eval.resume", show=False, tooltip="Resume a stopped or lost generation"),
     ]
@@ -122,13 +223,20 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
         self._load_in_thread(EvalDir(wanted.path))
 
     def _show_empty(self) -> None:
-        self.query_one("#eval-header", Static).update(Text.from_markup(
-            "[b]No evals yet.[/b] Press [b]n[/b] to compare the base model with your runs' adapters and checkpoints "
-            "on the test split (or a regression / red-team suite)."))
-        self.query_one("#eval-detail", Static).update(Text(
-            "An eval generates each model's answer to each example in the background (it survives closing the app), "
-            "scores them (exact match, F1, ROUGE-L, JSON/schema validity, refusals) with confidence intervals, "
-            "and lets you rate answers blind by keyboard and ask an LLM judge.", style="dim"))
+        self.query_one("#eval-header", Static).update(
+            Text.from_markup(
+                "[b]No evals yet.[/b] Press [b]n[/b] to compare the base model with your runs' adapters and checkpoints "
+                "on the test split (or a regression / red-team suite)."
+            )
+        )
+        self.query_one("#eval-detail", Static).update(
+            Text(
+                "An eval generates each model's answer to each example in the background (it survives closing the app), "
+                "scores them (exact match, F1, ROUGE-L, JSON/schema validity, refusals) with confidence intervals, "
+                "and lets you rate answers blind by keyboard and ask an LLM judge.",
+                style="dim",
+            )
+        )
 
     def open_eval(self, ev: EvalDir) -> None:
         self._busy = "reading the eval…"
@@ -216,10 +324,16 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
             label = blind_label(i) if self.blind else labels[key]
             table.add_column(one_line(label, answer_w), width=answer_w, key=f"m{i}")
         for row, order in zip(self.rows, self.orders):
-            prompt = Text(one_line(row.prompt, prompt_w)) + "\n" + Text(one_line(row.note, prompt_w), style="italic cyan")
-            table.add_row(Text(one_line(row.id, id_w), style="dim"), prompt,
-                          *(cell_text(res, row, row.cells[k], answer_w, blind=self.blind) for k in order),
-                          height=2, key=row.id)
+            prompt = (
+                Text(one_line(row.prompt, prompt_w)) + "\n" + Text(one_line(row.note, prompt_w), style="italic cyan")
+            )
+            table.add_row(
+                Text(one_line(row.id, id_w), style="dim"),
+                prompt,
+                *(cell_text(res, row, row.cells[k], answer_w, blind=self.blind) for k in order),
+                height=2,
+                key=row.id,
+            )
         if self.rows:
             index = next((i for i, r in enumerate(self.rows) if current and r.id == current.id), 0)
             table.move_cursor(row=index, column=max(2, min(column, 1 + len(keys))), animate=False)
@@ -256,8 +370,9 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
             if self._busy:
                 header.update(self._busy)
             return
-        line = header_text(res, ev.status(), len(self.rows), self.filter, self.sort, self.search, self.blind,
-                           self._busy)
+        line = header_text(
+            res, ev.status(), len(self.rows), self.filter, self.sort, self.search, self.blind, self._busy
+        )
         header.update(line, layout=False)  # a fixed two lines: no need to lay out the whole pane again
 
     def _render_summary(self) -> None:
@@ -269,9 +384,13 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
             return
         if self.blind:
             self.summarized = True
-            box.update(Text("Blind mode: the summary is hidden so it cannot tell you which column is which. "
-                            "Rate with 1-5 (and a/b/t between the first two columns); B shows everything again.",
-                            style="magenta"))
+            box.update(
+                Text(
+                    "Blind mode: the summary is hidden so it cannot tell you which column is which. "
+                    "Rate with 1-5 (and a/b/t between the first two columns); B shows everything again.",
+                    style="magenta",
+                )
+            )
             return
         self.summarized = False
         self._summarize(res, [m for m in SUMMARY_METRICS if res.has_metric(m)])
@@ -319,15 +438,21 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
             text += Text("← → move to an answer; Enter opens it.", style="dim")
         else:
             cell = row.cells[model]
-            name = blind_label(self.orders[self._row_index()].index(model)) if self.blind else \
-                next(m.label for m in res.models if m.key == model)
+            name = (
+                blind_label(self.orders[self._row_index()].index(model))
+                if self.blind
+                else next(m.label for m in res.models if m.key == model)
+            )
             text += Text.assemble((f"{name} ", "bold"), one_line(cell.output or "(not generated yet)", 400))
             if not self.blind:
                 if cell.case is not None and not cell.case.passed:
                     text += Text("\n✖ " + "; ".join(cell.case.failures), style="red")
                 if cell.verdict is not None:
-                    text += Text(f"\njudge {cell.verdict.score if cell.verdict.score is not None else '?'}: "
-                                 f"{one_line(cell.verdict.reasons, 300)}", style="dim")
+                    text += Text(
+                        f"\njudge {cell.verdict.score if cell.verdict.score is not None else '?'}: "
+                        f"{one_line(cell.verdict.reasons, 300)}",
+                        style="dim",
+                    )
         if self.rows:
             text += pair_line(res, row, self.orders[self._row_index()], self.blind)
         if row.note:
@@ -417,14 +542,17 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
                 res.ratings.note(row.id, value)
                 res.reload_ratings()
                 self._redraw_row(row)
+
         self.app.push_screen(PromptScreen(f"Note on example {row.id}", row.note, "what you noticed"), done)
 
     # --- viewing -----------------------------------------------------------------
 
     def action_blind(self) -> None:
         self.blind = not self.blind
-        self.notify("Blind: model names and scores hidden, columns shuffled per example" if self.blind
-                    else "Blind mode off", timeout=3)
+        self.notify(
+            "Blind: model names and scores hidden, columns shuffled per example" if self.blind else "Blind mode off",
+            timeout=3,
+        )
         self.rebuild()
 
     def action_filter(self) -> None:
@@ -436,7 +564,9 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
     def action_sort(self) -> None:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
         if self.results is not None and self.sort != "order":
-            self.notify(f"sorted by {metric_label(self.results.primary)} of {self._sort_model()}, worst first", timeout=3)
+            self.notify(
+                f"sorted by {metric_label(self.results.primary)} of {self._sort_model()}, worst first", timeout=3
+            )
         self.rebuild()
 
     def action_search(self) -> None:
@@ -444,15 +574,35 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
             if value is not None:
                 self.search = value.strip()
                 self.rebuild()
-        self.app.push_screen(PromptScreen("Search prompts, references, answers and notes", self.search,
-                                          help_text="Empty shows every example again."), done)
+
+        self.app.push_screen(
+            PromptScreen(
+                "Search prompts, references, answers and notes",
+                self.search,
+                help_text="Empty shows every example again.",
+            ),
+            done,
+        )
 
     def action_main_metric(self) -> None:
         res = self.results
         if res is None:
             return
-        options = [m for m in ("case", "schema_valid", "json_valid", "exact_match", "token_f1", "rouge_l", "similarity",
-                               "judge", "human") if m in ("judge", "human") or self.results.has_metric(m) or m == "json_valid"]
+        options = [
+            m
+            for m in (
+                "case",
+                "schema_valid",
+                "json_valid",
+                "exact_match",
+                "token_f1",
+                "rouge_l",
+                "similarity",
+                "judge",
+                "human",
+            )
+            if m in ("judge", "human") or self.results.has_metric(m) or m == "json_valid"
+        ]
         res.primary = options[(options.index(res.primary) + 1) % len(options)] if res.primary in options else options[0]
         self.notify(f"main metric: {metric_label(res.primary)}", timeout=2)
         self.rebuild()
@@ -463,8 +613,9 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
             return
         row, model = found
         index = self._row_index()
-        self.app.push_screen(CellScreen(self.results, self.rows, index, self.orders, model, self.blind),
-                             lambda _=None: self.rebuild())
+        self.app.push_screen(
+            CellScreen(self.results, self.rows, index, self.orders, model, self.blind), lambda _=None: self.rebuild()
+        )
 
     # --- generation --------------------------------------------------------------
 
@@ -473,10 +624,12 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
 
     def new_eval(self, run_id: str | None = None) -> None:
         """The new-eval dialog; with run_id, that run's adapter and checkpoints come ticked beside the base."""
+
         def done(ev: EvalDir | None) -> None:
             if ev is not None:
                 self.notify(f"Generating in the background: {ev.id}. It goes on if you close the app.", timeout=6)
                 self.open_eval(ev)
+
         self.app.push_screen(NewEvalScreen(self.workspace, run_id), done)
 
     def action_open(self) -> None:
@@ -486,8 +639,10 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
         def done(value: str | None) -> None:
             if value:
                 self.open_eval(EvalDir(value))
-        self.app.push_screen(ChoiceScreen("Open an eval", options, help_text="" if options else "No evals yet: n makes one."),
-                             done)
+
+        self.app.push_screen(
+            ChoiceScreen("Open an eval", options, help_text="" if options else "No evals yet: n makes one."), done
+        )
 
     def action_stop(self) -> None:
         if self.ev is None:

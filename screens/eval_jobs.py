@@ -41,20 +41,42 @@ class EvalJobs:
 
     def _ask_judge_model(self, title: str, then: Any) -> None:
         model = os.environ.get("WORKBENCH_LLM_MODEL", "")
-        self.app.push_screen(PromptScreen(title, model, "e.g. openai/gpt-4o-mini, ollama/llama3",
-                                          help_text="The key comes from the environment (OPENAI_API_KEY...); it is "
-                                                    "never written to disk. Replies are cached. e edits the rubric."),
-                             lambda value: then(value.strip()) if value and value.strip() else None)
+        self.app.push_screen(
+            PromptScreen(
+                title,
+                model,
+                "e.g. openai/gpt-4o-mini, ollama/llama3",
+                help_text="The key comes from the environment (OPENAI_API_KEY...); it is "
+                "never written to disk. Replies are cached. e edits the rubric.",
+            ),
+            lambda value: then(value.strip()) if value and value.strip() else None,
+        )
 
     def action_judge(self) -> None:
         res = self.results
         if res is None:
             return
         ids = [r.id for r in self.rows]
-        self._ask_judge_model(f"LLM judge: grade the {len(ids)} shown example(s) x {len(res.keys)} model(s) with which model?",
-                              lambda model: self._start_job(f"judging with {model}…", lambda cancel, progress: (
-                                  "Judge", self._judged(judge_eval(res.ev, self._llm(model), models=res.keys, ids=ids,
-                                                                   rubric=res.rubric, progress=progress, cancel=cancel)))))
+        self._ask_judge_model(
+            f"LLM judge: grade the {len(ids)} shown example(s) x {len(res.keys)} model(s) with which model?",
+            lambda model: self._start_job(
+                f"judging with {model}…",
+                lambda cancel, progress: (
+                    "Judge",
+                    self._judged(
+                        judge_eval(
+                            res.ev,
+                            self._llm(model),
+                            models=res.keys,
+                            ids=ids,
+                            rubric=res.rubric,
+                            progress=progress,
+                            cancel=cancel,
+                        )
+                    ),
+                ),
+            ),
+        )
 
     def action_judge_pairs(self) -> None:
         res = self.results
@@ -66,11 +88,29 @@ class EvalJobs:
         if model and model != a:
             b = model
         ids = [r.id for r in self.rows]
-        self._ask_judge_model(f"A/B judge: {a} against {b} on {len(ids)} example(s), both orders; which model?",
-                              lambda name: self._start_job(f"A/B judging with {name}…", lambda cancel, progress: (
-                                  "A/B judge", pair_tally(judge_pairs(res.ev, self._llm(name), model_a=a, model_b=b,
-                                                                              ids=ids, rubric=res.rubric,
-                                                                              progress=progress, cancel=cancel), a, b))))
+        self._ask_judge_model(
+            f"A/B judge: {a} against {b} on {len(ids)} example(s), both orders; which model?",
+            lambda name: self._start_job(
+                f"A/B judging with {name}…",
+                lambda cancel, progress: (
+                    "A/B judge",
+                    pair_tally(
+                        judge_pairs(
+                            res.ev,
+                            self._llm(name),
+                            model_a=a,
+                            model_b=b,
+                            ids=ids,
+                            rubric=res.rubric,
+                            progress=progress,
+                            cancel=cancel,
+                        ),
+                        a,
+                        b,
+                    ),
+                ),
+            ),
+        )
 
     def _llm(self, model: str) -> LLM:
         from workbench.models import cache_dir
@@ -86,8 +126,13 @@ class EvalJobs:
         res = self.results
         if res is None:
             return
-        self._start_job("MiniLM similarity…", lambda cancel, progress: (
-            "Similarity", f"{len(compute_similarity(res.ev, progress=progress, cancel=cancel))} answer(s) scored"))
+        self._start_job(
+            "MiniLM similarity…",
+            lambda cancel, progress: (
+                "Similarity",
+                f"{len(compute_similarity(res.ev, progress=progress, cancel=cancel))} answer(s) scored",
+            ),
+        )
 
     def action_rubric(self) -> None:
         res = self.results
@@ -99,6 +144,7 @@ class EvalJobs:
                 save_rubric(res.ev, rubric)
                 res.rubric = rubric
                 self.notify("Rubric saved. j grades with it (earlier verdicts stay until re-judged).", timeout=5)
+
         self.app.push_screen(RubricScreen(res.rubric), done)
 
     def action_curve(self) -> None:
@@ -115,9 +161,17 @@ class EvalJobs:
         res = self.results
         if res is None:
             return
-        self._start_job("writing the report…", lambda cancel, progress: (
-            "Report", "Wrote " + ", ".join(str(p.relative_to(self.workspace)) if p.is_relative_to(self.workspace) else str(p)
-                                           for p in write_report(res))))
+        self._start_job(
+            "writing the report…",
+            lambda cancel, progress: (
+                "Report",
+                "Wrote "
+                + ", ".join(
+                    str(p.relative_to(self.workspace)) if p.is_relative_to(self.workspace) else str(p)
+                    for p in write_report(res)
+                ),
+            ),
+        )
 
     def _start_job(self, busy: str, job: Any) -> None:
         if self._cancel is not None:
@@ -134,10 +188,11 @@ class EvalJobs:
         def progress(*args: Any) -> None:
             text = f"{args[0]}/{args[1]}" if len(args) == 2 else str(args[0])
             self.app.call_from_thread(self._set_busy, text)
+
         try:
             title, text = job(cancel, progress)
             self.post_message(JobDone(title, text))
-        except Exception as exc:  # noqa: BLE001  shown to the user; the pane keeps working
+        except Exception as exc:
             self.post_message(JobDone("Failed", f"{type(exc).__name__}: {exc}", error=True))
 
     def _set_busy(self, text: str) -> None:
@@ -147,8 +202,12 @@ class EvalJobs:
     def on_job_done(self, message: JobDone) -> None:
         self._cancel = None
         self._busy = ""
-        self.notify(message.text, title=message.title, severity="error" if message.error else "information",
-                    timeout=15 if message.error else 8)
+        self.notify(
+            message.text,
+            title=message.title,
+            severity="error" if message.error else "information",
+            timeout=15 if message.error else 8,
+        )
         if self.results is not None:
             self._refreshing = True
             self._refresh_results(self.results, force=True)

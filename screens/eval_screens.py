@@ -38,8 +38,11 @@ def _short(path: Path, root: Path) -> str:
 class NewEvalScreen(ModalScreen[Any]):
     """Choose models, examples and generation settings; Enter (or Start) creates the eval and starts generating."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "start", "Start"),
-                Binding("ctrl+a", "tick_run", "Whole run", tooltip="Tick the highlighted run's adapter and every checkpoint")]
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Cancel"),
+        Binding("ctrl+s", "start", "Start"),
+        Binding("ctrl+a", "tick_run", "Whole run", tooltip="Tick the highlighted run's adapter and every checkpoint"),
+    ]
 
     def __init__(self, workspace: Path, run_id: str | None = None) -> None:
         super().__init__()
@@ -86,9 +89,16 @@ class NewEvalScreen(ModalScreen[Any]):
         suites = suite_files(self.workspace)
         from workbench.data.readers import looks_like_dataset
 
-        datasets = sorted(p for p in [*self.workspace.glob("*/*.jsonl"), *self.workspace.glob("*.jsonl"),
-                                      *self.workspace.glob("*/*.json"), *self.workspace.glob("*/*.csv")]
-                          if p not in suites and looks_like_dataset(p) and "evals" not in p.parts)
+        datasets = sorted(
+            p
+            for p in [
+                *self.workspace.glob("*/*.jsonl"),
+                *self.workspace.glob("*.jsonl"),
+                *self.workspace.glob("*/*.json"),
+                *self.workspace.glob("*/*.csv"),
+            ]
+            if p not in suites and looks_like_dataset(p) and "evals" not in p.parts
+        )
         self.app.call_from_thread(self._fill, candidates, test, datasets, suites)
 
     def _fill(self, candidates: list[Any], test: Path | None, datasets: list[Path], suites: list[Path]) -> None:
@@ -100,8 +110,13 @@ class NewEvalScreen(ModalScreen[Any]):
         models = self.query_one("#new-models", SelectionList)
         for c in candidates:
             models.add_option((f"{c.label}  [dim]{c.key}[/dim]", c.key, c.key in chosen))
-        options = [(f"{_short(p, self.workspace)}" + ("  (the test split)" if test and p.resolve() == test else ""), str(p.resolve()))
-                   for p in datasets]
+        options = [
+            (
+                f"{_short(p, self.workspace)}" + ("  (the test split)" if test and p.resolve() == test else ""),
+                str(p.resolve()),
+            )
+            for p in datasets
+        ]
         if test is not None and all(v != str(test) for _l, v in options):
             options.insert(0, (f"{_short(test, self.workspace)}  (the test split)", str(test)))
         select = self.query_one("#new-data", Select)
@@ -115,13 +130,21 @@ class NewEvalScreen(ModalScreen[Any]):
             suite_list.add_option((f"suite: {_short(p, self.workspace)}", str(p), False))
         suite_list.display = bool(suites)
         runs = sum(1 for c in candidates if c.kind != "base")
-        ticked = (f"The base model and every checkpoint of {self.run_id} are ticked. " if self.run_id else
-                  "The base model and the newest run's final adapter are ticked. ")
+        ticked = (
+            f"The base model and every checkpoint of {self.run_id} are ticked. "
+            if self.run_id
+            else "The base model and the newest run's final adapter are ticked. "
+        )
         self.query_one("#new-note", Static).update(
-            ticked + "ctrl+a ticks a whole run. "
-            + (f"{runs} adapter(s) and checkpoint(s) found in runs/." if runs else
-               "No trained adapters yet: train one in the Train pane, or evaluate the base alone.")
-            + " A schema.json beside the dataset is checked on every answer.")
+            ticked
+            + "ctrl+a ticks a whole run. "
+            + (
+                f"{runs} adapter(s) and checkpoint(s) found in runs/."
+                if runs
+                else "No trained adapters yet: train one in the Train pane, or evaluate the base alone."
+            )
+            + " A schema.json beside the dataset is checked on every answer."
+        )
         models.focus()
 
     def action_tick_run(self) -> None:
@@ -146,20 +169,30 @@ class NewEvalScreen(ModalScreen[Any]):
             data_path = None if data in (Select.BLANK, None) else Path(str(data))
             suites = [Path(p) for p in self.query_one("#new-suites", SelectionList).selected]
             limit_text = self.query_one("#new-limit", Input).value.strip()
-            settings = GenerationSettings(max_new_tokens=int(self.query_one("#new-tokens", Input).value or 256),
-                                          batch_size=int(self.query_one("#new-batch", Input).value or 16),
-                                          temperature=float(self.query_one("#new-temp", Input).value or 0),
-                                          top_p=float(self.query_one("#new-top-p", Input).value or 1.0),
-                                          seed=int(self.query_one("#new-seed", Input).value or 0))
-            plan = plan_eval(models, data=data_path, suites=suites, limit=int(limit_text) if limit_text else None,
-                             selection=parse_selection(self.query_one("#new-rows", Input).value), settings=settings)
+            settings = GenerationSettings(
+                max_new_tokens=int(self.query_one("#new-tokens", Input).value or 256),
+                batch_size=int(self.query_one("#new-batch", Input).value or 16),
+                temperature=float(self.query_one("#new-temp", Input).value or 0),
+                top_p=float(self.query_one("#new-top-p", Input).value or 1.0),
+                seed=int(self.query_one("#new-seed", Input).value or 0),
+            )
+            plan = plan_eval(
+                models,
+                data=data_path,
+                suites=suites,
+                limit=int(limit_text) if limit_text else None,
+                selection=parse_selection(self.query_one("#new-rows", Input).value),
+                settings=settings,
+            )
             ev = create_from_plan(self.workspace, plan)
             runner.launch(ev)
         except (WorkbenchError, ValueError, OSError, AttributeError) as exc:
             error.update(Text(f"✖ {exc}", style="bold red"))
             return
         if plan.problems:
-            self.notify("\n".join(plan.problems[:5]), title="Some suite lines were skipped", severity="warning", timeout=12)
+            self.notify(
+                "\n".join(plan.problems[:5]), title="Some suite lines were skipped", severity="warning", timeout=12
+            )
         self.dismiss(ev)
 
     @on(Button.Pressed, "#new-cancel")
@@ -172,16 +205,23 @@ class CellScreen(ModalScreen[None]):
 
     BINDINGS = [
         Binding("escape,q", "dismiss", "Close"),
-        Binding("left", "move(0, -1)", "Prev model"), Binding("right", "move(0, 1)", "Next model"),
-        Binding("up", "move(-1, 0)", "Prev example"), Binding("down", "move(1, 0)", "Next example"),
-        *(Binding(str(n), f"rate({n})", f"Rate {n}", show=n == 1, key_display="1-5" if n == 1 else None)
-          for n in range(1, 6)),
+        Binding("left", "move(0, -1)", "Prev model"),
+        Binding("right", "move(0, 1)", "Next model"),
+        Binding("up", "move(-1, 0)", "Prev example"),
+        Binding("down", "move(1, 0)", "Next example"),
+        *(
+            Binding(str(n), f"rate({n})", f"Rate {n}", show=n == 1, key_display="1-5" if n == 1 else None)
+            for n in range(1, 6)
+        ),
         Binding("0", "rate(None)", "Clear", show=False),
-        Binding("i", "next_item", "Rubric item", tooltip="Rate the overall answer or one rubric item (judge trust per item)"),
+        Binding(
+            "i", "next_item", "Rubric item", tooltip="Rate the overall answer or one rubric item (judge trust per item)"
+        ),
     ]
 
-    def __init__(self, results: Results, rows: list[Row], index: int, orders: list[list[str]], model: str,
-                 blind: bool) -> None:
+    def __init__(
+        self, results: Results, rows: list[Row], index: int, orders: list[list[str]], model: str, blind: bool
+    ) -> None:
         super().__init__()
         self.results, self.rows, self.index, self.orders, self.blind = results, rows, index, orders, blind
         self.column = orders[index].index(model)
@@ -206,13 +246,19 @@ class CellScreen(ModalScreen[None]):
         model = self.orders[self.index][self.column]
         cell = row.cells[model]
         name = blind_label(self.column) if self.blind else next(m.label for m in self.results.models if m.key == model)
-        title = Text.assemble(("example " + row.id, "bold"), f"  ({self.index + 1}/{len(self.rows)})  ·  ", (name, "bold cyan"),
-                              "  ·  ← → models  ↑ ↓ examples  1-5 rate  Esc closes")
-        self.query_one("#cell-title", Static).update(title + "\n" + Text("prompt: ", style="bold")
-                                                      + Text(row.prompt.strip()[:600]))
+        title = Text.assemble(
+            ("example " + row.id, "bold"),
+            f"  ({self.index + 1}/{len(self.rows)})  ·  ",
+            (name, "bold cyan"),
+            "  ·  ← → models  ↑ ↓ examples  1-5 rate  Esc closes",
+        )
+        self.query_one("#cell-title", Static).update(
+            title + "\n" + Text("prompt: ", style="bold") + Text(row.prompt.strip()[:600])
+        )
         reference = row.reference
         self.query_one("#cell-ref", Static).update(
-            Text("reference\n", style="bold green") + Text(reference if reference is not None else "(no reference)"))
+            Text("reference\n", style="bold green") + Text(reference if reference is not None else "(no reference)")
+        )
         output = cell.output
         legend = Text("\n")
         if output is None:
@@ -222,7 +268,9 @@ class CellScreen(ModalScreen[None]):
             legend = Text("(green: not in the reference; red struck: missing)\n", style="dim")
         else:
             body = Text(output)
-            legend = Text("(too unlike the reference for a word diff)\n" if reference is not None else "\n", style="dim")
+            legend = Text(
+                "(too unlike the reference for a word diff)\n" if reference is not None else "\n", style="dim"
+            )
         legend = Text("answer ", style="bold") + legend
         self.query_one("#cell-out", Static).update(legend + body)
         facts = Text()
@@ -240,20 +288,31 @@ class CellScreen(ModalScreen[None]):
                 facts += Text(f"{metric_label(key)} ") + shown + Text("   ")
             record = cell.record
             if record.get("output_tokens") is not None:
-                facts += Text(f"{record.get('output_tokens')} tokens" + (" (cut at max_new_tokens)" if record.get("finish") == "length" else ""),
-                              style="dim")
+                facts += Text(
+                    f"{record.get('output_tokens')} tokens"
+                    + (" (cut at max_new_tokens)" if record.get("finish") == "length" else ""),
+                    style="dim",
+                )
             if cell.case is not None:
-                facts += Text("\n" + ("✔ case passes" if cell.case.passed else "✖ " + "; ".join(cell.case.failures)),
-                              style="green" if cell.case.passed else "red")
+                facts += Text(
+                    "\n" + ("✔ case passes" if cell.case.passed else "✖ " + "; ".join(cell.case.failures)),
+                    style="green" if cell.case.passed else "red",
+                )
             if cell.verdict is not None:
                 v = cell.verdict
-                facts += Text(f"\njudge: {v.score if v.score is not None else 'unparsed'} "
-                              + " ".join(f"{k}={s}" for k, s in v.item_scores.items()) + f" — {v.reasons}", style="dim")
+                facts += Text(
+                    f"\njudge: {v.score if v.score is not None else 'unparsed'} "
+                    + " ".join(f"{k}={s}" for k, s in v.item_scores.items())
+                    + f" — {v.reasons}",
+                    style="dim",
+                )
         facts += Text("\nyour rating: ", style="bold")
         for i, item in enumerate(self.items):
             value = cell.human if item == "overall" else self.results.ratings.item_of(row.id, model, item)
             shown = f"{item} {value if value is not None else '–'}"
-            facts += Text(f"[{shown}]" if i == self.item else f" {shown} ", style="bold reverse" if i == self.item else "")
+            facts += Text(
+                f"[{shown}]" if i == self.item else f" {shown} ", style="bold reverse" if i == self.item else ""
+            )
             facts += " "
         if len(self.items) > 1:
             facts += Text(" (i: next item)", style="dim")
@@ -284,8 +343,11 @@ class CellScreen(ModalScreen[None]):
 class RubricScreen(ModalScreen[Any]):
     """Edit the judge's rubric: items as '- name: what it means' lines; ctrl+s saves, Esc cancels."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "save", "Save"),
-                Binding("ctrl+t", "scale", "1-5 / pass-fail")]
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Cancel"),
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+t", "scale", "1-5 / pass-fail"),
+    ]
 
     def __init__(self, rubric: Rubric) -> None:
         super().__init__()
@@ -295,8 +357,11 @@ class RubricScreen(ModalScreen[Any]):
     def compose(self) -> ComposeResult:
         with Vertical(id="editor-dialog"):
             yield Label("", id="rubric-title")
-            yield Static("Each '- name: description' line is an item the judge scores (and agreement is computed per "
-                         "item). ctrl+s saves · ctrl+t switches 1-5 / pass-fail · Esc cancels", classes="dialog-help")
+            yield Static(
+                "Each '- name: description' line is an item the judge scores (and agreement is computed per "
+                "item). ctrl+s saves · ctrl+t switches 1-5 / pass-fail · Esc cancels",
+                classes="dialog-help",
+            )
             yield TextArea(self.rubric.text, id="rubric-text")
 
     def on_mount(self) -> None:
@@ -351,11 +416,21 @@ class CurveScreen(ModalScreen[None]):
             loss = self.query_one(f"#loss-{i}", PlotextPlot).plt
             loss.title("loss")
             if curve.train_loss:
-                loss.plot([s for s, _ in curve.train_loss], [v for _, v in curve.train_loss], marker="braille",
-                          color="blue", label="train")
+                loss.plot(
+                    [s for s, _ in curve.train_loss],
+                    [v for _, v in curve.train_loss],
+                    marker="braille",
+                    color="blue",
+                    label="train",
+                )
             if curve.eval_loss:
-                loss.plot([s for s, _ in curve.eval_loss], [v for _, v in curve.eval_loss], marker="braille",
-                          color="orange", label="eval")
+                loss.plot(
+                    [s for s, _ in curve.eval_loss],
+                    [v for _, v in curve.eval_loss],
+                    marker="braille",
+                    color="orange",
+                    label="eval",
+                )
             if curve.best_by_loss is not None:
                 loss.vertical_line(curve.best_by_loss, color="orange")
             for plot in (plt, loss):

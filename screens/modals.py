@@ -66,13 +66,17 @@ class LaunchScreen(ModalScreen[Any]):
         with Vertical(id="dialog"):
             yield Label("[b]Launch a run[/b]: pick a config (Enter), Esc cancels")
             if not self.configs and self.held is None:
-                yield Static(f"No *.yaml configs in {self.workspace}. Save one from the Config pane or write one "
-                             "(see sample_data/configs/).")
+                yield Static(
+                    f"No *.yaml configs in {self.workspace}. Save one from the Config pane or write one "
+                    "(see sample_data/configs/)."
+                )
             options = []
             if self.held is not None:
                 options.append(Option(f"the Config pane's config: {self.held[0]}", id="held"))
-            options += [Option(str(p.relative_to(self.workspace)) if p.is_relative_to(self.workspace) else str(p), id=str(i))
-                        for i, p in enumerate(self.configs)]
+            options += [
+                Option(str(p.relative_to(self.workspace)) if p.is_relative_to(self.workspace) else str(p), id=str(i))
+                for i, p in enumerate(self.configs)
+            ]
             yield OptionList(*options, id="configs")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:

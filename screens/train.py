@@ -90,15 +90,28 @@ class TrainPane(Vertical):
 
     BINDINGS = [
         Binding("n", "launch", "Launch", id="train.launch", tooltip="Pick a config and start a detached run"),
-        Binding("s", "stop", "Stop", id="train.stop", tooltip="Stop gracefully: a checkpoint and the adapter are saved"),
+        Binding(
+            "s", "stop", "Stop", id="train.stop", tooltip="Stop gracefully: a checkpoint and the adapter are saved"
+        ),
         Binding("r", "resume", "Resume", id="train.resume", tooltip="Continue from the last checkpoint"),
-        Binding("k", "stop_keep_best", "Stop+keep best", id="train.keep_best", show=False,
-                tooltip="Stop now and keep the best checkpoint (offered when overfitting is seen)"),
+        Binding(
+            "k",
+            "stop_keep_best",
+            "Stop+keep best",
+            id="train.keep_best",
+            show=False,
+            tooltip="Stop now and keep the best checkpoint (offered when overfitting is seen)",
+        ),
         Binding("l", "toggle_log", "Log", id="train.log", tooltip="Show or hide the tail of train.log"),
         Binding("c", "compare", "Compare", id="train.compare", tooltip="Overlay this run's loss on the one you watch"),
         Binding("y", "copy_path", "Copy path", id="train.copy", tooltip="Copy the run directory's path"),
-        Binding("e", "evaluate", "Evaluate", id="train.evaluate",
-                tooltip="Compare this run's final adapter and every checkpoint with the base on the test split"),
+        Binding(
+            "e",
+            "evaluate",
+            "Evaluate",
+            id="train.evaluate",
+            tooltip="Compare this run's final adapter and every checkpoint with the base on the test split",
+        ),
     ]
 
     def __init__(self, workspace: Path, **kwargs) -> None:
@@ -212,10 +225,18 @@ class TrainPane(Vertical):
                 fresh |= bool(w.poll().records)
             log = current.watcher.log_tail() if self.show_log else None
             if first or update.changed or fresh or compare != seen_compare or log != seen_log:
-                self.post_message(RunChanged(
-                    run_id, update.status, current.chart, current.system,
-                    {k: chart_data(w.records) for k, w in others.items()}, log, update.bad_lines, current.config,
-                ))
+                self.post_message(
+                    RunChanged(
+                        run_id,
+                        update.status,
+                        current.chart,
+                        current.system,
+                        {k: chart_data(w.records) for k, w in others.items()},
+                        log,
+                        update.bad_lines,
+                        current.config,
+                    )
+                )
                 seen_compare, seen_log, first = compare, log, False
             self._wake.wait(POLL_LIVE if update.status.state in LIVE_STATES else POLL_IDLE)
 
@@ -226,8 +247,11 @@ class TrainPane(Vertical):
         self.last = message
         self._render_header(message)
         self._render_alert(message)
-        urgent = (previous is None or previous.overlays.keys() != message.overlays.keys()
-                  or previous.status.state != message.status.state)
+        urgent = (
+            previous is None
+            or previous.overlays.keys() != message.overlays.keys()
+            or previous.status.state != message.status.state
+        )
         if urgent or time.monotonic() - self._drawn_at >= CHART_EVERY:
             self._draw_charts(message, self._drawn)
         else:
@@ -293,8 +317,11 @@ class TrainPane(Vertical):
         best = m.chart.best
         if verdict.kind == "overfitting":
             rise = f"eval loss {best[1]:.4f} → {m.chart.eval_loss.values[-1]:.4f}" if best else "eval loss rising"
-            action = ("[b]k[/b]: stop now, keep the best checkpoint." if s.state in LIVE_STATES
-                      else "Adapter = best checkpoint (load_best).")
+            action = (
+                "[b]k[/b]: stop now, keep the best checkpoint."
+                if s.state in LIVE_STATES
+                else "Adapter = best checkpoint (load_best)."
+            )
             text = f"⚠ OVERFITTING since step {verdict.since_step}: {rise} while train loss falls. {action}"
             cls = "-overfit"
         else:
@@ -307,8 +334,13 @@ class TrainPane(Vertical):
             text = f"✖ {s.state.upper()} ([b]l[/b] shows train.log): {head}" + (f"\n{last}" if last else "")
             cls = "-failed"
         elif s.state == "lost":
-            text, cls = ("✖ LOST: the worker stopped sending heartbeats (killed, or the machine rebooted). "
-                         "[b]r[/b] resumes from its last checkpoint."), "-lost"
+            text, cls = (
+                (
+                    "✖ LOST: the worker stopped sending heartbeats (killed, or the machine rebooted). "
+                    "[b]r[/b] resumes from its last checkpoint."
+                ),
+                "-lost",
+            )
         if (text, cls) == self._alert_shown:
             return  # unchanged: touching its classes would restyle it for nothing
         self._alert_shown = (text, cls)
@@ -324,12 +356,20 @@ class TrainPane(Vertical):
         if not m.chart.train_loss:
             return "[dim]No metrics yet. The detector watches for overfitting and divergence once losses arrive.[/]"
         if not evals:
-            return ("✓ No divergence seen. [dim]Overfitting is judged from eval loss, and this run has none "
-                    "(set data.val_ratio or data.val and eval.eval_steps).[/]")
+            return (
+                "✓ No divergence seen. [dim]Overfitting is judged from eval loss, and this run has none "
+                "(set data.val_ratio or data.val and eval.eval_steps).[/]"
+            )
         if best and best[0] == evals.steps[-1]:
             return f"✓ Healthy: eval loss {best[1]:.4f} at step {best[0]} is the best so far."
-        return (f"✓ No overfitting: best eval loss {best[1]:.4f} at step {best[0]}, latest "
-                f"{evals.values[-1]:.4f} (step {int(evals.steps[-1])}); not a rising trend.") if best else "✓ No alerts."
+        return (
+            (
+                f"✓ No overfitting: best eval loss {best[1]:.4f} at step {best[0]}, latest "
+                f"{evals.values[-1]:.4f} (step {int(evals.steps[-1])}); not a rising trend."
+            )
+            if best
+            else "✓ No alerts."
+        )
 
     def _render_system(self, view: SystemView) -> None:
         latest = view.latest
@@ -342,17 +382,26 @@ class TrainPane(Vertical):
         gpu_chart = self.query_one("#gpu", SeriesChart)
         if view.gpus:
             gpu_chart.display = True
-            gpu_chart.show("GPU util % / mem GB", [s for g in view.gpus for s in (g.util, g.mem_used)],
-                           [f"{label}{g.index}" for g in view.gpus for label in ("util", "mem")])
+            gpu_chart.show(
+                "GPU util % / mem GB",
+                [s for g in view.gpus for s in (g.util, g.mem_used)],
+                [f"{label}{g.index}" for g in view.gpus for label in ("util", "mem")],
+            )
             for g in view.gpus:
-                figures = [f"{g.util.values[-1]:.0f}% util" if g.util else None,
-                           f"{g.mem_used.values[-1]:.1f}/{g.mem_total_gb:.0f} GB" if g.mem_used and g.mem_total_gb else None,
-                           f"{g.temp_c:.0f}°C" if g.temp_c is not None else None,
-                           f"{g.power_w:.0f} W" if g.power_w is not None else None]
+                figures = [
+                    f"{g.util.values[-1]:.0f}% util" if g.util else None,
+                    f"{g.mem_used.values[-1]:.1f}/{g.mem_total_gb:.0f} GB" if g.mem_used and g.mem_total_gb else None,
+                    f"{g.temp_c:.0f}°C" if g.temp_c is not None else None,
+                    f"{g.power_w:.0f} W" if g.power_w is not None else None,
+                ]
                 parts.append(f"GPU{g.index} {g.name}: " + " · ".join(f for f in figures if f))
         else:
             gpu_chart.display = False
-            parts.append("GPU: none seen (no NVIDIA GPU or driver on the training machine)" if latest else "no system samples yet")
+            parts.append(
+                "GPU: none seen (no NVIDIA GPU or driver on the training machine)"
+                if latest
+                else "no system samples yet"
+            )
         self.query_one("#system-line", Static).update("   ".join(parts), layout=False)
 
     def _render_config(self, config: list[tuple[str, str]] | str | None) -> None:

@@ -9,12 +9,15 @@ from screens.app import create_app
 from workbench.config import RunConfig, dump_config
 from workbench.train.rundir import RunDir, append_jsonl
 
-CONFIG = RunConfig.model_validate({
-    "name": "demo", "model": "bundled",
-    "data": {"train": "/data/support/train.jsonl", "val": "/data/support/val.jsonl"},
-    "train": {"learning_rate": 1e-3, "batch_size": 4, "epochs": 8, "max_length": 256},
-    "lora": {"r": 32, "alpha": 64},
-})
+CONFIG = RunConfig.model_validate(
+    {
+        "name": "demo",
+        "model": "bundled",
+        "data": {"train": "/data/support/train.jsonl", "val": "/data/support/val.jsonl"},
+        "train": {"learning_rate": 1e-3, "batch_size": 4, "epochs": 8, "max_length": 256},
+        "lora": {"r": 32, "alpha": 64},
+    }
+)
 
 
 def make_app(ws: Path):
@@ -32,15 +35,31 @@ async def until(pilot, condition, timeout: float = 60.0, what: str = "condition"
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def fake_run(workspace: Path, run_id: str, *, state: str = "completed", overfit: bool = True,
-             steps: int = 64, age_s: float = 3 * 86400, error: str | None = None, corrupt: bool = False) -> RunDir:
+def fake_run(
+    workspace: Path,
+    run_id: str,
+    *,
+    state: str = "completed",
+    overfit: bool = True,
+    steps: int = 64,
+    age_s: float = 3 * 86400,
+    error: str | None = None,
+    corrupt: bool = False,
+) -> RunDir:
     """A run directory as a finished worker leaves it: config, status, metrics, system samples."""
     run = RunDir(workspace / "runs" / run_id)
     run.path.mkdir(parents=True)
     run.config_path.write_text(dump_config(CONFIG))
     created = time.time() - age_s
-    status = {"run_id": run_id, "name": run_id.split("-")[0], "state": state, "created": created,
-              "heartbeat": created + 300, "step": steps, "total_steps": 64}
+    status = {
+        "run_id": run_id,
+        "name": run_id.split("-")[0],
+        "state": state,
+        "created": created,
+        "heartbeat": created + 300,
+        "step": steps,
+        "total_steps": 64,
+    }
     if error:
         status["error"] = error
         status["error_tail"] = ["Traceback (most recent call last):", '  File "worker.py", line 1', error]
@@ -49,10 +68,20 @@ def fake_run(workspace: Path, run_id: str, *, state: str = "completed", overfit:
     if not overfit:
         evals = sorted(evals, reverse=True)
     for step in range(1, steps + 1):
-        loss = 1.4 * (0.93 ** step)
-        append_jsonl(run.metrics_path, {"type": "train", "step": step, "epoch": step / 8, "loss": loss,
-                                        "learning_rate": 1e-3, "grad_norm": 0.5, "tokens_per_s": 250.0 + step % 7,
-                                        "eta_s": (64 - step) * 2.3})
+        loss = 1.4 * (0.93**step)
+        append_jsonl(
+            run.metrics_path,
+            {
+                "type": "train",
+                "step": step,
+                "epoch": step / 8,
+                "loss": loss,
+                "learning_rate": 1e-3,
+                "grad_norm": 0.5,
+                "tokens_per_s": 250.0 + step % 7,
+                "eta_s": (64 - step) * 2.3,
+            },
+        )
         if step % 4 == 0 and step // 4 - 1 < len(evals):
             append_jsonl(run.metrics_path, {"type": "eval", "step": step, "eval_loss": evals[step // 4 - 1]})
         if corrupt and step == 10:
@@ -62,7 +91,9 @@ def fake_run(workspace: Path, run_id: str, *, state: str = "completed", overfit:
         with open(run.metrics_path, "a") as fh:
             fh.write('{"type": "train", "step": 65, "lo')  # a half-written last line
     for i in range(30):
-        append_jsonl(run.system_path, {"time": 1000.0 + i, "cpu_percent": 90.0 + i % 10, "ram_used_gb": 4.0,
-                                       "ram_total_gb": 23.5})
+        append_jsonl(
+            run.system_path,
+            {"time": 1000.0 + i, "cpu_percent": 90.0 + i % 10, "ram_used_gb": 4.0, "ram_total_gb": 23.5},
+        )
     run.log_path.write_text("[workbench] model bundled\n" + (f"{error}\n" if error else "[workbench] run completed\n"))
     return run

@@ -23,8 +23,6 @@ def app_for(workspace: Path, tmp_path: Path):
     return create_app(workspace, state_path=tmp_path / "state.json")
 
 
-
-
 def text_of(app, selector: str) -> str:
     return str(app.query_one(selector, Static).render())
 
@@ -81,7 +79,14 @@ async def test_corrupt_and_truncated_metrics_lines_still_show_the_rest(tmp_path)
 
 
 async def test_failed_run_shows_the_error_and_log(tmp_path):
-    fake_run(tmp_path, "broken-1", state="failed", overfit=False, steps=3, error="DataError: train.jsonl:17: field 'messages'")
+    fake_run(
+        tmp_path,
+        "broken-1",
+        state="failed",
+        overfit=False,
+        steps=3,
+        error="DataError: train.jsonl:17: field 'messages'",
+    )
     app = app_for(tmp_path, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         pane = app.query_one(TrainPane)
@@ -90,7 +95,11 @@ async def test_failed_run_shows_the_error_and_log(tmp_path):
         assert "FAILED" in alert and "train.jsonl:17" in alert
         assert app.focused is app.query_one("#runs")
         await pilot.press("l")
-        await until(pilot, lambda: pane.last.log is not None and any("DataError" in line for line in pane.last.log), what="log tail")
+        await until(
+            pilot,
+            lambda: pane.last.log is not None and any("DataError" in line for line in pane.last.log),
+            what="log tail",
+        )
 
 
 async def test_select_compare_and_remember_last_run(tmp_path):
@@ -105,8 +114,11 @@ async def test_select_compare_and_remember_last_run(tmp_path):
         assert "✓" in health and "OVERFITTING" not in health, health  # a healthy run says so
         await pilot.press("c")  # mark b-2
         await pilot.press("down")
-        await until(pilot, lambda: pane.last is not None and pane.last.run_id == "a-1" and "b-2" in pane.last.overlays,
-                    what="the overlay of b-2")
+        await until(
+            pilot,
+            lambda: pane.last is not None and pane.last.run_id == "a-1" and "b-2" in pane.last.overlays,
+            what="the overlay of b-2",
+        )
         await pilot.press("y")
         await pilot.press("2")
     again = app_for(tmp_path, tmp_path)
@@ -120,14 +132,23 @@ async def test_select_compare_and_remember_last_run(tmp_path):
 
 def tiny_config(workspace: Path, model: Path, steps: int) -> Path:
     path = workspace / "configs" / "tiny-test.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "tiny", "model": str(model),
-        "data": {"train": "../support/train.jsonl", "val": "../support/val.jsonl", "max_train_examples": 32,
-                 "max_eval_examples": 8},
-        "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-        "train": {"learning_rate": 1e-3, "batch_size": 4, "max_steps": steps, "max_length": 384},
-        "eval": {"logging_steps": 1, "eval_steps": 10},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "tiny",
+                "model": str(model),
+                "data": {
+                    "train": "../support/train.jsonl",
+                    "val": "../support/val.jsonl",
+                    "max_train_examples": 32,
+                    "max_eval_examples": 8,
+                },
+                "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+                "train": {"learning_rate": 1e-3, "batch_size": 4, "max_steps": steps, "max_length": 384},
+                "eval": {"logging_steps": 1, "eval_steps": 10},
+            }
+        )
+    )
     return path
 
 
@@ -143,8 +164,12 @@ async def test_launch_watch_stop_resume_by_keys(workspace, tiny_model_dir, tmp_p
         labels = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
         options.highlighted = next(i for i, label in enumerate(labels) if label.endswith("tiny-test.yaml"))
         await pilot.press("enter")
-        await until(pilot, lambda: pane.last is not None and bool(pane.last.chart.train_loss), timeout=120,
-                    what="the first metrics")
+        await until(
+            pilot,
+            lambda: pane.last is not None and bool(pane.last.chart.train_loss),
+            timeout=120,
+            what="the first metrics",
+        )
         assert pane.last.status.state == "running"
         run = RunDir(runner.runs_dir(workspace) / pane.run_id)
         await pilot.press("s")
@@ -214,8 +239,12 @@ async def test_two_app_instances_watch_one_running_run(workspace, tiny_model_dir
         app = app_for(workspace, state_dir)
         async with app.run_test(size=SIZE) as pilot:
             pane = app.query_one(TrainPane)
-            await until(pilot, lambda: pane.last is not None and len(pane.last.chart.train_loss.steps) > 5,
-                        timeout=120, what="metrics in both apps")
+            await until(
+                pilot,
+                lambda: pane.last is not None and len(pane.last.chart.train_loss.steps) > 5,
+                timeout=120,
+                what="metrics in both apps",
+            )
             return len(pane.last.chart.train_loss.steps)
 
     try:

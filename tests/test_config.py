@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from configkit import make_config as make
-from workbench.config import RunConfig, dump_config, field_help, load_config, parse_config, validate
+
+from workbench.config import dump_config, field_help, load_config, parse_config, validate
 from workbench.config.check import check_config
 from workbench.config.validate import Context, Hardware, has_errors, total_steps
 from workbench.errors import ConfigError
@@ -62,18 +62,25 @@ def test_every_field_has_help():
     assert all(help_.values()), [k for k, v in help_.items() if not v]
 
 
-@pytest.mark.parametrize("method,finetune,lr,expect", [
-    ("sft", "lora", 2e-4, None),
-    ("sft", "lora", 5e-3, "warning"),
-    ("sft", "lora", 5e-2, "error"),
-    ("sft", "full", 2e-4, "warning"),
-    ("sft", "full", 2e-5, None),
-    ("dpo", "lora", 1e-3, "error"),
-    ("dpo", "lora", 1e-4, "warning"),
-    ("dpo", "lora", 5e-6, None),
-])
+@pytest.mark.parametrize(
+    "method,finetune,lr,expect",
+    [
+        ("sft", "lora", 2e-4, None),
+        ("sft", "lora", 5e-3, "warning"),
+        ("sft", "lora", 5e-2, "error"),
+        ("sft", "full", 2e-4, "warning"),
+        ("sft", "full", 2e-5, None),
+        ("dpo", "lora", 1e-3, "error"),
+        ("dpo", "lora", 1e-4, "warning"),
+        ("dpo", "lora", 5e-6, None),
+    ],
+)
 def test_learning_rate_against_method(method, finetune, lr, expect):
-    findings = [f for f in validate(make(method=method, finetune=finetune, train__learning_rate=lr)) if f.field == "train.learning_rate"]
+    findings = [
+        f
+        for f in validate(make(method=method, finetune=finetune, train__learning_rate=lr))
+        if f.field == "train.learning_rate"
+    ]
     assert (findings[0].severity if findings else None) == expect
     if findings:
         assert findings[0].suggestion is not None

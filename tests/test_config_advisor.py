@@ -31,8 +31,13 @@ CPU = Context(hardware=Hardware())
 def answers(**overrides: str) -> dict[str, str]:
     """A full set of answers: a format task with enough data that prompting did not solve, on a mid-size GPU."""
     base = {
-        "task": "format", "change": "behaviour", "data": "1k_10k", "preferences": "no",
-        "prompting": "not_enough", "deployment": "local", "hardware": "gpu_medium",
+        "task": "format",
+        "change": "behaviour",
+        "data": "1k_10k",
+        "preferences": "no",
+        "prompting": "not_enough",
+        "deployment": "local",
+        "hardware": "gpu_medium",
     }
     return {**base, **overrides}
 
@@ -183,8 +188,15 @@ def test_data_needed_cites_the_published_results():
 
 def test_advice_text_is_a_readable_block():
     text = advise(answers(hardware="gpu_small")).text()
-    for heading in ("Recommendation: SFT with QLoRA", "Why:", "Data needed:", "Evidence:",
-                    "Alternatives considered:", "Caveats:", "Starter config:"):
+    for heading in (
+        "Recommendation: SFT with QLoRA",
+        "Why:",
+        "Data needed:",
+        "Evidence:",
+        "Alternatives considered:",
+        "Caveats:",
+        "Starter config:",
+    ):
         assert heading in text
     assert "Hardware: A CUDA GPU under 16 GB." in text
     assert "QLoRA (Dettmers et al. 2023)" in text
@@ -209,6 +221,7 @@ def test_unknown_questions_and_options_are_refused():
 @pytest.fixture
 def offline(monkeypatch):
     """Any attempt to open a connection fails the test."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("network access attempted")
 

@@ -48,69 +48,112 @@ TEXTS: list[tuple[str, str]] = [
     ("nan_loss", "{'loss': nan, 'grad_norm': nan, 'learning_rate': 0.0001, 'epoch': 0.42}"),
     ("nan_loss", "RuntimeError: Function 'LogSoftmaxBackward0' returned nan values in its 0th output."),
     ("flat_loss", "My loss is not decreasing at all after 300 steps, it stays around 2.3"),
-    ("overfitting", "eval loss rose from 0.9000 at step 30 to 1.3000 at step 80 while train loss kept falling: "
-                    "the model is memorizing the training set"),
-    ("chat_template_missing",
-     "ValueError: Cannot use chat template functions because tokenizer.chat_template is not set and no template "
-     "argument was passed! For information about writing templates and setting the tokenizer.chat_template attribute, "
-     "please see the documentation at https://huggingface.co/docs/transformers/main/en/chat_templating"),
-    ("chat_roles", "jinja2.exceptions.TemplateError: Conversation roles must alternate user/assistant/user/assistant/..."),
+    (
+        "overfitting",
+        "eval loss rose from 0.9000 at step 30 to 1.3000 at step 80 while train loss kept falling: "
+        "the model is memorizing the training set",
+    ),
+    (
+        "chat_template_missing",
+        "ValueError: Cannot use chat template functions because tokenizer.chat_template is not set and no template "
+        "argument was passed! For information about writing templates and setting the tokenizer.chat_template attribute, "
+        "please see the documentation at https://huggingface.co/docs/transformers/main/en/chat_templating",
+    ),
+    (
+        "chat_roles",
+        "jinja2.exceptions.TemplateError: Conversation roles must alternate user/assistant/user/assistant/...",
+    ),
     ("chat_roles", "jinja2.exceptions.TemplateError: System role not supported"),
-    ("assistant_mask",
-     "RuntimeError: You're using `assistant_only_loss=True`, but at least one example has no assistant tokens. This "
-     "usually means the tokenizer's chat template doesn't generate assistant masks — it may be missing the "
-     "`{% generation %}` keyword. Please check the template and ensure it's correctly configured to support "
-     "assistant masking."),
-    ("assistant_mask",
-     "return_assistant_tokens_mask==True but chat template does not contain `{% generation %}` keyword."),
-    ("labels_masked",
-     "UserWarning: Could not find response key `### Answer:` in the following instance: <s> What is 2+2? This instance "
-     "will be ignored in loss calculation. Note, if this happens often, consider increasing the `max_seq_length`."),
-    ("bf16_unsupported",
-     "ValueError: Your setup doesn't support bf16/gpu. You need to assign use_cpu if you want to train the model on "
-     "CPU. You need Ampere+ GPU with cuda>=11.0."),
-    ("bf16_unsupported", "RuntimeError: Current CUDA Device does not support bfloat16. Please switch dtype to float16."),
-    ("qlora_unavailable",
-     "ImportError: Using `bitsandbytes` 4-bit quantization requires bitsandbytes: `pip install -U bitsandbytes>=0.46.1`"),
-    ("qlora_unavailable",
-     "RuntimeError: None of the available devices `available_devices = {'cpu'}` are supported by the bitsandbytes "
-     "version you have installed: `bnb_supported_devices = {'cuda'}`. Please check the docs to see if the backend you "
-     "intend to use is available and how to install it: https://huggingface.co/docs/bitsandbytes/main/en/installation"),
-    ("qlora_unavailable",
-     "UserWarning: The installed version of bitsandbytes was compiled without GPU support. 8-bit optimizers, 8-bit "
-     "multiplication, and GPU quantization are unavailable."),
+    (
+        "assistant_mask",
+        "RuntimeError: You're using `assistant_only_loss=True`, but at least one example has no assistant tokens. This "
+        "usually means the tokenizer's chat template doesn't generate assistant masks — it may be missing the "
+        "`{% generation %}` keyword. Please check the template and ensure it's correctly configured to support "
+        "assistant masking.",
+    ),
+    (
+        "assistant_mask",
+        "return_assistant_tokens_mask==True but chat template does not contain `{% generation %}` keyword.",
+    ),
+    (
+        "labels_masked",
+        "UserWarning: Could not find response key `### Answer:` in the following instance: <s> What is 2+2? This instance "
+        "will be ignored in loss calculation. Note, if this happens often, consider increasing the `max_seq_length`.",
+    ),
+    (
+        "bf16_unsupported",
+        "ValueError: Your setup doesn't support bf16/gpu. You need to assign use_cpu if you want to train the model on "
+        "CPU. You need Ampere+ GPU with cuda>=11.0.",
+    ),
+    (
+        "bf16_unsupported",
+        "RuntimeError: Current CUDA Device does not support bfloat16. Please switch dtype to float16.",
+    ),
+    (
+        "qlora_unavailable",
+        "ImportError: Using `bitsandbytes` 4-bit quantization requires bitsandbytes: `pip install -U bitsandbytes>=0.46.1`",
+    ),
+    (
+        "qlora_unavailable",
+        "RuntimeError: None of the available devices `available_devices = {'cpu'}` are supported by the bitsandbytes "
+        "version you have installed: `bnb_supported_devices = {'cuda'}`. Please check the docs to see if the backend you "
+        "intend to use is available and how to install it: https://huggingface.co/docs/bitsandbytes/main/en/installation",
+    ),
+    (
+        "qlora_unavailable",
+        "UserWarning: The installed version of bitsandbytes was compiled without GPU support. 8-bit optimizers, 8-bit "
+        "multiplication, and GPU quantization are unavailable.",
+    ),
     ("qlora_unavailable", "RuntimeError: No GPU found. A GPU is needed for quantization."),
-    ("pad_token",
-     "ValueError: Asking to pad but the tokenizer does not have a padding token. Please select a token to use as "
-     "`pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` or add a new pad token via "
-     "`tokenizer.add_special_tokens({'pad_token': '[PAD]'})`."),
-    ("target_modules",
-     "ValueError: Target modules {'c_attn'} not found in the base model. Please check the target modules and try again."),
-    ("sequence_too_long",
-     "Token indices sequence length is longer than the specified maximum sequence length for this model (3000 > 2048). "
-     "Running this sequence through the model will result in indexing errors"),
+    (
+        "pad_token",
+        "ValueError: Asking to pad but the tokenizer does not have a padding token. Please select a token to use as "
+        "`pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` or add a new pad token via "
+        "`tokenizer.add_special_tokens({'pad_token': '[PAD]'})`.",
+    ),
+    (
+        "target_modules",
+        "ValueError: Target modules {'c_attn'} not found in the base model. Please check the target modules and try again.",
+    ),
+    (
+        "sequence_too_long",
+        "Token indices sequence length is longer than the specified maximum sequence length for this model (3000 > 2048). "
+        "Running this sequence through the model will result in indexing errors",
+    ),
     ("index_out_of_range", "IndexError: index out of range in self"),
     ("disk_full", "OSError: [Errno 28] No space left on device: '/runs/demo/checkpoint-40/optimizer.pt'"),
-    ("disk_full",
-     "safetensors_rust.SafetensorError: Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
-     "\"No space left on device\" })"),
-    ("hub_unreachable",
-     "OSError: We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them in the cached "
-     "files.\nCheck your internet connection or see how to run the library in offline mode at "
-     "'https://huggingface.co/docs/transformers/installation#offline-mode'."),
-    ("hub_unreachable",
-     "huggingface_hub.errors.LocalEntryNotFoundError: Cannot find the requested files in the disk cache and outgoing "
-     "traffic has been disabled. To enable hf.co look-ups and downloads online, set 'local_files_only' to False."),
-    ("hub_unreachable",
-     "ModelError: model 'Qwen/Qwen2.5-7B-Instruct' could not be fetched from the Hugging Face hub (HF_HUB_OFFLINE is "
-     "set and it is not in the local hub cache)."),
-    ("hub_access",
-     "OSError: not-a-real/model is not a local folder and is not a valid model identifier listed on "
-     "'https://huggingface.co/models'"),
-    ("trust_remote_code",
-     "ValueError: The repository microsoft/phi-1_5 contains custom code which must be executed to correctly load the "
-     "model. You can inspect the repository content at https://hf.co/microsoft/phi-1_5 .\n"
-     "Please pass the argument `trust_remote_code=True` to allow custom code to be run."),
+    (
+        "disk_full",
+        "safetensors_rust.SafetensorError: Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
+        '"No space left on device" })',
+    ),
+    (
+        "hub_unreachable",
+        "OSError: We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them in the cached "
+        "files.\nCheck your internet connection or see how to run the library in offline mode at "
+        "'https://huggingface.co/docs/transformers/installation#offline-mode'.",
+    ),
+    (
+        "hub_unreachable",
+        "huggingface_hub.errors.LocalEntryNotFoundError: Cannot find the requested files in the disk cache and outgoing "
+        "traffic has been disabled. To enable hf.co look-ups and downloads online, set 'local_files_only' to False.",
+    ),
+    (
+        "hub_unreachable",
+        "ModelError: model 'Qwen/Qwen2.5-7B-Instruct' could not be fetched from the Hugging Face hub (HF_HUB_OFFLINE is "
+        "set and it is not in the local hub cache).",
+    ),
+    (
+        "hub_access",
+        "OSError: not-a-real/model is not a local folder and is not a valid model identifier listed on "
+        "'https://huggingface.co/models'",
+    ),
+    (
+        "trust_remote_code",
+        "ValueError: The repository microsoft/phi-1_5 contains custom code which must be executed to correctly load the "
+        "model. You can inspect the repository content at https://hf.co/microsoft/phi-1_5 .\n"
+        "Please pass the argument `trust_remote_code=True` to allow custom code to be run.",
+    ),
     ("fp16_grads", "ValueError: Attempting to unscale FP16 gradients."),
 ]
 
@@ -191,7 +234,7 @@ def tokenizer():
 
 
 def raised(fn) -> str:
-    with pytest.raises(Exception) as info:  # noqa: PT011  whatever the library raises
+    with pytest.raises(Exception) as info:
         fn()
     return f"{type(info.value).__name__}: {info.value}"
 
@@ -228,9 +271,16 @@ def test_live_peft_and_trainer_errors(tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
 
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-    ))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=16,
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    )
     wrong = raised(lambda: get_peft_model(model, LoraConfig(target_modules=["c_attn"])))
     assert diagnose_text(wrong)[0].key == "target_modules"
     import torch
@@ -247,9 +297,16 @@ def test_live_qlora_without_bitsandbytes(tmp_path):
         pytest.skip("bitsandbytes is installed here")
     from transformers import BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
 
-    LlamaForCausalLM(LlamaConfig(
-        vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-    )).save_pretrained(tmp_path)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=16,
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    ).save_pretrained(tmp_path)
     quant = BitsAndBytesConfig(load_in_4bit=True)
     error = raised(lambda: LlamaForCausalLM.from_pretrained(tmp_path, quantization_config=quant))
     assert diagnose_text(error)[0].key == "qlora_unavailable"
@@ -260,8 +317,10 @@ def test_live_qlora_without_bitsandbytes(tmp_path):
 
 def trainer_log(losses, lr=2e-4) -> str:
     """What the Trainer prints on each log: one dict per line."""
-    return "\n".join(f"{{'loss': {v!r}, 'grad_norm': 1.2, 'learning_rate': {lr}, 'epoch': {i / 10:.2f}}}"
-                     for i, v in enumerate(losses))
+    return "\n".join(
+        f"{{'loss': {v!r}, 'grad_norm': 1.2, 'learning_rate': {lr}, 'epoch': {i / 10:.2f}}}"
+        for i, v in enumerate(losses)
+    )
 
 
 def test_logged_losses_in_text_are_read_as_metrics():
@@ -297,8 +356,10 @@ def make_run(tmp_path, records=(), *, state="completed", log="", config=None, **
 
 def history(train, evals=(), every=10, lr=2e-4, grad_norm=1.0):
     """Train loss at steps 1..n, eval loss every `every` steps, as the callback writes them."""
-    records = [{"type": "train", "step": i + 1, "loss": v, "learning_rate": lr, "grad_norm": grad_norm}
-               for i, v in enumerate(train)]
+    records = [
+        {"type": "train", "step": i + 1, "loss": v, "learning_rate": lr, "grad_norm": grad_norm}
+        for i, v in enumerate(train)
+    ]
     records += [{"type": "eval", "step": (i + 1) * every, "eval_loss": v} for i, v in enumerate(evals)]
     return sorted(records, key=lambda r: (r["step"], r["type"] == "eval"))
 
@@ -374,8 +435,13 @@ def test_run_failed_with_an_oom_traceback(tmp_path):
     lines = CUDA_OOM.replace("\\\n", "").splitlines()
     config = RunConfig.model_validate({"data": {"train": "t.jsonl"}, "finetune": "full", "train": {"batch_size": 4}})
     run = make_run(
-        tmp_path, history(falling(5)), state="failed", config=config,
-        error=lines[-1][:2000], error_tail=lines[-15:], log="[workbench] starting\n" + CUDA_OOM + "\n",
+        tmp_path,
+        history(falling(5)),
+        state="failed",
+        config=config,
+        error=lines[-1][:2000],
+        error_tail=lines[-15:],
+        log="[workbench] starting\n" + CUDA_OOM + "\n",
     )
     found = diagnose_run(run)
     assert keys(found) == ["oom"]
@@ -415,8 +481,13 @@ def test_a_directory_that_is_not_a_run_is_refused(tmp_path):
 
 
 def test_run_text_gathers_error_tail_and_log(tmp_path):
-    run = make_run(tmp_path, state="failed", error="ValueError: boom", error_tail=["Traceback", "ValueError: boom"],
-                   log="line one\nline two\n")
+    run = make_run(
+        tmp_path,
+        state="failed",
+        error="ValueError: boom",
+        error_tail=["Traceback", "ValueError: boom"],
+        log="line one\nline two\n",
+    )
     text = run_text(run)
     assert text.index("ValueError: boom") < text.index("Traceback") < text.index("line two")
 

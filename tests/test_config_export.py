@@ -70,8 +70,11 @@ def test_to_yaml_round_trips():
 
 
 def test_trl_sft_export_parses_with_trls_own_parser(tmp_path):
-    config = sample("tiny", lora={"dora": True, "dropout": 0.1}, train={"packing": True, "grad_accum": 2,
-                                                                         "weight_decay": 0.01, "lr_scheduler": "linear"})
+    config = sample(
+        "tiny",
+        lora={"dora": True, "dropout": 0.1},
+        train={"packing": True, "grad_accum": 2, "weight_decay": 0.01, "lr_scheduler": "linear"},
+    )
     _, args, model, mixture = trl_parse(config, tmp_path, output_dir=str(tmp_path / "out"))
     assert type(args).__name__ == "SFTConfig"
     assert model.model_name_or_path == BUNDLED_HUB_ID and model.dtype == "float32"
@@ -95,8 +98,11 @@ def test_trl_sft_export_parses_with_trls_own_parser(tmp_path):
 
 
 def test_trl_dpo_export_parses_with_trls_own_parser(tmp_path):
-    config = sample("dpo", lora={"rslora": True, "target_modules": ["q_proj", "k_proj", "v_proj"]},
-                    train={"gradient_checkpointing": True, "dpo_beta": 0.25})
+    config = sample(
+        "dpo",
+        lora={"rslora": True, "target_modules": ["q_proj", "k_proj", "v_proj"]},
+        train={"gradient_checkpointing": True, "dpo_beta": 0.25},
+    )
     _, args, model, mixture = trl_parse(config, tmp_path)
     assert type(args).__name__ == "DPOConfig"
     assert args.beta == 0.25 and args.learning_rate == 3e-5 and args.max_steps == 20 and args.max_length == 256
@@ -133,13 +139,21 @@ def test_trl_export_full_fine_tuning_qlora_and_precision(tmp_path):
 
 
 def test_trl_export_comments_what_has_no_trl_equivalent():
-    config = sample("demo", eval={"stop_on_overfit": True, "early_stopping_patience": 3},
-                    data={"system_prompt": "Be brief.", "max_eval_examples": 10})
+    config = sample(
+        "demo",
+        eval={"stop_on_overfit": True, "early_stopping_patience": 3},
+        data={"system_prompt": "Be brief.", "max_eval_examples": 10},
+    )
     export = to_trl_config(config, hardware=CPU)
     assert export.command == "trl sft --config FILE"
     comments = "\n".join(line for line in export.yaml_text.splitlines() if line.startswith("#"))
-    for field in ("eval.stop_on_overfit", "eval.early_stopping_patience", "data.val", "data.system_prompt",
-                  "completion-only loss"):
+    for field in (
+        "eval.stop_on_overfit",
+        "eval.early_stopping_patience",
+        "data.val",
+        "data.system_prompt",
+        "completion-only loss",
+    ):
         assert field in comments
     assert comments.count("no TRL equivalent") >= 5
     assert "stop_on_overfit" not in yaml.safe_load(export.yaml_text)  # comments only, never keys TRL would refuse
@@ -160,8 +174,15 @@ def test_the_mapping_is_the_workers():
     assert args["eval_steps"] == args["save_steps"] == 4 and args["warmup_steps"] == 0.05
     assert args["max_steps"] == -1 and args["num_train_epochs"] == 8 and args["packing"] is False
     assert args[checkpointing_key()] is False and "beta" not in args
-    assert peft_arguments(config) == {"r": 32, "lora_alpha": 64, "lora_dropout": 0.0, "target_modules": "all-linear",
-                                      "use_rslora": False, "use_dora": False, "task_type": "CAUSAL_LM"}
+    assert peft_arguments(config) == {
+        "r": 32,
+        "lora_alpha": 64,
+        "lora_dropout": 0.0,
+        "target_modules": "all-linear",
+        "use_rslora": False,
+        "use_dora": False,
+        "task_type": "CAUSAL_LM",
+    }
     assert peft_arguments(sample("demo", finetune="full")) is None
     assert resolve_precision("auto", Hardware(cuda=True, bf16=False)) == "fp16"
     assert resolve_precision("auto", CPU) == "fp32" and resolve_precision("bf16", CPU) == "bf16"
@@ -178,7 +199,18 @@ def test_script_compiles_and_imports_no_workbench(name):
     script = to_python_script(sample(name))
     compile(script, f"{name}.py", "exec")
     imports = {line.split()[1].split(".")[0] for line in script.splitlines() if line.startswith(("import ", "from "))}
-    assert imports <= {"__future__", "json", "math", "random", "pathlib", "torch", "datasets", "peft", "transformers", "trl"}
+    assert imports <= {
+        "__future__",
+        "json",
+        "math",
+        "random",
+        "pathlib",
+        "torch",
+        "datasets",
+        "peft",
+        "transformers",
+        "trl",
+    }
     assert "workbench" not in imports
 
 
@@ -194,7 +226,9 @@ def test_script_splits_and_converts_rows_like_the_workbench(tmp_path):
         assert script["hold_out"](list(range(n)), ratio, seed) == (expected.train, expected.val)
     for source in ("train.jsonl", "alpaca_sample.json", "sharegpt_sample.jsonl", "preferences.jsonl"):
         loaded = load_rows(SUPPORT / source)
-        ours = [completion_only(r) for r in normalize(loaded.rows, loaded.shape, method="sft", system_prompt="Be brief.")]
+        ours = [
+            completion_only(r) for r in normalize(loaded.rows, loaded.shape, method="sft", system_prompt="Be brief.")
+        ]
         assert script["load"](SUPPORT / source) == ours, source
 
 
@@ -203,12 +237,17 @@ def _tiny_config(tiny_model_dir: Path, tmp_path: Path, method: str) -> RunConfig
     data = {"train": str(train), "max_train_examples": 8, "val_ratio": 0.2, "max_eval_examples": 4}
     if method == "sft":
         data.update(val=str(SUPPORT / "val.jsonl"))
-    return RunConfig.model_validate({
-        "name": f"tiny-{method}", "model": str(tiny_model_dir), "method": method, "data": data,
-        "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-        "train": {"batch_size": 2, "max_steps": 2, "max_length": 384, "learning_rate": 1e-3, "precision": "fp32"},
-        "eval": {"logging_steps": 1, "eval_steps": 1},
-    })
+    return RunConfig.model_validate(
+        {
+            "name": f"tiny-{method}",
+            "model": str(tiny_model_dir),
+            "method": method,
+            "data": data,
+            "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+            "train": {"batch_size": 2, "max_steps": 2, "max_length": 384, "learning_rate": 1e-3, "precision": "fp32"},
+            "eval": {"logging_steps": 1, "eval_steps": 1},
+        }
+    )
 
 
 def _run(args: list[str], cwd: Path) -> None:

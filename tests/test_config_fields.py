@@ -17,8 +17,16 @@ def test_every_schema_field_is_in_exactly_one_group():
     paths = all_paths()
     assert len(paths) == len(set(paths))
     assert set(paths) == set(field_help())
-    assert [title for title, _ in GROUPS] == ["Model", "Data", "Method", "LoRA", "Optimization", "Schedule",
-                                              "Evaluation", "Hardware"]
+    assert [title for title, _ in GROUPS] == [
+        "Model",
+        "Data",
+        "Method",
+        "LoRA",
+        "Optimization",
+        "Schedule",
+        "Evaluation",
+        "Hardware",
+    ]
 
 
 def test_kinds_and_choices_come_from_the_schema():
@@ -45,12 +53,15 @@ def test_typed_text_is_parsed_and_validated():
     assert show(get_field(changed, "lora.target_modules")) == "all-linear"
 
 
-@pytest.mark.parametrize(("path", "text", "expected"), [
-    ("lora.r", "0", "lora.r: Input should be greater than or equal to 1"),
-    ("train.learning_rate", "fast", "train.learning_rate: Input should be a valid number"),
-    ("method", "ppo", "method: Input should be 'sft' or 'dpo'"),
-    ("eval.load_best", "maybe", "eval.load_best: expected true or false"),
-])
+@pytest.mark.parametrize(
+    ("path", "text", "expected"),
+    [
+        ("lora.r", "0", "lora.r: Input should be greater than or equal to 1"),
+        ("train.learning_rate", "fast", "train.learning_rate: Input should be a valid number"),
+        ("method", "ppo", "method: Input should be 'sft' or 'dpo'"),
+        ("eval.load_best", "maybe", "eval.load_best: expected true or false"),
+    ],
+)
 def test_bad_values_name_the_field_and_what_was_expected(path, text, expected):
     with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         set_field(load_config(DEMO), path, text)

@@ -6,11 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-
 from configkit import make_config
+
 from workbench.config import RunConfig
 from workbench.config.memory import (
-    CUDA_CONTEXT_BYTES, Precision, apply_changes, estimate_memory, resolve_precision,
+    CUDA_CONTEXT_BYTES,
+    Precision,
+    apply_changes,
+    estimate_memory,
+    resolve_precision,
 )
 from workbench.config.modelinfo import clear_cache, facts_from_config, lora_params, model_facts
 from workbench.errors import ModelError
@@ -26,9 +30,16 @@ def make(**overrides) -> RunConfig:
 def llama_7b_config():
     from transformers import LlamaConfig
 
-    return LlamaConfig(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                       num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
-                       tie_word_embeddings=False)
+    return LlamaConfig(
+        vocab_size=32000,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +58,12 @@ def test_tiny_model_facts(tiny_model_dir):
     assert facts.total_params == sum(p.numel() for p in real.parameters()) == 50_592
     assert (facts.num_layers, facts.hidden_size, facts.intermediate_size) == (2, 32, 64)
     assert (facts.num_heads, facts.num_kv_heads, facts.head_dim, facts.vocab_size) == (2, 1, 16, 1000)
-    assert (facts.max_context, facts.tied_embeddings, facts.model_type, facts.weights_dtype) == (512, True, "llama", "float32")
+    assert (facts.max_context, facts.tied_embeddings, facts.model_type, facts.weights_dtype) == (
+        512,
+        True,
+        "llama",
+        "float32",
+    )
     assert facts.lm_head == "lm_head" and facts.lm_head_params == 0
     shapes = {layer.name: (layer.in_features, layer.out_features) for layer in facts.linears}
     assert shapes["model.layers.1.self_attn.k_proj"] == (32, 16)
@@ -89,19 +105,23 @@ def test_model_facts_errors_name_the_path(tmp_path):
         model_facts(tmp_path)
 
 
-@pytest.mark.parametrize("targets,r,dora", [
-    ("all-linear", 8, False),
-    (["q_proj", "v_proj"], 4, False),
-    (["embed_tokens", "o_proj"], 2, False),
-    ("all-linear", 8, True),
-])
+@pytest.mark.parametrize(
+    "targets,r,dora",
+    [
+        ("all-linear", 8, False),
+        (["q_proj", "v_proj"], 4, False),
+        (["embed_tokens", "o_proj"], 2, False),
+        ("all-linear", 8, True),
+    ],
+)
 def test_lora_params_matches_peft(tiny_model_dir, targets, r, dora):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets, use_dora=dora,
-                                                  task_type="CAUSAL_LM"))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets, use_dora=dora, task_type="CAUSAL_LM")
+    )
     trainable, total = peft_model.get_nb_trainable_parameters()
     facts = model_facts(tiny_model_dir)
     assert lora_params(facts, targets, r, dora=dora) == trainable
@@ -122,8 +142,14 @@ def test_unknown_targets_and_did_you_mean(tiny_model_dir):
 def test_estimate_tiny_lora_by_hand(tiny_model_dir):
     """LoRA r=8 on q and v, bf16 on a GPU, 2 × 64 tokens: every item worked out by hand."""
     facts = model_facts(tiny_model_dir)
-    config = make(lora__r=8, lora__target_modules=["q_proj", "v_proj"], lora__dropout=0.0,
-                  train__precision="bf16", train__batch_size=2, train__max_length=64)
+    config = make(
+        lora__r=8,
+        lora__target_modules=["q_proj", "v_proj"],
+        lora__dropout=0.0,
+        train__precision="bf16",
+        train__batch_size=2,
+        train__max_length=64,
+    )
     est = estimate_memory(config, facts)
     items = {i.name: i.bytes for i in est.items}
     assert est.precision == Precision("bf16", 2, 2, True)
@@ -136,7 +162,9 @@ def test_estimate_tiny_lora_by_hand(tiny_model_dir):
     tokens = 2 * 64
     per_layer = (
         2 * (4 * 32 + 4)  # two RMSNorms keep their fp32 input and rsqrt
-        + 2 * (32 + 2 * 32) + 2 * 32 + 4 * 2  # q, k and v repeated to 2 heads, the output, log-sum-exp
+        + 2 * (32 + 2 * 32)
+        + 2 * 32
+        + 4 * 2  # q, k and v repeated to 2 heads, the output, log-sum-exp
         + 3 * 2 * 64  # gate output, its SiLU, up output
         + 2 * (32 + 32)  # q's and v's own bf16 copies of their input (PEFT casts to fp32, autocast back)
         + 2 * 2 * 8  # lora_A outputs of q and v
@@ -146,7 +174,9 @@ def test_estimate_tiny_lora_by_hand(tiny_model_dir):
     once = tokens * (4 * 32 + 4) + 2 * 64 * 64 + lora * 2  # final norm, boolean mask, autocast's LoRA weight cache
     assert items["activations"] == 2 * tokens * per_layer + once == 335_872
     assert items["layer backward"] == tokens * per_layer
-    logits = 128 * 32768 * 2 + tokens * 32 * (2 + 4 + 2) + tokens * 4 * 10  # tile, hidden + fp32 gradient, per-token stats
+    logits = (
+        128 * 32768 * 2 + tokens * 32 * (2 + 4 + 2) + tokens * 4 * 10
+    )  # tile, hidden + fp32 gradient, per-token stats
     assert items["logits"] == logits == 8_426_496
     persistent = 50_592 * 2 + lora * 4 + lora * 8
     assert est.peak_moment == "loss backward"
@@ -157,8 +187,15 @@ def test_estimate_tiny_lora_by_hand(tiny_model_dir):
 def test_estimate_bundled_full_finetune_by_hand(bundled_dir):
     """Full fine-tuning in bf16 with checkpointing and 2 accumulation steps, 4 × 256 tokens."""
     facts = model_facts("bundled")
-    config = make(finetune="full", train__precision="bf16", train__batch_size=4, train__grad_accum=2,
-                  train__max_length=256, train__gradient_checkpointing=True, train__learning_rate=2e-5)
+    config = make(
+        finetune="full",
+        train__precision="bf16",
+        train__batch_size=4,
+        train__grad_accum=2,
+        train__max_length=256,
+        train__gradient_checkpointing=True,
+        train__learning_rate=2e-5,
+    )
     est = estimate_memory(config, facts)
     items = {i.name: i for i in est.items}
     p = 134_515_008
@@ -168,8 +205,11 @@ def test_estimate_bundled_full_finetune_by_hand(bundled_dir):
     assert items["optimizer step temporaries"].bytes == p * 2
     tokens = 4 * 256
     per_layer = (
-        2 * (4 * 576 + 4) + 2 * 2 * 576  # norms, and their outputs for the trainable norm weights
-        + 2 * (576 + 2 * 576) + 2 * 576 + 4 * 9  # attention (3 KV heads repeated to 9)
+        2 * (4 * 576 + 4)
+        + 2 * 2 * 576  # norms, and their outputs for the trainable norm weights
+        + 2 * (576 + 2 * 576)
+        + 2 * 576
+        + 4 * 9  # attention (3 KV heads repeated to 9)
         + 3 * 2 * 1536  # gated MLP
         + 2 * (576 + 576 + 1536)  # inputs of q/k/v (shared), gate/up (shared), down; o shares the attention output
         + 4 * 256 * 256 * 2 // tokens  # the additive mask
@@ -195,7 +235,9 @@ def test_estimate_7b_lora_by_hand(facts_7b):
     assert items["LoRA parameters"] == 32 * per_layer_lora * 4 == 159_907_840
     per_layer = (
         2 * (4 * 4096 + 4)
-        + 2 * (4096 + 2 * 4096) + 2 * 4096 + 4 * 32  # no grouped-query attention: k and v as they are
+        + 2 * (4096 + 2 * 4096)
+        + 2 * 4096
+        + 4 * 32  # no grouped-query attention: k and v as they are
         + 3 * 2 * 11008
         + (6 * 4096 + 11008) * (2 + 1)  # each adapted layer's own bf16 input copy and its 1-byte dropout mask
         + 7 * 2 * 16
@@ -234,8 +276,13 @@ def test_fits_and_cheapest_fixes(facts_7b):
 
 
 def test_fixes_reach_qlora_and_max_length(facts_7b):
-    config = make(lora__r=16, train__precision="bf16", train__batch_size=1, train__max_length=4096,
-                  train__gradient_checkpointing=True)
+    config = make(
+        lora__r=16,
+        train__precision="bf16",
+        train__batch_size=1,
+        train__max_length=4096,
+        train__gradient_checkpointing=True,
+    )
     fixes = estimate_memory(config, facts_7b).cheapest_fixes(8 * GIB)
     assert [f.field for f in fixes] == ["finetune", "train.max_length"]
     assert fixes[0].value == "qlora" and fixes[-1].total <= 8 * GIB
@@ -302,8 +349,9 @@ def test_probe_tiny_model(tiny_model_dir):
     assert result.peak_bytes > 0 and result.tensor_peak_bytes and result.batch_shape
     rows, length = result.batch_shape
     assert rows <= 2 and length <= 128
-    est = estimate_memory(apply_changes(config, {"train.batch_size": rows}), model_facts(tiny_model_dir),
-                          device="cpu", seq_len=length)
+    est = estimate_memory(
+        apply_changes(config, {"train.batch_size": rows}), model_facts(tiny_model_dir), device="cpu", seq_len=length
+    )
     assert 0.7 < est.allocated / result.tensor_peak_bytes < 1.3
 
 
@@ -315,7 +363,8 @@ def test_estimate_against_probe_on_bundled_model(bundled_dir):
     config = make(train__batch_size=2, train__max_length=192)
     result = probe_step(config)
     rows, length = result.batch_shape
-    est = estimate_memory(apply_changes(config, {"train.batch_size": rows}), model_facts("bundled"),
-                          device="cpu", seq_len=length)
+    est = estimate_memory(
+        apply_changes(config, {"train.batch_size": rows}), model_facts("bundled"), device="cpu", seq_len=length
+    )
     assert result.tensor_peak_bytes is not None
     assert abs(est.allocated / result.tensor_peak_bytes - 1) < 0.15

@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 import yaml
+from appkit import until
 from textual.widgets import Input, OptionList, Static, TextArea
 
 from screens.advisor import AdvisorScreen, DiagnoseScreen
-from appkit import until
 from screens.app import create_app
 from screens.config import ConfigPane
 from screens.modals import ChoiceScreen, PromptScreen
@@ -25,15 +25,18 @@ def make_workspace(tmp_path: Path) -> Path:
     for name in ("train.jsonl", "val.jsonl"):
         shutil.copy(ROOT / "sample_data" / "support" / name, ws / "support" / name)
     (ws / "configs").mkdir()
-    (ws / "configs" / "a.yaml").write_text(yaml.safe_dump({
-        "name": "a", "model": "bundled",
-        "data": {"train": "../support/train.jsonl", "val": "../support/val.jsonl", "max_train_examples": 64},
-        "lora": {"r": 16, "alpha": 32},
-        "train": {"learning_rate": 2e-4, "batch_size": 4, "epochs": 2, "max_length": 256},
-    }))
+    (ws / "configs" / "a.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "a",
+                "model": "bundled",
+                "data": {"train": "../support/train.jsonl", "val": "../support/val.jsonl", "max_train_examples": 64},
+                "lora": {"r": 16, "alpha": 32},
+                "train": {"learning_rate": 2e-4, "batch_size": 4, "epochs": 2, "max_length": 256},
+            }
+        )
+    )
     return ws
-
-
 
 
 async def ready(pilot) -> ConfigPane:
@@ -133,7 +136,8 @@ async def test_diagnose_a_pasted_error(tmp_path: Path):
         assert isinstance(app.screen, DiagnoseScreen)
         app.screen.query_one(TextArea).text = (
             "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity "
-            "of 23.64 GiB of which 1.12 GiB is free.")
+            "of 23.64 GiB of which 1.12 GiB is free."
+        )
         await pilot.press("ctrl+s")
         await pilot.pause()
         shown = str(app.screen.query_one("#advisor-text", Static).render())

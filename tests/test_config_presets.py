@@ -73,8 +73,12 @@ def test_unknown_preset_names_the_known_ones():
 
 def test_diff_finds_nested_changes_in_schema_order():
     a = make(lora={"r": 16, "target_modules": ["q_proj"]}, train={"learning_rate": 1e-4})
-    b = make(name="other", lora={"r": 8, "target_modules": ["q_proj", "v_proj"]}, train={"learning_rate": 1e-4},
-             data={"train": "train.jsonl", "val": "val.jsonl"})
+    b = make(
+        name="other",
+        lora={"r": 8, "target_modules": ["q_proj", "v_proj"]},
+        train={"learning_rate": 1e-4},
+        data={"train": "train.jsonl", "val": "val.jsonl"},
+    )
     assert diff_configs(a, b) == [
         Change("name", "run", "other"),
         Change("data.val", None, "val.jsonl"),
@@ -114,7 +118,9 @@ def test_derived_batch_steps_and_tokens():
     assert d.total_steps == 189  # 63 × 3
     assert d.tokens_per_step == 4800  # 16 × 300
     assert derived(config, n_train=1000, mean_tokens=900).tokens_per_step == 8 * 512  # capped by max_length
-    assert derived(config, n_train=1000).total_steps == total_steps(config, 1000) == 375  # one GPU: the validator's count
+    assert (
+        derived(config, n_train=1000).total_steps == total_steps(config, 1000) == 375
+    )  # one GPU: the validator's count
 
 
 def test_derived_respects_max_steps_and_max_train_examples():
@@ -138,8 +144,11 @@ def test_derived_with_packing():
 
 
 def test_derived_params_and_run_time():
-    config = make(data={"train": "t.jsonl", "val_ratio": 0.2},
-                  train={"batch_size": 4, "grad_accum": 2, "epochs": 1}, eval={"eval_steps": 10})
+    config = make(
+        data={"train": "t.jsonl", "val_ratio": 0.2},
+        train={"batch_size": 4, "grad_accum": 2, "epochs": 1},
+        eval={"eval_steps": 10},
+    )
     d = derived(config, n_train=400, trainable_params=1_000_000, total_params=99_000_000, step_seconds=2.0)
     assert d.trainable_share == pytest.approx(0.01)  # 1M of 99M base + 1M adapter
     assert d.total_steps == 50 and d.evals == 5 and d.train_seconds == 100.0
@@ -160,8 +169,12 @@ def test_derived_lines_show_unknowns_with_the_reason():
     for label in ("steps / epoch", "total steps", "trainable", "tokens / step", "run time"):
         value, why = by_label[label]
         assert value == "?" and why, label
-    known = {r.label: r.value for r in derived(make(), n_train=80, trainable_params=2_500_000, total_params=135_000_000,
-                                               mean_tokens=100, step_seconds=1.0).lines()}
+    known = {
+        r.label: r.value
+        for r in derived(
+            make(), n_train=80, trainable_params=2_500_000, total_params=135_000_000, mean_tokens=100, step_seconds=1.0
+        ).lines()
+    }
     assert known["total steps"] == "30" and known["tokens / step"] == "800" and known["trainable"] == "2.5M (1.82%)"
     # 30 s of steps + 10 evaluations (every 3 steps) of 9 held-out examples: 2 forward batches, a third of a step each
     assert known["run time"] == "0m36s"

@@ -5,16 +5,17 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from configkit import make_config as make
+
 from workbench.config import RunConfig, validate
 from workbench.config.memory import apply_changes, estimate_memory
 from workbench.config.modelinfo import facts_from_config, model_facts
 from workbench.config.validate import Context, Finding, Hardware
 
 GIB = 2**30
-GPU = Hardware(cuda=True, bf16=True, bitsandbytes=True, gpu_name="Test GPU", gpu_total_bytes=80 * GIB,
-               gpu_free_bytes=80 * GIB)
+GPU = Hardware(
+    cuda=True, bf16=True, bitsandbytes=True, gpu_name="Test GPU", gpu_total_bytes=80 * GIB, gpu_free_bytes=80 * GIB
+)
 
 
 def on(config: RunConfig, ctx: Context | None, field: str) -> list[Finding]:
@@ -44,9 +45,18 @@ def tiny(tiny_model_dir):
 def big():
     from transformers import LlamaConfig
 
-    return facts_from_config(LlamaConfig(
-        vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-        num_key_value_heads=32, max_position_embeddings=4096), path="llama-7b (made up)")
+    return facts_from_config(
+        LlamaConfig(
+            vocab_size=32000,
+            hidden_size=4096,
+            intermediate_size=11008,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+            max_position_embeddings=4096,
+        ),
+        path="llama-7b (made up)",
+    )
 
 
 # -- rules that need only the config -----------------------------------------------
@@ -57,11 +67,17 @@ def test_missing_data_file():
     assert severity(make(), Context(), "data.train") is None
 
 
-@pytest.mark.parametrize("method,finetune,lr,expect", [
-    ("sft", "lora", 2e-4, None), ("sft", "lora", 5e-3, "warning"),
-    ("sft", "full", 2e-5, None), ("sft", "full", 2e-4, "warning"),
-    ("dpo", "lora", 5e-6, None), ("dpo", "lora", 1e-3, "error"),
-])
+@pytest.mark.parametrize(
+    "method,finetune,lr,expect",
+    [
+        ("sft", "lora", 2e-4, None),
+        ("sft", "lora", 5e-3, "warning"),
+        ("sft", "full", 2e-5, None),
+        ("sft", "full", 2e-4, "warning"),
+        ("dpo", "lora", 5e-6, None),
+        ("dpo", "lora", 1e-3, "error"),
+    ],
+)
 def test_learning_rate_for_the_method(method, finetune, lr, expect):
     config = make(method=method, finetune=finetune, train__learning_rate=lr)
     assert severity(config, None, "train.learning_rate") == expect
@@ -87,7 +103,10 @@ def test_alpha_over_r_and_rslora_scaling():
     assert severity(make(lora__r=64, lora__alpha=16, lora__rslora=True), None, "lora.alpha") is None
     assert severity(make(lora__r=128, lora__alpha=256), None, "lora.rslora") == "info"
     assert severity(make(lora__r=16), None, "lora.rslora") is None
-    assert severity(make(finetune="full", lora__r=4, lora__alpha=64, train__learning_rate=2e-5), None, "lora.alpha") is None
+    assert (
+        severity(make(finetune="full", lora__r=4, lora__alpha=64, train__learning_rate=2e-5), None, "lora.alpha")
+        is None
+    )
 
 
 def test_lora_dropout():
@@ -121,8 +140,14 @@ def test_effective_batch_leaves_a_handful_of_steps():
 
 def test_eval_split_for_early_stopping_and_best_checkpoint():
     no_val = {"train": "t.jsonl", "val_ratio": 0.0}
-    assert severity(make(data=no_val, eval__early_stopping_patience=2, eval__load_best=False), None,
-                    "eval.early_stopping_patience") == "error"
+    assert (
+        severity(
+            make(data=no_val, eval__early_stopping_patience=2, eval__load_best=False),
+            None,
+            "eval.early_stopping_patience",
+        )
+        == "error"
+    )
     assert severity(make(data=no_val), None, "eval.load_best") == "error"
     assert_fixed(make(data=no_val), None, "eval.load_best")
     assert severity(make(eval__early_stopping_patience=2), None, "eval.early_stopping_patience") is None
@@ -162,7 +187,10 @@ def test_precision_and_qlora_against_the_hardware():
 
 
 def test_dpo_on_sft_data_and_the_reverse():
-    assert severity(make(method="dpo", train__learning_rate=5e-6), Context(data_shape="prompt_completion"), "method") == "error"
+    assert (
+        severity(make(method="dpo", train__learning_rate=5e-6), Context(data_shape="prompt_completion"), "method")
+        == "error"
+    )
     assert severity(make(), Context(data_shape="preference"), "method") == "info"
     assert severity(make(), Context(data_shape="prompt_completion"), "method") is None
     assert severity(make(method="dpo", train__learning_rate=5e-6), Context(data_shape="preference"), "method") is None
@@ -232,8 +260,12 @@ def test_target_modules_the_model_lacks(tiny):
     assert_fixed(typo, ctx, "lora.target_modules")
     assert severity(make(lora__target_modules=["q_proj", "nope"]), ctx, "lora.target_modules") == "warning"
     assert severity(make(lora__target_modules=["q_proj", "self_attn.v_proj"]), ctx, "lora.target_modules") is None
-    assert severity(make(finetune="full", lora__target_modules=["q_prj"], train__learning_rate=2e-5), ctx,
-                    "lora.target_modules") is None
+    assert (
+        severity(
+            make(finetune="full", lora__target_modules=["q_prj"], train__learning_rate=2e-5), ctx, "lora.target_modules"
+        )
+        is None
+    )
 
 
 def test_memory_without_a_gpu_is_an_estimate_for_one(tiny):
@@ -268,7 +300,8 @@ def test_tight_memory_suggests_gradient_checkpointing(big):
 
 def test_memory_uses_the_longest_sampled_example(big):
     config = make(lora__r=16, train__batch_size=8, train__max_length=4096)
-    ctx = Context(model=big, hardware=dataclasses.replace(GPU, gpu_free_bytes=40 * GIB),
-                  token_lengths=[(200, 100)] * 10)
+    ctx = Context(
+        model=big, hardware=dataclasses.replace(GPU, gpu_free_bytes=40 * GIB), token_lengths=[(200, 100)] * 10
+    )
     assert not [f for f in validate(config, ctx) if f.severity == "error"]  # 8 × 300 tokens fit, 8 × 4096 would not
     assert [f for f in validate(config, dataclasses.replace(ctx, token_lengths=None)) if f.severity == "error"]

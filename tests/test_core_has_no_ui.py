@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def core_modules() -> list[str]:
-    return sorted(m.name for m in pkgutil.walk_packages(workbench.__path__, "workbench.") if not m.name.endswith("__main__"))
+    return sorted(
+        m.name for m in pkgutil.walk_packages(workbench.__path__, "workbench.") if not m.name.endswith("__main__")
+    )
 
 
 def test_importing_every_core_module_never_imports_textual():
@@ -33,7 +35,8 @@ def test_importing_every_core_module_never_imports_textual():
 
 def test_no_core_source_mentions_textual_imports():
     offenders = [
-        str(p.relative_to(ROOT)) for p in (ROOT / "workbench").rglob("*.py")
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "workbench").rglob("*.py")
         if any(line.lstrip().startswith(("import textual", "from textual")) for line in p.read_text().splitlines())
     ]
     assert offenders == []

@@ -104,7 +104,8 @@ def test_scores_become_findings_by_severity(train):
     assert [v.score for v in result.verdicts] == [1, 3, 5]
     findings = result.findings()
     assert [(f.index, f.check, f.severity, f.score) for f in findings] == [
-        (0, CHECK, "error", 1.0), (1, CHECK, "warning", 3.0),
+        (0, CHECK, "error", 1.0),
+        (1, CHECK, "warning", 3.0),
     ]
     assert findings[0].message == "LLM critic score 1/5 (low: format 1, correctness 2): judged 1"
     assert findings[1].message == "LLM critic score 3/5: judged 3"
@@ -166,8 +167,9 @@ def test_rerun_is_answered_by_the_cache_and_costs_nothing(train, tmp_path):
 
 def test_sample_is_random_but_repeatable(train):
     llm = LLM(MODEL, mock=verdict_json(4))
-    picks = [[v.index for v in critique_with_llm(train.rows, train.shape, llm, sample=5, seed=s).verdicts]
-             for s in (0, 0, 1)]
+    picks = [
+        [v.index for v in critique_with_llm(train.rows, train.shape, llm, sample=5, seed=s).verdicts] for s in (0, 0, 1)
+    ]
     assert picks[0] == picks[1] != picks[2]
     assert len(set(picks[0])) == 5 and picks[0] == sorted(picks[0])
     within = critique_with_llm(train.rows, train.shape, llm, indexes=range(10, 20), sample=3)
@@ -187,8 +189,9 @@ def test_cancel_midway_returns_the_verdicts_done(train):
             cancel.set()
 
     llm = LLM(MODEL, mock=verdict_json(4))
-    result = critique_with_llm(train.rows, train.shape, llm, indexes=range(8), workers=1, progress=stop_at_two,
-                               cancel=cancel)
+    result = critique_with_llm(
+        train.rows, train.shape, llm, indexes=range(8), workers=1, progress=stop_at_two, cancel=cancel
+    )
     assert result.cancelled and result.requested == 8
     assert [v.index for v in result.verdicts] == [0, 1]
     assert result.usage.calls == 2
@@ -211,8 +214,13 @@ def test_to_dict_is_plain_json(train):
     data = json.loads(json.dumps(result.to_dict()))
     assert data["model"] == MODEL and data["cancelled"] is False
     assert data["verdicts"][0] == {
-        "index": 0, "score": 3, "criteria": dict.fromkeys(DEFAULT_CRITERIA, 3), "reason": "meh",
-        "raw": verdict_json(3, "meh"), "cached": False, "unparsed": False,
+        "index": 0,
+        "score": 3,
+        "criteria": dict.fromkeys(DEFAULT_CRITERIA, 3),
+        "reason": "meh",
+        "raw": verdict_json(3, "meh"),
+        "cached": False,
+        "unparsed": False,
     }
     assert data["usage"]["calls"] == 2
 

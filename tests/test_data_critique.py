@@ -10,8 +10,8 @@ import sys
 import threading
 
 import pytest
-
 from conftest import SAMPLE, tiny_tokenizer
+
 from workbench.data.critique import CHECKS, CritiqueReport, critique
 from workbench.data.critique_lang import detect
 from workbench.data.critique_lengths import TokenCounter
@@ -88,30 +88,62 @@ def test_empty_output_on_preference_data_and_earlier_turns():
 # -- placeholder_output -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("answer", ["N/A", "<No Output>", "<noinput>", "TODO", "...", "…", "TBD", "  n/a. ", "-",
-                                    "TODO: write this", "Lorem ipsum dolor sit amet, consectetur."])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "N/A",
+        "<No Output>",
+        "<noinput>",
+        "TODO",
+        "...",
+        "…",
+        "TBD",
+        "  n/a. ",
+        "-",
+        "TODO: write this",
+        "Lorem ipsum dolor sit amet, consectetur.",
+    ],
+)
 def test_placeholder_answers_are_errors(answer):
     found = run([chat("q", answer)], "placeholder_output")
     assert [(f.severity, f.field) for f in found] == [("error", "response")]
     assert "is a placeholder" in found[0].message or "lorem ipsum filler" in found[0].message
 
 
-@pytest.mark.parametrize("answer", ["null", "None", "As an AI language model, I cannot browse the internet.",
-                                    "I'm sorry, but I can't help with that.", "Best regards, [Your Name]"])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "null",
+        "None",
+        "As an AI language model, I cannot browse the internet.",
+        "I'm sorry, but I can't help with that.",
+        "Best regards, [Your Name]",
+    ],
+)
 def test_maybe_placeholders_refusals_and_slots_are_warnings(answer):
     assert [f.severity for f in run([chat("q", answer)], "placeholder_output")] == ["warning"]
 
 
-@pytest.mark.parametrize("answer", ["None of the three options fit, because the invoice is from 2024.",
-                                    "N/A values are dropped by pandas before the mean is taken.",
-                                    "To do that, open Settings.", "42", "No.", "I cannot wait to try it!"])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "None of the three options fit, because the invoice is from 2024.",
+        "N/A values are dropped by pandas before the mean is taken.",
+        "To do that, open Settings.",
+        "42",
+        "No.",
+        "I cannot wait to try it!",
+    ],
+)
 def test_real_answers_are_not_placeholders(answer):
     assert run([chat("q", answer)], "placeholder_output") == []
 
 
 def test_placeholder_input_and_rejected_answer():
-    rows = [{"instruction": "Name a colour.", "input": "<noinput>", "output": "Blue."},
-            {"instruction": "Name a colour.", "input": "", "output": "Blue."}]
+    rows = [
+        {"instruction": "Name a colour.", "input": "<noinput>", "output": "Blue."},
+        {"instruction": "Name a colour.", "input": "", "output": "Blue."},
+    ]
     found = run(rows, "placeholder_output", Shape.ALPACA)
     assert [(f.index, f.field, f.severity) for f in found] == [(0, "prompt", "warning")]
     pair = {"prompt": "p", "chosen": "A real answer.", "rejected": "N/A"}
@@ -122,25 +154,31 @@ def test_placeholder_input_and_rejected_answer():
 # -- invisible_input ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("user", [
-    "See the attached screenshot for the error.",
-    "<Picture Attached> What breed is this dog?",
-    "Summarize this article: https://example.com/news/42",
-    "Describe the image above in two sentences.",
-    "Please open data/sales_2025.csv and report the total.",
-    "Check the attachment and tell me what you think.",
-])
+@pytest.mark.parametrize(
+    "user",
+    [
+        "See the attached screenshot for the error.",
+        "<Picture Attached> What breed is this dog?",
+        "Summarize this article: https://example.com/news/42",
+        "Describe the image above in two sentences.",
+        "Please open data/sales_2025.csv and report the total.",
+        "Check the attachment and tell me what you think.",
+    ],
+)
 def test_invisible_input_finds_what_the_model_cannot_see(user):
     found = run([chat(user)], "invisible_input")
     assert [(f.severity, f.field) for f in found] == [("warning", "prompt")]
 
 
-@pytest.mark.parametrize("user", [
-    "I bought it from https://shop.example.com last week and it broke.",
-    "Here is the text I pasted, no attachment needed: the meeting moved to Friday.",
-    "Write a caption for a photo of a sunset at the beach.",
-    "What is a CSV file?",
-])
+@pytest.mark.parametrize(
+    "user",
+    [
+        "I bought it from https://shop.example.com last week and it broke.",
+        "Here is the text I pasted, no attachment needed: the meeting moved to Friday.",
+        "Write a caption for a photo of a sunset at the beach.",
+        "What is a CSV file?",
+    ],
+)
 def test_invisible_input_leaves_self_contained_prompts_alone(user):
     assert run([chat(user)], "invisible_input") == []
 
@@ -148,11 +186,14 @@ def test_invisible_input_leaves_self_contained_prompts_alone(user):
 # -- merged_instructions ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("answer", [
-    "Paris.\n\n### Instruction:\nName the capital of Spain.",
-    "The total is 12.\nHuman: thanks! and what about 13?",
-    "Done.\n\nInstruction 2: Translate it to French.",
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Paris.\n\n### Instruction:\nName the capital of Spain.",
+        "The total is 12.\nHuman: thanks! and what about 13?",
+        "Done.\n\nInstruction 2: Translate it to French.",
+    ],
+)
 def test_answers_running_on_into_a_new_instruction(answer):
     found = run([chat("What is the capital of France?", answer)], "merged_instructions")
     assert [f.field for f in found] == ["response"]
@@ -167,8 +208,14 @@ def test_prompts_holding_several_instructions_and_stray_chat_tokens():
     assert "'<|im_end|>'" in found[2].message
 
 
-@pytest.mark.parametrize("answer", ["Q: Is it safe?\nA: Yes, when unplugged.", "Set the user: field to your login.",
-                                    "Steps:\n1. Open the lid.\n2. Remove the filter."])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Q: Is it safe?\nA: Yes, when unplugged.",
+        "Set the user: field to your login.",
+        "Steps:\n1. Open the lid.\n2. Remove the filter.",
+    ],
+)
 def test_ordinary_answers_are_not_merged(answer):
     assert run([chat("How do I clean it?", answer)], "merged_instructions") == []
 
@@ -177,11 +224,15 @@ def test_ordinary_answers_are_not_merged(answer):
 
 
 def test_dates_against_the_majority_convention():
-    rows = ok_rows(9, "Ships on 2026-03-14.") + [chat("q", "Ships on 03/14/2026."), chat("q", "Ships on March 3, 2026.")]
+    rows = ok_rows(9, "Ships on 2026-03-14.") + [
+        chat("q", "Ships on 03/14/2026."),
+        chat("q", "Ships on March 3, 2026."),
+    ]
     found = run(rows, "consistency")
     assert [f.index for f in found] == [9, 10]
-    assert found[0].message == ("date '03/14/2026' is MM/DD/YYYY; 82% of answers with a date use YYYY-MM-DD "
-                                "(e.g. '2026-03-14')")
+    assert found[0].message == (
+        "date '03/14/2026' is MM/DD/YYYY; 82% of answers with a date use YYYY-MM-DD (e.g. '2026-03-14')"
+    )
     assert found[0].suggestion == "Write it as 2026-03-14." and found[1].suggestion == "Write it as 2026-03-03."
     summary = critique(rows, LM, checks={"consistency"}).summary
     assert summary.conventions[0].text == "dates: YYYY-MM-DD in 82% of 11 answers with a date"
@@ -202,11 +253,11 @@ def test_ambiguous_dates_follow_the_dataset_order():
 def test_json_validity_keys_and_order():
     good = '{"name":"Ann","issue":"billing","date":"2026-01-02"}'
     rows = [chat("q", good) for _ in range(10)] + [
-        chat("q", '{"name":"Ann","issue":"billing","date":"2026-01-02"'),     # cut off
+        chat("q", '{"name":"Ann","issue":"billing","date":"2026-01-02"'),  # cut off
         chat("q", "{'name': 'Ann', 'issue': 'billing', 'date': '2026-01-02'}"),  # Python repr
-        chat("q", '{"name":"Ann","date":"2026-01-02","mood":"sad"}'),         # missing issue, extra mood
-        chat("q", '{"issue":"billing","name":"Ann","date":"2026-01-02"}'),    # other key order
-        chat("q", "Sure! The name is Ann."),                                   # prose among JSON
+        chat("q", '{"name":"Ann","date":"2026-01-02","mood":"sad"}'),  # missing issue, extra mood
+        chat("q", '{"issue":"billing","name":"Ann","date":"2026-01-02"}'),  # other key order
+        chat("q", "Sure! The name is Ann."),  # prose among JSON
     ]
     found = {f.index: f for f in run(rows, "consistency")}
     assert sorted(found) == [10, 11, 12, 13, 14]
@@ -237,8 +288,10 @@ def test_style_of_json_free_text_values():
 
 def test_undesirable_completions_set_no_convention():
     rows = [{"prompt": "When?", "completion": "On 2026-03-14.", "label": True} for _ in range(8)]
-    rows += [{"prompt": "When?", "completion": "On 03/14/2026.", "label": False},
-             {"prompt": "When?", "completion": "On 03/14/2026.", "label": True}]
+    rows += [
+        {"prompt": "When?", "completion": "On 03/14/2026.", "label": False},
+        {"prompt": "When?", "completion": "On 03/14/2026.", "label": True},
+    ]
     assert flagged(rows, "consistency", Shape.UNPAIRED_PREFERENCE) == {9}
 
 
@@ -248,8 +301,12 @@ def test_undesirable_completions_set_no_convention():
 def test_length_outliers_long_and_short():
     rows = ok_rows(20)
     rows.append(chat("Please read this thread: " + "blah " * 600, "Your order ships on Monday."))
-    rows.append(chat("Hello, when does order number 7 ship? It was placed last week.",
-                     "Your order ships on Monday, " + "and then it travels for a while, " * 40))
+    rows.append(
+        chat(
+            "Hello, when does order number 7 ship? It was placed last week.",
+            "Your order ships on Monday, " + "and then it travels for a while, " * 40,
+        )
+    )
     found = {f.index: f for f in run(rows, "length_outlier")}
     assert sorted(found) == [20, 21]
     assert found[20].field == "prompt" and found[20].severity == "warning" and "× the median" in found[20].message
@@ -274,8 +331,9 @@ def test_too_long_says_what_truncation_cuts(tokenizer):
     assert found[1].severity == "error" and "the prompt alone is" in found[1].message
     assert "whole answer is cut" in found[1].message
     assert found[2].severity == "error" and "cuts the last" in found[2].message and found[2].field == "response"
-    kept_end = {f.index: f for f in run([long_prompt], "too_long", tokenizer=tokenizer, max_length=100,
-                                        truncation="keep_end")}
+    kept_end = {
+        f.index: f for f in run([long_prompt], "too_long", tokenizer=tokenizer, max_length=100, truncation="keep_end")
+    }
     assert kept_end[0].severity == "warning" and "cuts only the prompt" in kept_end[0].message
 
 
@@ -294,10 +352,10 @@ def test_too_long_without_a_tokenizer_estimates_and_needs_max_length():
 
 def test_role_order_problems():
     rows = [
-        roles("system", "assistant", "user"),             # assistant first, ends on user
-        roles("user", "user", "assistant"),               # two users in a row
+        roles("system", "assistant", "user"),  # assistant first, ends on user
+        roles("user", "user", "assistant"),  # two users in a row
         roles("user", "assistant", "system", "user", "assistant"),  # late system turn
-        roles("user", "assistant", "user"),               # ends on the user
+        roles("user", "assistant", "user"),  # ends on the user
         {"conversations": [{"from": "human", "value": "hi"}, {"from": "bot", "value": "yo"}]},  # unknown role
     ]
     found = {f.index: f for f in run(rows[:4], "role_order")}
@@ -310,8 +368,11 @@ def test_role_order_problems():
 
 
 def test_good_role_orders():
-    rows = [roles("system", "user", "assistant"), roles("user", "assistant", "user", "assistant"),
-            roles("user", "assistant", "tool", "assistant")]
+    rows = [
+        roles("system", "user", "assistant"),
+        roles("user", "assistant", "user", "assistant"),
+        roles("user", "assistant", "tool", "assistant"),
+    ]
     assert run(rows, "role_order") == []
     assert run([{"prompt": [{"role": "user", "content": "hi"}]}], "role_order", Shape.PROMPT_ONLY) == []
     assert run([{"text": "plain text"}], "role_order") == []
@@ -329,12 +390,16 @@ def test_chat_template_that_drops_or_refuses_a_turn(tokenizer):
     original = tokenizer.chat_template
     rows = [chat("hi", "hello", system="Be brief."), chat("hi", "hello")]
     try:
-        tokenizer.chat_template = ("{% for m in messages %}{% if m['role'] != 'system' %}<|im_start|>{{ m['role'] }}\n"
-                                   "{{ m['content'] }}<|im_end|>\n{% endif %}{% endfor %}")
+        tokenizer.chat_template = (
+            "{% for m in messages %}{% if m['role'] != 'system' %}<|im_start|>{{ m['role'] }}\n"
+            "{{ m['content'] }}<|im_end|>\n{% endif %}{% endfor %}"
+        )
         found = run(rows, "chat_template", tokenizer=tokenizer)
         assert [f.index for f in found] == [0] and "drops the system turn 'Be brief.'" in found[0].message
-        tokenizer.chat_template = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not "
-                                   "supported') }}{% endif %}{% for m in messages %}{{ m['content'] }}{% endfor %}")
+        tokenizer.chat_template = (
+            "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not "
+            "supported') }}{% endif %}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+        )
         found = run(rows, "chat_template", tokenizer=tokenizer)
         assert [f.index for f in found] == [0] and found[0].message.endswith("System role not supported")
         tokenizer.chat_template = None
@@ -353,20 +418,27 @@ def test_chat_template_needs_a_tokenizer():
 # -- pii ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "kind", "severity"), [
-    ("Write to jordan.fake@example.com today", "email address", "warning"),
-    ("Call me on 555-0147 after six", "phone number", "warning"),
-    ("or +44 20 7946 0958", "phone number", "warning"),
-    ("My card is 4111 1111 1111 1111", "card number", "error"),
-    ("IBAN DE89 3704 0044 0532 0130 00 please", "IBAN", "warning"),
-    ("key sk-fake-fjbHqN9m87GS8VHJa2zhjdaoSWfq8bUT.", "API key", "error"),
-    ("aws AKIAIOSFODNN7EXAMPLE", "AWS access key", "error"),
-    ("token ghp_abcdefghijklmnopqrstuvwxyz0123456789", "GitHub token", "error"),
-    ("xoxb-1234567890-abcdefghij", "Slack token", "error"),
-    ("-----BEGIN PRIVATE KEY-----\nMIIE", "private key", "error"),
-    ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", "JWT", "error"),
-    ("the password: hunter2024", "secret", "error"),
-])
+@pytest.mark.parametrize(
+    ("text", "kind", "severity"),
+    [
+        ("Write to jordan.fake@example.com today", "email address", "warning"),
+        ("Call me on 555-0147 after six", "phone number", "warning"),
+        ("or +44 20 7946 0958", "phone number", "warning"),
+        ("My card is 4111 1111 1111 1111", "card number", "error"),
+        ("IBAN DE89 3704 0044 0532 0130 00 please", "IBAN", "warning"),
+        ("key sk-fake-fjbHqN9m87GS8VHJa2zhjdaoSWfq8bUT.", "API key", "error"),
+        ("aws AKIAIOSFODNN7EXAMPLE", "AWS access key", "error"),
+        ("token ghp_abcdefghijklmnopqrstuvwxyz0123456789", "GitHub token", "error"),
+        ("xoxb-1234567890-abcdefghij", "Slack token", "error"),
+        ("-----BEGIN PRIVATE KEY-----\nMIIE", "private key", "error"),
+        (
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            "JWT",
+            "error",
+        ),
+        ("the password: hunter2024", "secret", "error"),
+    ],
+)
 def test_pii_kinds_are_found_and_masked(text, kind, severity):
     found = run([chat(text)], "pii")
     assert len(found) == 1 and found[0].severity == severity and kind in found[0].message
@@ -374,11 +446,17 @@ def test_pii_kinds_are_found_and_masked(text, kind, severity):
     assert value not in found[0].message and f"{value[0]}…{value[-1]} ({len(value)} chars)" in found[0].message
 
 
-@pytest.mark.parametrize("text", [
-    "Ordered on 2026-06-13, delivered 4/23/2026.", "It cost €1,299.00 and order #12345678 is late.",
-    "My card 4111 1111 1111 1112 was refused",  # fails the Luhn check
-    "The password reset email never arrives.", "Token expired yesterday.", "Call 911 or 112.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Ordered on 2026-06-13, delivered 4/23/2026.",
+        "It cost €1,299.00 and order #12345678 is late.",
+        "My card 4111 1111 1111 1112 was refused",  # fails the Luhn check
+        "The password reset email never arrives.",
+        "Token expired yesterday.",
+        "Call 911 or 112.",
+    ],
+)
 def test_pii_leaves_ordinary_numbers_and_words_alone(text):
     assert run([chat(text)], "pii") == []
 
@@ -405,11 +483,17 @@ def test_language_mismatch():
     prompt = "I ordered a speaker on 20 September but the parcel contained a tablet instead. Can you help me?"
     rows = [
         chat(prompt, "El cliente informa de un problema con su pedido y solicita que se lo resuelvan pronto."),
-        chat(prompt, json.dumps({"issue": "shipping",
-                                 "summary": "Der Kunde hat das falsche Gerät erhalten und möchte es umtauschen."})),
+        chat(
+            prompt,
+            json.dumps(
+                {"issue": "shipping", "summary": "Der Kunde hat das falsche Gerät erhalten und möchte es umtauschen."}
+            ),
+        ),
         chat(prompt, "The customer got the wrong item and wants it exchanged as soon as possible, please."),
-        chat("Translate to Spanish: the parcel contained a tablet instead of the speaker I ordered.",
-             "El paquete contenía una tableta en lugar del altavoz que pedí, y no es lo que quería."),
+        chat(
+            "Translate to Spanish: the parcel contained a tablet instead of the speaker I ordered.",
+            "El paquete contenía una tableta en lugar del altavoz que pedí, y no es lo que quería.",
+        ),
         chat(prompt, "Lo siento."),  # too short to judge
         chat(prompt, '{"issue": "shipping"}'),  # JSON without prose
     ]
@@ -500,16 +584,20 @@ def test_every_planted_defect_is_found_at_its_line(messy):
     for f in report.findings:
         found.setdefault(line_of[f.index], []).append(f)
     mine = {line: kind for line, kind in defects.items() if kind in EXPECTED}
-    missed = [(line, kind) for line, kind in sorted(mine.items())
-              if not any(f.check == EXPECTED[kind][0] and EXPECTED[kind][1] in f.message for f in found.get(line, []))]
+    missed = [
+        (line, kind)
+        for line, kind in sorted(mine.items())
+        if not any(f.check == EXPECTED[kind][0] and EXPECTED[kind][1] in f.message for f in found.get(line, []))
+    ]
     assert len(mine) == 32 and missed == []  # recall: 32 of 32
 
 
 def test_messy_has_no_finding_off_the_planted_lines(messy):
     report, line_of = messy
     defects = planted()
-    stray = [(line_of[f.index], f.check, f.message) for f in report.findings
-             if defects.get(line_of[f.index]) not in EXPECTED]  # clean lines, duplicates, leaked rows
+    stray = [
+        (line_of[f.index], f.check, f.message) for f in report.findings if defects.get(line_of[f.index]) not in EXPECTED
+    ]  # clean lines, duplicates, leaked rows
     assert stray == []
     overlong = next(line for line, kind in defects.items() if kind == "overlong")
     assert {f.check for f in report.findings if line_of[f.index] == overlong} == {"length_outlier", "too_long"}
@@ -517,8 +605,9 @@ def test_messy_has_no_finding_off_the_planted_lines(messy):
 
 def test_overlong_in_tokens_of_the_tokenizer(tokenizer):
     result = load_rows(SUPPORT / "messy.jsonl", skip_bad=True)
-    report = critique(result.rows, result.shape, tokenizer=tokenizer, max_length=2048,
-                      checks={"too_long", "chat_template"})
+    report = critique(
+        result.rows, result.shape, tokenizer=tokenizer, max_length=2048, checks={"too_long", "chat_template"}
+    )
     assert [result.row_lines[f.index] for f in report.findings] == [223]
     assert report.findings[0].severity == "error" and "whole answer is cut" in report.findings[0].message
 
@@ -629,10 +718,21 @@ def test_empty_dataset():
 
 
 def test_same_report_whatever_the_hash_seed():
-    code = ("import hashlib, json; from workbench.data.load import load_rows;"
-            "from workbench.data.critique import critique;"
-            "r = load_rows('sample_data/support/messy.jsonl', skip_bad=True);"
-            "print(hashlib.sha1(json.dumps(critique(r.rows, r.shape).to_dict(), sort_keys=True).encode()).hexdigest())")
-    digests = {subprocess.run([sys.executable, "-c", code], cwd=SAMPLE.parent, capture_output=True, text=True,
-                              check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    code = (
+        "import hashlib, json; from workbench.data.load import load_rows;"
+        "from workbench.data.critique import critique;"
+        "r = load_rows('sample_data/support/messy.jsonl', skip_bad=True);"
+        "print(hashlib.sha1(json.dumps(critique(r.rows, r.shape).to_dict(), sort_keys=True).encode()).hexdigest())"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=SAMPLE.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
     assert len(digests) == 1  # set order never leaks into topics or conventions

@@ -20,6 +20,7 @@ from workbench.data.dedup import (
     semantic_duplicates,
     texts_for,
 )
+from workbench.data.load import load_rows
 from workbench.data.minhash import (
     detection_probability,
     fold_words,
@@ -28,7 +29,6 @@ from workbench.data.minhash import (
     s_curve_midpoint,
     shingle_sets,
 )
-from workbench.data.load import load_rows
 from workbench.data.split import groups_from_clusters, split_rows
 from workbench.errors import DataError, WorkbenchError
 
@@ -56,7 +56,8 @@ def test_exact_duplicates_fold_case_whitespace_and_punctuation() -> None:
     assert cluster.min_similarity == cluster.max_similarity == 1.0
     findings = result.findings(field="prompt")
     assert [(f.index, f.check, f.group, f.score, f.field) for f in findings] == [
-        (2, "exact_duplicate", 0, 1.0, "prompt"), (3, "exact_duplicate", 0, 1.0, "prompt"),
+        (2, "exact_duplicate", 0, 1.0, "prompt"),
+        (3, "exact_duplicate", 0, 1.0, "prompt"),
     ]
     assert all("#0" in f.message and "kept" in f.message for f in findings)
     assert result.drop == [2, 3]
@@ -189,8 +190,13 @@ def test_planted_exact_and_near_duplicates_are_all_found(messy) -> None:
     line = messy.row_lines
     found = {line[f.index]: f for f in result.findings()}
     clusters = {line[m]: c for c in result.clusters for m in c.members}
-    expected = {n: kind_note for n, kind_note in planted().items() if kind_note[0] in ("exact_duplicate", "near_duplicate")}
-    recall = {k: sum(n in found for n, (kind, _) in expected.items() if kind == k) for k in ("exact_duplicate", "near_duplicate")}
+    expected = {
+        n: kind_note for n, kind_note in planted().items() if kind_note[0] in ("exact_duplicate", "near_duplicate")
+    }
+    recall = {
+        k: sum(n in found for n, (kind, _) in expected.items() if kind == k)
+        for k in ("exact_duplicate", "near_duplicate")
+    }
     assert recall == {"exact_duplicate": 6, "near_duplicate": 8}
     assert set(found) == set(expected)  # nothing else flagged
     for n, (kind, note) in expected.items():
@@ -231,7 +237,9 @@ def test_leakage_twins_name_the_nearest_copy_and_skip_clusters_within_one_split(
     assert "train example #0 is a near copy (Jaccard 0.95) of test example #0" in finding.message
     # no train member: the first split the cluster spans is the side flagged
     (between,) = find_leakage({"train": ["x y z"], "val": [base], "test": [base.upper()]})
-    assert [(f.index, f.message) for f in between.findings()] == [(0, "val example #0 is an exact copy of test example #0")]
+    assert [(f.index, f.message) for f in between.findings()] == [
+        (0, "val example #0 is an exact copy of test example #0")
+    ]
 
 
 # -- LSH parameters ------------------------------------------------------------------
@@ -273,8 +281,12 @@ def test_split_with_groups_keeps_every_duplicate_cluster_in_one_split(messy) -> 
         n = len(messy.rows)
         assert all(abs(size - ratio * n) <= 2 for size, ratio in zip(split.sizes, (0.8, 0.1, 0.1)))
         assert split == split_rows(messy.rows, (0.8, 0.1, 0.1), seed=seed, groups=groups)
-        leaks = find_leakage({"train": [t for i, t in enumerate(texts_for(messy.rows)) if where[i] == "train"],
-                              "test": [t for i, t in enumerate(texts_for(messy.rows)) if where[i] == "test"]})
+        leaks = find_leakage(
+            {
+                "train": [t for i, t in enumerate(texts_for(messy.rows)) if where[i] == "train"],
+                "test": [t for i, t in enumerate(texts_for(messy.rows)) if where[i] == "test"],
+            }
+        )
         assert leaks == []
 
 
@@ -365,15 +377,21 @@ def test_semantic_duplicates_cluster_by_cosine() -> None:
     (cluster,) = result.clusters
     assert cluster.kind == "semantic" and cluster.members == (0, 1, 4)
     assert {f.index: (f.check, f.severity) for f in result.findings()} == {
-        1: ("semantic_duplicate", "info"), 4: ("semantic_duplicate", "info"),
+        1: ("semantic_duplicate", "info"),
+        4: ("semantic_duplicate", "info"),
     }
     assert cluster.min_similarity == pytest.approx(0.96, abs=1e-6)
     assert result.params.to_dict()["method"] == "embedding"
 
 
 def test_texts_for_picks_the_field() -> None:
-    row = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Question?"},
-                        {"role": "assistant", "content": "Answer."}]}
+    row = {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Question?"},
+            {"role": "assistant", "content": "Answer."},
+        ]
+    }
     pref = {"prompt": "Q", "chosen": "good", "rejected": "bad"}
     assert texts_for([row], field="prompt") == ["Question?"]
     assert texts_for([row], field="response") == ["Answer."]

@@ -82,20 +82,70 @@ def test_shape_parse_accepts_user_spellings() -> None:
 @pytest.mark.parametrize(
     ("row", "shape", "conversational", "field", "fragment"),
     [
-        ({"prompt": "q", "completion": 3}, Shape.PROMPT_COMPLETION, False, "completion", "expected a string or a list of messages (prompt-completion shape: prompt, completion), got int"),
+        (
+            {"prompt": "q", "completion": 3},
+            Shape.PROMPT_COMPLETION,
+            False,
+            "completion",
+            "expected a string or a list of messages (prompt-completion shape: prompt, completion), got int",
+        ),
         ({"messages": "hello"}, Shape.LANGUAGE_MODELING, True, "messages", "expected a list of messages"),
         ({"messages": [{"content": "hi"}]}, Shape.LANGUAGE_MODELING, True, "messages", "message 1: missing 'role'"),
-        ({"messages": [user("a"), {"role": "bot", "content": "b"}]}, Shape.LANGUAGE_MODELING, True, "messages", "message 2: unknown role 'bot'"),
-        ({"messages": [{"role": "user", "content": 5}]}, Shape.LANGUAGE_MODELING, True, "messages", "'content' expected a string"),
+        (
+            {"messages": [user("a"), {"role": "bot", "content": "b"}]},
+            Shape.LANGUAGE_MODELING,
+            True,
+            "messages",
+            "message 2: unknown role 'bot'",
+        ),
+        (
+            {"messages": [{"role": "user", "content": 5}]},
+            Shape.LANGUAGE_MODELING,
+            True,
+            "messages",
+            "'content' expected a string",
+        ),
         ({"messages": []}, Shape.LANGUAGE_MODELING, True, "messages", "at least one message"),
-        ({"prompt": "q", "completion": "a", "label": "yes"}, Shape.UNPAIRED_PREFERENCE, False, "label", "expected true or false"),
-        ({"conversations": [{"from": "robot", "value": "x"}]}, Shape.SHAREGPT, True, "conversations", "unknown from 'robot'"),
-        ({"instruction": "i", "output": ["o"]}, Shape.ALPACA, False, "output", "expected a string (alpaca shape: instruction, input (optional), output), got list"),
-        ({"prompt": "q", "completion": [assistant("a")]}, Shape.PROMPT_COMPLETION, False, "completion", "expected a string like the other rows"),
-        ({"prompt": "q", "chosen": [assistant("a")], "rejected": [assistant("b")]}, Shape.PREFERENCE, True, "prompt", "expected a list of messages like the other rows"),
+        (
+            {"prompt": "q", "completion": "a", "label": "yes"},
+            Shape.UNPAIRED_PREFERENCE,
+            False,
+            "label",
+            "expected true or false",
+        ),
+        (
+            {"conversations": [{"from": "robot", "value": "x"}]},
+            Shape.SHAREGPT,
+            True,
+            "conversations",
+            "unknown from 'robot'",
+        ),
+        (
+            {"instruction": "i", "output": ["o"]},
+            Shape.ALPACA,
+            False,
+            "output",
+            "expected a string (alpaca shape: instruction, input (optional), output), got list",
+        ),
+        (
+            {"prompt": "q", "completion": [assistant("a")]},
+            Shape.PROMPT_COMPLETION,
+            False,
+            "completion",
+            "expected a string like the other rows",
+        ),
+        (
+            {"prompt": "q", "chosen": [assistant("a")], "rejected": [assistant("b")]},
+            Shape.PREFERENCE,
+            True,
+            "prompt",
+            "expected a list of messages like the other rows",
+        ),
     ],
 )
-def test_validation_names_field_and_expectation(row: dict, shape: Shape, conversational: bool, field: str, fragment: str) -> None:
+def test_validation_names_field_and_expectation(
+    row: dict, shape: Shape, conversational: bool, field: str, fragment: str
+) -> None:
     problems = validate_row(row, shape, conversational)
     assert problems and problems[0][0] == field
     assert fragment in problems[0][1]
@@ -160,7 +210,10 @@ def test_prompt_only_cannot_be_used_for_sft() -> None:
 
 
 def test_system_prompt_is_prepended_only_when_missing() -> None:
-    rows = [{"messages": [user("a"), assistant("b")]}, {"messages": [{"role": "system", "content": "own"}, user("a"), assistant("b")]}]
+    rows = [
+        {"messages": [user("a"), assistant("b")]},
+        {"messages": [{"role": "system", "content": "own"}, user("a"), assistant("b")]},
+    ]
     out = normalize(rows, Shape.LANGUAGE_MODELING, system_prompt="Be kind.")
     assert out[0]["messages"][0] == {"role": "system", "content": "Be kind."}
     assert out[1]["messages"][0]["content"] == "own"
@@ -190,7 +243,9 @@ def test_implicit_preference_for_dpo_extracts_shared_messages() -> None:
 
 def test_implicit_standard_preference_for_dpo_splits_at_a_word() -> None:
     out = normalize([{"chosen": "Sky? It is blue.", "rejected": "Sky? It is blunt."}], Shape.IMPLICIT_PREFERENCE, "dpo")
-    assert out == [{"prompt": [user("Sky? It is")], "chosen": [assistant(" blue.")], "rejected": [assistant(" blunt.")]}]
+    assert out == [
+        {"prompt": [user("Sky? It is")], "chosen": [assistant(" blue.")], "rejected": [assistant(" blunt.")]}
+    ]
 
 
 def test_implicit_preference_without_shared_prompt_is_an_error() -> None:
@@ -251,8 +306,12 @@ def chat_tokenizer():
 
 def test_render_chat_shows_what_the_model_sees(chat_tokenizer) -> None:
     sft = normalize([SAMPLES[Shape.PROMPT_COMPLETION, False]], Shape.PROMPT_COMPLETION)
-    assert render_chat(sft, chat_tokenizer) == [{"prompt": f"<|user|>{Q}</s>\n<|assistant|>", "completion": f"{A}</s>\n"}]
-    lm = normalize([SAMPLES[Shape.LANGUAGE_MODELING, True], SAMPLES[Shape.LANGUAGE_MODELING, True]], Shape.LANGUAGE_MODELING)
+    assert render_chat(sft, chat_tokenizer) == [
+        {"prompt": f"<|user|>{Q}</s>\n<|assistant|>", "completion": f"{A}</s>\n"}
+    ]
+    lm = normalize(
+        [SAMPLES[Shape.LANGUAGE_MODELING, True], SAMPLES[Shape.LANGUAGE_MODELING, True]], Shape.LANGUAGE_MODELING
+    )
     assert render_chat(lm, chat_tokenizer)[0] == {"text": f"<|user|>{Q}</s>\n<|assistant|>{A}</s>\n"}
     dpo = render_chat([DPO_CONV], chat_tokenizer)[0]
     assert dpo["chosen"] == f"{A}</s>\n" and dpo["rejected"] == f"{B}</s>\n"

@@ -11,7 +11,9 @@ import pytest
 from workbench.data import BadRow, DataError, Shape, inspect_file, load_rows
 
 PC = [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(4)]
-CONV = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(4)]
+CONV = [
+    {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(4)
+]
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -61,8 +63,20 @@ def test_csv_with_message_cells_and_labels(tmp_path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["prompt", "completion", "label"])
-        writer.writerow([json.dumps([{"role": "user", "content": "multi\nline"}]), json.dumps([{"role": "assistant", "content": "ok"}]), "true"])
-        writer.writerow([json.dumps([{"role": "user", "content": "q"}]), json.dumps([{"role": "assistant", "content": "no"}]), "False"])
+        writer.writerow(
+            [
+                json.dumps([{"role": "user", "content": "multi\nline"}]),
+                json.dumps([{"role": "assistant", "content": "ok"}]),
+                "true",
+            ]
+        )
+        writer.writerow(
+            [
+                json.dumps([{"role": "user", "content": "q"}]),
+                json.dumps([{"role": "assistant", "content": "no"}]),
+                "False",
+            ]
+        )
     result = load_rows(path)
     assert (result.shape, result.conversational) == (Shape.UNPAIRED_PREFERENCE, True)
     assert [r["label"] for r in result.rows] == [True, False]
@@ -75,7 +89,10 @@ def test_csv_alpaca_empty_input_is_absent(tmp_path: Path) -> None:
     path.write_text('instruction,input,output\n"Say hi\non two lines",,Hi\nTranslate,bonjour,hello\n')
     result = load_rows(path)
     assert result.shape is Shape.ALPACA
-    assert result.rows == [{"instruction": "Say hi\non two lines", "output": "Hi"}, {"instruction": "Translate", "input": "bonjour", "output": "hello"}]
+    assert result.rows == [
+        {"instruction": "Say hi\non two lines", "output": "Hi"},
+        {"instruction": "Translate", "input": "bonjour", "output": "hello"},
+    ]
     assert result.row_lines == [2, 4]  # the first record spans lines 2-3
 
 
@@ -119,7 +136,9 @@ def test_forced_shape(tmp_path: Path) -> None:
 
 def test_unknown_shape_names_the_file_and_keys(tmp_path: Path) -> None:
     error = load_error(write_jsonl(tmp_path / "qa.jsonl", [{"question": "q", "answer": "a"}]))
-    assert str(error).startswith(f"{tmp_path / 'qa.jsonl'}: cannot tell the dataset's shape: rows have the keys answer, question")
+    assert str(error).startswith(
+        f"{tmp_path / 'qa.jsonl'}: cannot tell the dataset's shape: rows have the keys answer, question"
+    )
 
 
 def test_missing_file_and_unknown_type(tmp_path: Path) -> None:
@@ -148,12 +167,21 @@ def test_every_kind_of_bad_jsonl_line_is_reported(tmp_path: Path) -> None:
     path.write_bytes(b"".join(lines))
     error = load_error(path)
     message = str(error)
-    assert f"{path}:2: field 'completion': expected a string or a list of messages (prompt-completion shape: prompt, completion), got int" in message
+    assert (
+        f"{path}:2: field 'completion': expected a string or a list of messages (prompt-completion shape: prompt, completion), got int"
+        in message
+    )
     assert f"{path}:4: not valid JSON" in message
     assert f"{path}:5: field 'completion': missing" in message
     assert f"{path}:6: not valid UTF-8 (byte 0xe9" in message
     assert f"{path}:7: expected a JSON object" in message
-    assert [(b.line, b.field) for b in error.bad_rows] == [(2, "completion"), (4, None), (5, "completion"), (6, None), (7, None)]
+    assert [(b.line, b.field) for b in error.bad_rows] == [
+        (2, "completion"),
+        (4, None),
+        (5, "completion"),
+        (6, None),
+        (7, None),
+    ]
     assert [b.raw_bytes for b in error.bad_rows] == [lines[1], lines[3], lines[4], lines[5], lines[6]]
 
 
@@ -176,7 +204,10 @@ def test_all_bad_rows_are_kept_but_the_message_is_capped(tmp_path: Path) -> None
 
 
 def test_conversational_problems_name_the_message(tmp_path: Path) -> None:
-    rows = CONV + [{"messages": [{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}]}, {"messages": "hi"}]
+    rows = CONV + [
+        {"messages": [{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}]},
+        {"messages": "hi"},
+    ]
     error = load_error(write_jsonl(tmp_path / "c.jsonl", rows))
     assert "c.jsonl:5: field 'messages': message 2: unknown role 'bot'" in str(error)
     assert "c.jsonl:6: field 'messages': expected a list of messages" in str(error)
@@ -234,7 +265,12 @@ def test_csv_bad_encoding_and_column_count(tmp_path: Path) -> None:
 def test_inspect_reports_bad_rows_and_examples(tmp_path: Path) -> None:
     rows = CONV + [{"messages": [{"content": "no role"}]}]
     report = inspect_file(write_jsonl(tmp_path / "c.jsonl", rows), n_examples=2)
-    assert (report.shape, report.conversational, report.row_count, report.bad_count) == (Shape.LANGUAGE_MODELING, True, 4, 1)
+    assert (report.shape, report.conversational, report.row_count, report.bad_count) == (
+        Shape.LANGUAGE_MODELING,
+        True,
+        4,
+        1,
+    )
     assert report.examples == CONV[:2]
     assert report.field_counts == {"messages": 4} and report.field_types == {"messages": {"list": 4}}
     data = json.loads(json.dumps(report.to_dict()))
@@ -251,5 +287,7 @@ def test_inspect_for_dpo_on_sft_data_explains_instead_of_failing(tmp_path: Path)
 def test_inspect_normalizes_for_the_method(tmp_path: Path) -> None:
     rows = [{"prompt": "q", "chosen": "yes", "rejected": "no"}] * 2
     report = inspect_file(write_jsonl(tmp_path / "p.jsonl", rows), method="sft", n_examples=1)
-    assert report.examples == [{"prompt": [{"role": "user", "content": "q"}], "completion": [{"role": "assistant", "content": "yes"}]}]
+    assert report.examples == [
+        {"prompt": [{"role": "user", "content": "q"}], "completion": [{"role": "assistant", "content": "yes"}]}
+    ]
     assert any("rejected is ignored" in note for note in report.notes)

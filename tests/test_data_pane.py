@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from appkit import until
 from textual.widgets import Input, OptionList, Static, TextArea
 
-from appkit import until
 from screens.app import create_app
 from screens.data import DataPane
 from screens.edit_example import EditScreen
@@ -30,8 +30,6 @@ def make_workspace(tmp_path: Path, lines: int = 40, name: str = "train.jsonl", s
         head = b"".join(fh.readline() for _ in range(lines))
     (ws / "data" / name).write_bytes(head)
     return ws
-
-
 
 
 async def opened(pilot) -> DataPane:
@@ -120,12 +118,12 @@ async def test_edit_in_place_checks_the_shape(tmp_path: Path):
         await pilot.press("ctrl+s")
         assert isinstance(app.screen, EditScreen)  # refused, with the reason
         assert "shape" in str(app.screen.query_one("#editor-error", Static).render())
-        row["messages"][-1]["content"] = "{\"customer\": \"Edited\"}"
+        row["messages"][-1]["content"] = '{"customer": "Edited"}'
         editor.text = json.dumps(row)
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert not isinstance(app.screen, EditScreen)
-        assert pane.session.get(0).row["messages"][-1]["content"] == "{\"customer\": \"Edited\"}"
+        assert pane.session.get(0).row["messages"][-1]["content"] == '{"customer": "Edited"}'
         await pilot.press("d")  # duplicate: the copy is pending and selected
         lst = app.query_one(ExampleList)
         assert lst.current.id == 5 and pane.session.get(5).source == "duplicate"

@@ -227,8 +227,11 @@ def test_csv_and_parquet_round_trip(tmp_path: Path):
     data = rows(4)
     pq.write_table(pa.Table.from_pylist(data), tmp_path / "d.parquet")
     csv_path = tmp_path / "d.csv"
-    csv_path.write_text("prompt,completion\n" + "".join(f'"{r["prompt"]}","{r["completion"]}"\n' for r in data)
-                        + 'one,two,three columns\n')
+    csv_path.write_text(
+        "prompt,completion\n"
+        + "".join(f'"{r["prompt"]}","{r["completion"]}"\n' for r in data)
+        + "one,two,three columns\n"
+    )
     for path in (tmp_path / "d.parquet", csv_path):
         with open_dataset(path) as ds:
             ds.set_row(1, {"prompt": "question 1?", "completion": "Changed, with a comma."})
@@ -236,13 +239,14 @@ def test_csv_and_parquet_round_trip(tmp_path: Path):
         with open_dataset(path) as again:
             assert again.get(1).row["completion"] == "Changed, with a comma."
             assert len(again) == 4
-    assert csv_path.read_text().endswith('one,two,three columns\n')  # the unreadable row is kept as it was
+    assert csv_path.read_text().endswith("one,two,three columns\n")  # the unreadable row is kept as it was
 
 
 def test_rows_of_the_wrong_shape_load_flagged_to_fix(tmp_path: Path):
     path = tmp_path / "d.jsonl"
-    path.write_text(json.dumps(rows(1)[0]) + "\n" + json.dumps({"prompt": "no answer"}) + "\n"
-                    + json.dumps(rows(2)[1]) + "\n")
+    path.write_text(
+        json.dumps(rows(1)[0]) + "\n" + json.dumps({"prompt": "no answer"}) + "\n" + json.dumps(rows(2)[1]) + "\n"
+    )
     with open_dataset(path) as ds:
         assert len(ds) == 3 and not ds.kept
         bad = ds.get(1)

@@ -70,7 +70,8 @@ def test_copies_of_each_other_and_of_other_rows_are_duplicates(train):
     result = generate_variations(train.rows, train.shape, LLM(MODEL, mock=copies), seeds=[0])
     assert len(result.rows) == 1
     assert [r.reason for r in result.rejected] == [
-        "duplicate: a copy of another new example", "duplicate: a copy of row 7",
+        "duplicate: a copy of another new example",
+        "duplicate: a copy of row 7",
     ]
 
 
@@ -138,8 +139,15 @@ def test_rerun_comes_from_the_cache(train, tmp_path):
 def test_cancel_midway_keeps_what_was_done(train):
     cancel = threading.Event()
     llm = LLM(MODEL, mock=mixed_reply)
-    result = generate_variations(train.rows, train.shape, llm, seeds=[0, 1, 2, 3], workers=1,
-                                 progress=lambda done, total: cancel.set(), cancel=cancel)
+    result = generate_variations(
+        train.rows,
+        train.shape,
+        llm,
+        seeds=[0, 1, 2, 3],
+        workers=1,
+        progress=lambda done, total: cancel.set(),
+        cancel=cancel,
+    )
     assert result.cancelled and result.requested == 4
     assert {r.seed for r in result.rows} == {0}
 

@@ -40,5 +40,7 @@ def test_worker_main_records_an_early_failure_and_leaves_a_busy_directory_alone(
     assert run.read_status_raw()["state"] == "running"
     assert worker_main([], "python -m x DIR", busy, RunDir, RunError) == 2
     assert "usage: python -m x DIR" in capsys.readouterr().err
-    assert worker_main([str(run.path), "--resume"], "u", lambda p, extra: "stopped" if extra else "x",
-                       RunDir, RunError) == 0
+    assert (
+        worker_main([str(run.path), "--resume"], "u", lambda p, extra: "stopped" if extra else "x", RunDir, RunError)
+        == 0
+    )

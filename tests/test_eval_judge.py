@@ -123,8 +123,11 @@ def test_replies_are_read_tolerantly(reply, score, items, reason):
 @pytest.mark.parametrize(
     ("reply", "score", "items"),
     [
-        ('{"verdict": "pass", "criteria": {"correctness": "pass", "format": "fail"}, "reason": "ok"}', 1,
-         {"correctness": 1, "format": 0}),
+        (
+            '{"verdict": "pass", "criteria": {"correctness": "pass", "format": "fail"}, "reason": "ok"}',
+            1,
+            {"correctness": 1, "format": 0},
+        ),
         ('{"verdict": false, "correctness": true}', 0, {"correctness": 1}),
         ("Verdict: FAIL\nCorrectness: fail\nReason: wrong sum", 0, {"correctness": 0}),
         ("PASS", 1, {}),
@@ -138,8 +141,12 @@ def test_pass_fail_replies(reply, score, items):
 
 @pytest.mark.parametrize(
     ("reply", "why"),
-    [("PASS or FAIL, hard to say", "both PASS and FAIL"), ('{"verdict": "maybe"}', "not pass or fail"),
-     ('{"score": 4}', "not pass or fail"), ("it passes, mostly", "no pass or fail")],
+    [
+        ("PASS or FAIL, hard to say", "both PASS and FAIL"),
+        ('{"verdict": "maybe"}', "not pass or fail"),
+        ('{"score": 4}', "not pass or fail"),
+        ("it passes, mostly", "no pass or fail"),
+    ],
 )
 def test_pass_fail_malformed_is_unparsed(reply, why):
     (verdict,) = judge_single(llm(reply), [case(1, "x")], PASS_FAIL)
@@ -165,8 +172,13 @@ def test_rerun_is_cached_at_temperature_zero(tmp_path):
 
 def test_cancel_returns_the_verdicts_done():
     cancel = threading.Event()
-    verdicts = judge_single(llm(grade(4)), [case(i, "x") for i in range(6)], workers=1, cancel=cancel,
-                            progress=lambda done, total: done == 2 and cancel.set())
+    verdicts = judge_single(
+        llm(grade(4)),
+        [case(i, "x") for i in range(6)],
+        workers=1,
+        cancel=cancel,
+        progress=lambda done, total: done == 2 and cancel.set(),
+    )
     assert [v.example_id for v in verdicts] == [0, 1]
 
 
@@ -257,10 +269,18 @@ def test_pairwise_request_carries_rubric_and_reference():
 @pytest.mark.parametrize(
     ("reply", "choice"),
     [
-        ('{"winner": "B", "reason": "r"}', "b"), ('```json\n{"winner": "Answer A"}\n```', "a"),
-        ('{"better": "tie"}', "tie"), ("Winner: Answer B\nReason: r", "b"), ("**Winner:** A", "a"),
-        ("[[C]]", "tie"), ("B", "b"), (" tie. ", "tie"),
-        ("", None), ("Both are fine.", None), ('{"winner": "Z"}', None), ('{"winner": null}', None),
+        ('{"winner": "B", "reason": "r"}', "b"),
+        ('```json\n{"winner": "Answer A"}\n```', "a"),
+        ('{"better": "tie"}', "tie"),
+        ("Winner: Answer B\nReason: r", "b"),
+        ("**Winner:** A", "a"),
+        ("[[C]]", "tie"),
+        ("B", "b"),
+        (" tie. ", "tie"),
+        ("", None),
+        ("Both are fine.", None),
+        ('{"winner": "Z"}', None),
+        ('{"winner": null}', None),
         ('{"winner": "A"', None),
     ],
 )

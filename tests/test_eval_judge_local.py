@@ -32,19 +32,28 @@ def serve_bundled_model(model_dir):
     seen: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802  (http.server's naming)
+        def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-            ids = tokenizer.apply_chat_template(body["messages"], add_generation_prompt=True, return_tensors="pt",
-                                                return_dict=True)
+            ids = tokenizer.apply_chat_template(
+                body["messages"], add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
             with lock, torch.no_grad():
                 out = model.generate(**ids, max_new_tokens=min(int(body.get("max_tokens") or 48), 48), do_sample=False)
-            new = out[0, ids["input_ids"].shape[1]:]
+            new = out[0, ids["input_ids"].shape[1] :]
             text = tokenizer.decode(new, skip_special_tokens=True)
-            reply = {"id": "local-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                     "usage": {"prompt_tokens": int(ids["input_ids"].shape[1]), "completion_tokens": int(new.shape[0]),
-                               "total_tokens": int(ids["input_ids"].shape[1] + new.shape[0])}}
+            reply = {
+                "id": "local-1",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {
+                    "prompt_tokens": int(ids["input_ids"].shape[1]),
+                    "completion_tokens": int(new.shape[0]),
+                    "total_tokens": int(ids["input_ids"].shape[1] + new.shape[0]),
+                },
+            }
             data = json.dumps(reply).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -77,4 +86,3 @@ def test_judge_through_litellm_against_a_local_model(tmp_path, bundled_dir, monk
     assert llm.usage.total_tokens > 0 and llm.usage.calls == 4
     stored = (ev.path / "judge.jsonl").read_text()
     assert KEY not in stored and len(load_verdicts(ev).single) == 4
-

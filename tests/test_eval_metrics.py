@@ -33,23 +33,29 @@ from workbench.eval.stats import MIN_SIGNIFICANT_N, Summary, aggregate, bootstra
 
 SUPPORT = Path(__file__).resolve().parents[1] / "sample_data" / "support"
 SCHEMA = json.loads((SUPPORT / "schema.json").read_text())
-GOOD = ('{"customer":"Leila","product":"BrewMate grinder","issue":"refund","date":"2025-12-18",'
-        '"urgency":"high","summary":"Refund short; wants the remaining amount."}')
+GOOD = (
+    '{"customer":"Leila","product":"BrewMate grinder","issue":"refund","date":"2025-12-18",'
+    '"urgency":"high","summary":"Refund short; wants the remaining amount."}'
+)
 
 
 # --- SQuAD normalization, exact match, token F1 ---------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [
-    ("The Cat!", "cat"),                                 # case, punctuation, article
-    ("  A  quick,\tbrown\n fox.  ", "quick brown fox"),  # whitespace collapsed
-    ("an apple and the pear", "apple and pear"),
-    ("theater another thesis", "theater another thesis"),  # articles only as whole words
-    ("the-end", "theend"),                               # punctuation goes first: no article left
-    ("A.B.C", "abc"),
-    ("a", ""),
-    ("", ""),
-    ("Café — “déjà vu”", "café — “déjà vu”"),           # only ASCII punctuation is removed
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The Cat!", "cat"),  # case, punctuation, article
+        ("  A  quick,\tbrown\n fox.  ", "quick brown fox"),  # whitespace collapsed
+        ("an apple and the pear", "apple and pear"),
+        ("theater another thesis", "theater another thesis"),  # articles only as whole words
+        ("the-end", "theend"),  # punctuation goes first: no article left
+        ("A.B.C", "abc"),
+        ("a", ""),
+        ("", ""),
+        ("Café — “déjà vu”", "café — “déjà vu”"),  # only ASCII punctuation is removed
+    ],
+)
 def test_normalize_answer_follows_squad(text, expected):
     assert normalize_answer(text) == expected
 
@@ -82,6 +88,7 @@ def test_token_f1_empty_answers():
 
 
 # --- ROUGE-L --------------------------------------------------------------------------------------
+
 
 def test_rouge_l_hand_computed():
     # tokens: the cat sat on the mat / the cat on mat: LCS 4, P 1, R 4/6
@@ -120,7 +127,7 @@ def test_rouge_l_equals_rouge_score_exactly():
     pairs = [(rng.choice(texts), rng.choice(texts)) for _ in range(150)]
     for _ in range(450):
         ref = " ".join(rng.choice(vocab) for _ in range(rng.randint(1, 60)))
-        pred = " ".join(w if rng.random() < 0.7 else rng.choice(vocab) for w in ref.split()[rng.randint(0, 5):])
+        pred = " ".join(w if rng.random() < 0.7 else rng.choice(vocab) for w in ref.split()[rng.randint(0, 5) :])
         pairs.append((pred, ref))
     scorer = rouge_scorer()
     for pred, ref in pairs:
@@ -129,18 +136,22 @@ def test_rouge_l_equals_rouge_score_exactly():
 
 # --- JSON, schema, regex --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [
-    ('{"a": 1}', True),
-    ('  [1, 2]\n', True),
-    ('```json\n{"a": 1}\n```', True),
-    ('```\n{"a": 1}\n```', True),
-    ('"just a string"', True),
-    ('Here it is: {"a": 1}', False),  # prose around JSON: the whole output must parse
-    ('```json\n{"a": 1}\n```\nHope this helps!', False),
-    ('{"a": NaN}', False),
-    ('{"a": 1,}', False),
-    ("", False),
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"a": 1}', True),
+        ("  [1, 2]\n", True),
+        ('```json\n{"a": 1}\n```', True),
+        ('```\n{"a": 1}\n```', True),
+        ('"just a string"', True),
+        ('Here it is: {"a": 1}', False),  # prose around JSON: the whole output must parse
+        ('```json\n{"a": 1}\n```\nHope this helps!', False),
+        ('{"a": NaN}', False),
+        ('{"a": 1,}', False),
+        ("", False),
+    ],
+)
 def test_json_valid(text, expected):
     assert json_valid(text) is expected
 
@@ -177,45 +188,60 @@ def test_regex_valid_fullmatches_the_stripped_output():
 
 # --- refusals -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text", [
-    "I can't help with that.",
-    "I cannot provide another customer's card details.",
-    "I'm sorry, but I won't do that.",
-    "Sorry, I can't share that information.",
-    "As an AI, I don't have access to customer records.",
-    "I am unable to assist with breaking into accounts.",
-    "Unfortunately, I'm not able to help with this request.",
-    "I won't be able to give you that.",
-    "I must decline.",
-    "Hello! I’m sorry, but that is not something I can do.",  # curly apostrophe, second sentence
-    '"I can\'t help with that."',
-])
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I can't help with that.",
+        "I cannot provide another customer's card details.",
+        "I'm sorry, but I won't do that.",
+        "Sorry, I can't share that information.",
+        "As an AI, I don't have access to customer records.",
+        "I am unable to assist with breaking into accounts.",
+        "Unfortunately, I'm not able to help with this request.",
+        "I won't be able to give you that.",
+        "I must decline.",
+        "Hello! I’m sorry, but that is not something I can do.",  # curly apostrophe, second sentence
+        '"I can\'t help with that."',
+    ],
+)
 def test_refusals_are_found(text):
     assert is_refusal(text)
 
 
-@pytest.mark.parametrize("text", [
-    '{"customer":"Ana","issue":"account","summary":"I cannot log in since Monday."}',  # JSON is never a refusal
-    '```json\n{"summary": "I can\'t help with billing, says the customer"}\n```',
-    '{"summary": "Order is late. I cannot provide a tracking number, says the customer."}',
-    "I cannot log in to my PhotoNest account since Monday.",  # a quoted complaint, not a refusal
-    "I'm unable to log in.",
-    "I won't be home on Friday, please deliver Monday.",
-    'The customer wrote "I can\'t help with this anymore" about the app.',  # a quote mid-sentence
-    "Summary: the order arrived late. " + "Details follow. " * 12 + "I can't help with that.",  # past the head
-    "The answer is 42.",
-    "",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"customer":"Ana","issue":"account","summary":"I cannot log in since Monday."}',  # JSON is never a refusal
+        '```json\n{"summary": "I can\'t help with billing, says the customer"}\n```',
+        '{"summary": "Order is late. I cannot provide a tracking number, says the customer."}',
+        "I cannot log in to my PhotoNest account since Monday.",  # a quoted complaint, not a refusal
+        "I'm unable to log in.",
+        "I won't be home on Friday, please deliver Monday.",
+        'The customer wrote "I can\'t help with this anymore" about the app.',  # a quote mid-sentence
+        "Summary: the order arrived late. " + "Details follow. " * 12 + "I can't help with that.",  # past the head
+        "The answer is 42.",
+        "",
+    ],
+)
 def test_answers_are_not_refusals(text):
     assert not is_refusal(text)
 
 
 # --- one example, and the metric table -------------------------------------------------------------
 
+
 def test_score_example_hand_computed():
     scores = score_example("the cat on mat", "The cat sat on the mat.")
-    assert scores == {"exact_match": 0.0, "token_f1": pytest.approx(2 * 1 * 0.75 / 1.75), "rouge_l": pytest.approx(0.8),
-                      "json_valid": 0.0, "schema_valid": None, "refusal": 0.0, "words": 4.0}
+    assert scores == {
+        "exact_match": 0.0,
+        "token_f1": pytest.approx(2 * 1 * 0.75 / 1.75),
+        "rouge_l": pytest.approx(0.8),
+        "json_valid": 0.0,
+        "schema_valid": None,
+        "refusal": 0.0,
+        "words": 4.0,
+    }
 
 
 def test_score_example_with_schema_regex_and_no_reference():
@@ -262,12 +288,14 @@ def test_semantic_similarity_encodes_each_text_once():
 def test_semantic_similarity_with_minilm():
     sims = semantic_similarity(
         ["The refund has not arrived yet.", "My parcel never came.", "The weather is lovely today."],
-        ["The refund has not arrived yet.", "The package was not delivered.", "I am still waiting for my refund."])
+        ["The refund has not arrived yet.", "The package was not delivered.", "I am still waiting for my refund."],
+    )
     assert sims[0] == pytest.approx(1.0, abs=1e-4)
     assert sims[1] > sims[2] + 0.2
 
 
 # --- bootstrap summaries --------------------------------------------------------------------------
+
 
 def test_bootstrap_is_deterministic_given_the_seed():
     values = list(np.random.default_rng(5).random(60))

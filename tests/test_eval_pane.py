@@ -126,8 +126,11 @@ async def test_judge_rubric_and_report_by_keys(tmp_path: Path, monkeypatch: pyte
         await pilot.press("j")
         app.screen.query_one(Input).value = "openai/gpt-4o-mini"
         await pilot.press("enter")
-        await until(pilot, lambda: pane.results.verdicts.single and len(pane.results.verdicts.single) == 12,
-                    what="the judge's verdicts")
+        await until(
+            pilot,
+            lambda: pane.results.verdicts.single and len(pane.results.verdicts.single) == 12,
+            what="the judge's verdicts",
+        )
         await until(pilot, lambda: "judge" in pane.summary_metrics, what="the judge's column in the summary")
         assert pane.rows[0].cells["run/adapter"].value("judge") == 5.0
         await pilot.press("R")
@@ -143,11 +146,18 @@ async def test_evaluate_the_tiny_model_from_the_new_eval_dialog(tmp_path: Path, 
     shutil.copytree(Path(__file__).resolve().parents[1] / "sample_data" / "support", ws / "support")
     run = ws / "runs" / "tiny-20261125-100000"
     run.mkdir(parents=True)
-    (run / "config.yaml").write_text(yaml.safe_dump({"name": "tiny", "model": str(tiny_model_dir),
-                                                    "data": {"train": str(ws / "support" / "train.jsonl"),
-                                                             "test": str(ws / "support" / "test.jsonl")}}))
-    (run / "status.json").write_text(json.dumps({"run_id": run.name, "name": "tiny", "state": "completed",
-                                                 "created": 1.0, "heartbeat": 1.0}))
+    (run / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "tiny",
+                "model": str(tiny_model_dir),
+                "data": {"train": str(ws / "support" / "train.jsonl"), "test": str(ws / "support" / "test.jsonl")},
+            }
+        )
+    )
+    (run / "status.json").write_text(
+        json.dumps({"run_id": run.name, "name": "tiny", "state": "completed", "created": 1.0, "heartbeat": 1.0})
+    )
     app = make_app(ws)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
@@ -164,8 +174,12 @@ async def test_evaluate_the_tiny_model_from_the_new_eval_dialog(tmp_path: Path, 
         await until(pilot, lambda: pane.results is not None, what="the new eval")
         ev = EvalDir(list_evals(ws)[0].path)
         await until(pilot, lambda: ev.status().state == "completed", 120, what="generation")
-        await until(pilot, lambda: all(r.cells["base"].output is not None for r in pane.rows), 10,
-                    what="the grid to follow the generation")
+        await until(
+            pilot,
+            lambda: all(r.cells["base"].output is not None for r in pane.rows),
+            10,
+            what="the grid to follow the generation",
+        )
         await until(pilot, lambda: "completed 4/4" in header(app), 10, what="the header to say completed")
         assert len(pane.rows) == 4
         assert pane.results.schema is not None  # schema.json beside the test split is used
@@ -189,7 +203,9 @@ async def test_evaluate_a_run_from_the_train_pane_ticks_its_checkpoints(tmp_path
         await until(pilot, lambda: isinstance(app.screen, NewEvalScreen), what="the new-eval dialog")
         models = app.screen.query_one("#new-models", SelectionList)
         await until(pilot, lambda: models.option_count, what="candidates")
-        assert sorted(models.selected) == sorted(["base", f"{run.id}/adapter", f"{run.id}/ckpt-24", f"{run.id}/ckpt-48"])
+        assert sorted(models.selected) == sorted(
+            ["base", f"{run.id}/adapter", f"{run.id}/ckpt-24", f"{run.id}/ckpt-48"]
+        )
         models.deselect_all()
         models.highlighted = 2
         await pilot.press("ctrl+a")

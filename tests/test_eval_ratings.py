@@ -82,5 +82,14 @@ def test_rubric_items_are_rated_apart_and_reach_the_agreement_records(tmp_path):
     again = Ratings(r.path)
     assert again.item_of("1", "base", "format") == 3 and again.item_of("1", "base", "correctness") == 5
     records = again.records()
-    assert records == [{"id": "1", "model": "base", "score": None, "items": {"format": 3, "correctness": 5},
-                        "choice": None, "pair": None, "note": ""}]
+    assert records == [
+        {
+            "id": "1",
+            "model": "base",
+            "score": None,
+            "items": {"format": 3, "correctness": 5},
+            "choice": None,
+            "pair": None,
+            "note": "",
+        }
+    ]

@@ -113,13 +113,25 @@ def test_checkpoint_curve_picks_by_the_metric_and_says_when_loss_disagrees(tmp_p
 
     run = fake_run(tmp_path, "demo-20261125-105024")  # eval loss is lowest at step 24
     models = [ModelRef(key="base", label="base", kind="base", path="bundled", base_model="bundled")]
-    models += [ModelRef(key=f"demo/ckpt-{s}", label=f"step {s}", kind="checkpoint", path=str(run.path / f"checkpoint-{s}"),
-                        base_model="bundled", run_id=run.id, step=s) for s in (16, 24, 48)]
+    models += [
+        ModelRef(
+            key=f"demo/ckpt-{s}",
+            label=f"step {s}",
+            kind="checkpoint",
+            path=str(run.path / f"checkpoint-{s}"),
+            base_model="bundled",
+            run_id=run.id,
+            step=s,
+        )
+        for s in (16, 24, 48)
+    ]
     ev = create_eval(tmp_path, EvalSpec(name="ckpts", models=models, schema=str(SUPPORT / "schema.json")), EXAMPLES)
     right = {16: 2, 24: 3, 48: 5}  # later checkpoints get more tickets right, though eval loss rose
-    ev.append_predictions({"model": f"demo/ckpt-{s}", "id": e["id"],
-                           "output": e["reference"] if i < n else "no idea"}
-                          for s, n in right.items() for i, e in enumerate(EXAMPLES))
+    ev.append_predictions(
+        {"model": f"demo/ckpt-{s}", "id": e["id"], "output": e["reference"] if i < n else "no idea"}
+        for s, n in right.items()
+        for i, e in enumerate(EXAMPLES)
+    )
     res = Results(ev)
     assert runs_with_checkpoints(res) == [run.id]
     curve = checkpoint_curve(res, run.id)
@@ -137,13 +149,29 @@ def test_a_tied_main_metric_gives_way_to_one_that_separates_the_checkpoints(tmp_
     from workbench.eval.store import EvalSpec, ModelRef, create_eval
 
     run = fake_run(tmp_path, "demo-20261125-105024")
-    models = [ModelRef(key=f"demo/ckpt-{s}", label=f"step {s}", kind="checkpoint", path=str(run.path / f"checkpoint-{s}"),
-                       base_model="bundled", run_id=run.id, step=s) for s in (24, 48)]
+    models = [
+        ModelRef(
+            key=f"demo/ckpt-{s}",
+            label=f"step {s}",
+            kind="checkpoint",
+            path=str(run.path / f"checkpoint-{s}"),
+            base_model="bundled",
+            run_id=run.id,
+            step=s,
+        )
+        for s in (24, 48)
+    ]
     ev = create_eval(tmp_path, EvalSpec(name="tie", models=models, schema=str(SUPPORT / "schema.json")), EXAMPLES)
     # Both always answer valid JSON (schema 100% each); step 48 gets the names right, step 24 does not.
-    ev.append_predictions({"model": f"demo/ckpt-{s}", "id": e["id"],
-                           "output": e["reference"] if s == 48 else ticket("Someone Else", "other")}
-                          for s in (24, 48) for e in EXAMPLES)
+    ev.append_predictions(
+        {
+            "model": f"demo/ckpt-{s}",
+            "id": e["id"],
+            "output": e["reference"] if s == 48 else ticket("Someone Else", "other"),
+        }
+        for s in (24, 48)
+        for e in EXAMPLES
+    )
     res = Results(ev)
     assert checkpoint_curve(res, run.id, "schema_valid").tied
     assert "cannot choose" in checkpoint_curve(res, run.id, "schema_valid").verdict()

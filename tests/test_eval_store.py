@@ -18,11 +18,23 @@ from workbench.errors import DataError
 from workbench.eval import generate as gen
 from workbench.eval import runner
 from workbench.eval.candidates import (
-    config_test_file, default_dataset, default_models, examples_from_dataset, examples_from_suite, list_candidates,
+    config_test_file,
+    default_dataset,
+    default_models,
+    examples_from_dataset,
+    examples_from_suite,
+    list_candidates,
     resolve_models,
 )
 from workbench.eval.store import (
-    EvalDir, EvalError, EvalSpec, GenerationSettings, ModelRef, create_eval, find_eval, list_evals,
+    EvalDir,
+    EvalError,
+    EvalSpec,
+    GenerationSettings,
+    ModelRef,
+    create_eval,
+    find_eval,
+    list_evals,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,18 +42,34 @@ SUPPORT = ROOT / "sample_data" / "support"
 
 
 def refs(*keys: str) -> list[ModelRef]:
-    return [ModelRef(key=k, label=k.upper(), kind="base" if k == "base" else "adapter", path=f"/m/{k}",
-                     base_model="bundled") for k in keys]
+    return [
+        ModelRef(
+            key=k, label=k.upper(), kind="base" if k == "base" else "adapter", path=f"/m/{k}", base_model="bundled"
+        )
+        for k in keys
+    ]
 
 
 def examples(n: int) -> list[dict]:
-    return [{"id": str(i), "index": i, "messages": [{"role": "user", "content": f"question {i} " + "x " * i}],
-             "reference": f"answer {i}"} for i in range(n)]
+    return [
+        {
+            "id": str(i),
+            "index": i,
+            "messages": [{"role": "user", "content": f"question {i} " + "x " * i}],
+            "reference": f"answer {i}",
+        }
+        for i in range(n)
+    ]
 
 
 def new_eval(workspace: Path, n: int = 5, keys: tuple[str, ...] = ("base", "a"), **generation) -> EvalDir:
-    spec = EvalSpec(name="t", dataset="/data/test.jsonl", models=refs(*keys),
-                    generation=GenerationSettings(**generation), schema="/data/schema.json")
+    spec = EvalSpec(
+        name="t",
+        dataset="/data/test.jsonl",
+        models=refs(*keys),
+        generation=GenerationSettings(**generation),
+        schema="/data/schema.json",
+    )
     return create_eval(workspace, spec, examples(n))
 
 
@@ -253,8 +281,12 @@ def test_candidates_from_runs(tmp_path):
 
     found = list_candidates(tmp_path)
     assert [c.key for c in found] == [
-        "base", "base:bundled", "full-20261125-114013/ckpt-10",
-        "demo-20261120-094500/adapter", "demo-20261120-094500/ckpt-48", "demo-20261120-094500/ckpt-24",
+        "base",
+        "base:bundled",
+        "full-20261125-114013/ckpt-10",
+        "demo-20261120-094500/adapter",
+        "demo-20261120-094500/ckpt-48",
+        "demo-20261120-094500/ckpt-24",
     ]
     by_key = {c.key: c for c in found}
     assert by_key["base"].base_model == str(model_dir) and by_key["base"].kind == "base"
@@ -268,10 +300,17 @@ def test_candidates_from_runs(tmp_path):
     assert final.label == "demo 09:45 · final (best, step 24)" and final.base_model == "bundled"
     assert [c.key for c in default_models(found)] == ["base", "demo-20261120-094500/adapter"]
 
-    picked = resolve_models(tmp_path, ["base", "demo/final", "demo-20261120-094500/checkpoint-48", "last/10",
-                                       str(old.path / "checkpoint-24")])
-    assert [c.key for c in picked] == ["base", "demo-20261120-094500/adapter", "demo-20261120-094500/ckpt-48",
-                                       "full-20261125-114013/ckpt-10", "demo-20261120-094500/ckpt-24"]
+    picked = resolve_models(
+        tmp_path,
+        ["base", "demo/final", "demo-20261120-094500/checkpoint-48", "last/10", str(old.path / "checkpoint-24")],
+    )
+    assert [c.key for c in picked] == [
+        "base",
+        "demo-20261120-094500/adapter",
+        "demo-20261120-094500/ckpt-48",
+        "full-20261125-114013/ckpt-10",
+        "demo-20261120-094500/ckpt-24",
+    ]
     with pytest.raises(EvalError, match="no model 'demo/ckpt-64'"):
         resolve_models(tmp_path, ["demo/ckpt-64"])
 
@@ -349,8 +388,12 @@ def test_cli_candidates_list_and_errors(tmp_path, capsys):
     assert main(["eval", "list", "--workspace", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert ev.id in out and "0/10" in out and "created" in out
-    assert main(["eval", "new", "-w", str(tmp_path), "--models", "base,nope/adapter",
-                 "--data", str(SUPPORT / "test.jsonl")]) == 2
+    assert (
+        main(
+            ["eval", "new", "-w", str(tmp_path), "--models", "base,nope/adapter", "--data", str(SUPPORT / "test.jsonl")]
+        )
+        == 2
+    )
     assert "no model 'nope/adapter'" in capsys.readouterr().err
     assert main(["eval", "stop", "-w", str(tmp_path), ev.id]) == 2
     assert "not running" in capsys.readouterr().err

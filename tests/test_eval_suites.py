@@ -15,8 +15,14 @@ SUPPORT = Path(__file__).resolve().parents[1] / "sample_data" / "support"
 
 
 def answer(**fields: str) -> str:
-    base = {"customer": "Olga Petrenko", "product": "Kettle One electric kettle", "issue": "refund",
-            "date": "2026-03-03", "urgency": "medium", "summary": "Refund not received after return."}
+    base = {
+        "customer": "Olga Petrenko",
+        "product": "Kettle One electric kettle",
+        "issue": "refund",
+        "date": "2026-03-03",
+        "urgency": "medium",
+        "summary": "Refund not received after return.",
+    }
     return json.dumps(base | fields)
 
 
@@ -31,6 +37,7 @@ def write(tmp_path: Path, lines: list[object]) -> Path:
 
 
 # --- the sample suites and schema -----------------------------------------------------------------
+
 
 def test_sample_suites_load_cleanly():
     regression = load_suite(SUPPORT / "regression.jsonl")
@@ -64,30 +71,36 @@ def test_sample_redteam_cases_fail_on_an_answer_and_pass_on_a_refusal():
     ok, summary = gate(check_suite(suite, outputs))
     assert not ok
     assert summary.splitlines()[0] == "1 of 6 cases fail (1 red-team)"
-    assert "break-into-account [red-team]: must refuse, but answered: '{\"customer\"" in summary
+    assert 'break-into-account [red-team]: must refuse, but answered: \'{"customer"' in summary
 
 
 # --- loading --------------------------------------------------------------------------------------
 
+
 def test_bad_lines_are_reported_with_line_and_field_and_good_ones_kept(tmp_path):
-    path = write(tmp_path, [
-        {"id": "ok", "prompt": "hello", "expect": {"must_contain": "hi"}},
-        "{not json",
-        {"prompt": "hello"},
-        {"prompt": "hello", "messages": [], "expect": {"refuse": True}},
-        {"prompt": "hello", "expect": {"must_contian": "x"}},
-        {"prompt": "hello", "expect": {"refuse": "yes"}},
-        {"prompt": "hello", "expect": {"regex": "("}},
-        {"prompt": "hello", "expect": {"json_schema": {"type": "nope"}}},
-        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
-         "expect": {"refuse": True}},
-        {"prompt": "hello", "expect": {"must_contain": ["a", ""]}},
-        {"prompt": "hello", "must_contain": "x", "expect": {"refuse": False}},
-        {"id": "ok", "prompt": "again", "expect": {"refuse": False}},
-        {"prompt": "hello", "expect": {"refuse": True}, "suite": "redteam"},
-        "",
-        {"prompt": "last", "expect": {"equals": "x"}},
-    ])
+    path = write(
+        tmp_path,
+        [
+            {"id": "ok", "prompt": "hello", "expect": {"must_contain": "hi"}},
+            "{not json",
+            {"prompt": "hello"},
+            {"prompt": "hello", "messages": [], "expect": {"refuse": True}},
+            {"prompt": "hello", "expect": {"must_contian": "x"}},
+            {"prompt": "hello", "expect": {"refuse": "yes"}},
+            {"prompt": "hello", "expect": {"regex": "("}},
+            {"prompt": "hello", "expect": {"json_schema": {"type": "nope"}}},
+            {
+                "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+                "expect": {"refuse": True},
+            },
+            {"prompt": "hello", "expect": {"must_contain": ["a", ""]}},
+            {"prompt": "hello", "must_contain": "x", "expect": {"refuse": False}},
+            {"id": "ok", "prompt": "again", "expect": {"refuse": False}},
+            {"prompt": "hello", "expect": {"refuse": True}, "suite": "redteam"},
+            "",
+            {"prompt": "last", "expect": {"equals": "x"}},
+        ],
+    )
     suite = load_suite(path)
     assert [c.id for c in suite.cases] == ["ok", "suite:15"]
     found = {p.line: (p.field, p.message) for p in suite.problems}
@@ -119,37 +132,63 @@ def test_a_suite_without_good_cases_is_an_error(tmp_path):
 
 
 def test_kind_is_inferred_from_refuse_or_given(tmp_path):
-    suite = load_suite(write(tmp_path, [
-        {"prompt": "a", "expect": {"refuse": True}},
-        {"prompt": "b", "expect": {"must_not_contain": "4111"}, "suite": "red-team"},
-    ]))
+    suite = load_suite(
+        write(
+            tmp_path,
+            [
+                {"prompt": "a", "expect": {"refuse": True}},
+                {"prompt": "b", "expect": {"must_not_contain": "4111"}, "suite": "red-team"},
+            ],
+        )
+    )
     assert [c.kind for c in suite.cases] == ["red-team", "red-team"] and suite.kind == "red-team"
-    mixed = load_suite(write(tmp_path, [
-        {"prompt": "a", "expect": {"refuse": True}},
-        {"prompt": "b", "expect": {"refuse": False}},
-    ]))
+    mixed = load_suite(
+        write(
+            tmp_path,
+            [
+                {"prompt": "a", "expect": {"refuse": True}},
+                {"prompt": "b", "expect": {"refuse": False}},
+            ],
+        )
+    )
     assert [c.kind for c in mixed.cases] == ["red-team", "regression"] and mixed.kind == "regression"
 
 
 def test_examples_carry_prompt_messages_and_checks(tmp_path):
-    suite = load_suite(write(tmp_path, [
-        {"id": "x", "system": "Be brief.", "prompt": "Hi", "expect": {"must_contain": "hello"}},
-        {"messages": [{"role": "user", "content": "Q"}], "expect": {"refuse": True}},
-    ]))
+    suite = load_suite(
+        write(
+            tmp_path,
+            [
+                {"id": "x", "system": "Be brief.", "prompt": "Hi", "expect": {"must_contain": "hello"}},
+                {"messages": [{"role": "user", "content": "Q"}], "expect": {"refuse": True}},
+            ],
+        )
+    )
     assert suite.examples() == [
-        {"id": "x", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-         "reference": None, "expect": {"must_contain": "hello"}},
-        {"id": "suite:2", "messages": [{"role": "user", "content": "Q"}], "reference": None,
-         "expect": {"refuse": True}},
+        {
+            "id": "x",
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+            "reference": None,
+            "expect": {"must_contain": "hello"},
+        },
+        {
+            "id": "suite:2",
+            "messages": [{"role": "user", "content": "Q"}],
+            "reference": None,
+            "expect": {"refuse": True},
+        },
     ]
 
 
 # --- checking -------------------------------------------------------------------------------------
 
+
 def test_must_contain_and_must_not_contain_ignore_case():
     assert check_case(case(must_contain=["REFUND NOT", "kettle one"]), answer()).passed
     assert check_case(case(must_contain=["refund", "grinder", "blender"]), answer()).failures == [
-        "missing 'grinder'", "missing 'blender'"]
+        "missing 'grinder'",
+        "missing 'blender'",
+    ]
     assert check_case(case(must_not_contain="OLGA"), answer()).failures == ["contains 'OLGA', which it must not"]
 
 
@@ -157,7 +196,8 @@ def test_refuse_true_and_false():
     refused = "I'm sorry, but I can't share another customer's card number."
     assert check_case(case(refuse=True), refused).passed
     assert check_case(case(refuse=True), "Sure: 4111 1111 1111 1111").failures == [
-        "must refuse, but answered: 'Sure: 4111 1111 1111 1111'"]
+        "must refuse, but answered: 'Sure: 4111 1111 1111 1111'"
+    ]
     assert check_case(case(refuse=False), answer()).passed
     assert check_case(case(refuse=False), refused).failures[0].startswith("must answer, but refused: \"I'm sorry")
 
@@ -179,13 +219,20 @@ def test_every_failing_check_is_listed_and_long_outputs_shortened():
 
 
 def test_check_suite_fails_a_case_without_output_and_gate_lists_failures(tmp_path):
-    suite = load_suite(write(tmp_path, [
-        {"id": "a", "prompt": "p", "expect": {"must_contain": "yes"}},
-        {"id": "b", "prompt": "p", "expect": {"refuse": True}},
-    ]))
+    suite = load_suite(
+        write(
+            tmp_path,
+            [
+                {"id": "a", "prompt": "p", "expect": {"must_contain": "yes"}},
+                {"id": "b", "prompt": "p", "expect": {"refuse": True}},
+            ],
+        )
+    )
     results = check_suite(suite, {"a": "no"})
-    assert results == [CaseResult("a", "regression", False, ["missing 'yes'"]),
-                       CaseResult("b", "red-team", False, ["no output was generated for this case"])]
+    assert results == [
+        CaseResult("a", "regression", False, ["missing 'yes'"]),
+        CaseResult("b", "red-team", False, ["no output was generated for this case"]),
+    ]
     ok, summary = gate(results)
     assert not ok and summary.splitlines() == [
         "2 of 2 cases fail (1 regression, 1 red-team)",

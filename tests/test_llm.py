@@ -270,8 +270,7 @@ def test_complete_many_stops_on_cancel_and_returns_the_done_part():
 
 
 def test_complete_many_raises_the_first_error():
-    llm = LLM(MODEL, mock=lambda m: "litellm.RateLimitError" if m[-1]["content"].endswith("2") else "ok",
-              num_retries=0)
+    llm = LLM(MODEL, mock=lambda m: "litellm.RateLimitError" if m[-1]["content"].endswith("2") else "ok", num_retries=0)
     with pytest.raises(WorkbenchError, match="rate limited"):
         llm.complete_many([ask(i) for i in range(5)], workers=2)
 

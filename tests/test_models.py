@@ -66,8 +66,12 @@ def test_two_processes_racing_convert_once(tmp_path):
     """Two processes ask for the bundled model in an empty cache at once: both get one good copy."""
     env = {**os.environ, "WORKBENCH_CACHE": str(tmp_path), "PYTHONPATH": str(ROOT)}
     code = "from workbench.models import bundled_model_dir; print(bundled_model_dir())"
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     paths = {out.strip().splitlines()[-1] for out, _ in outs}

@@ -71,9 +71,8 @@ def test_two_writers_never_share_a_run(tmp_path):
     try:
         assert ready.wait(10)
         assert run.locked()
-        with pytest.raises(RunError, match="already being written"):
-            with run.exclusive():
-                pass
+        with pytest.raises(RunError, match="already being written"), run.exclusive():
+            pass
         # A stale heartbeat does not read as lost while the lock is held.
         run.write_status({"state": "running", "heartbeat": 0})
         assert run.status().state == "running"
@@ -88,7 +87,9 @@ def test_list_find_and_summarize(tmp_path):
     for name, created, state in [("a-1", 100.0, "completed"), ("b-2", 200.0, "failed")]:
         run = RunDir(tmp_path / "runs" / name)
         run.path.mkdir(parents=True)
-        run.write_status({"run_id": name, "name": name[0], "state": state, "created": created, "step": 5, "total_steps": 10})
+        run.write_status(
+            {"run_id": name, "name": name[0], "state": state, "created": created, "step": 5, "total_steps": 10}
+        )
     append_jsonl(RunDir(tmp_path / "runs" / "a-1").metrics_path, {"type": "eval", "step": 5, "eval_loss": 0.7})
     append_jsonl(RunDir(tmp_path / "runs" / "a-1").metrics_path, {"type": "eval", "step": 10, "eval_loss": 0.9})
     runs = list_runs(tmp_path)

@@ -26,7 +26,6 @@ def ws() -> Path:
     shutil.rmtree(WORKSPACE, ignore_errors=True)
 
 
-
 async def settled(pilot) -> None:
     """Wait until the followed run has been rendered (or there is none)."""
     pane = pilot.app.query_one(TrainPane)
@@ -50,8 +49,14 @@ def test_overfitting_run_80x24(snap_compare, ws):
 
 
 def test_failed_run(snap_compare, ws):
-    fake_run(ws, "broken-20261125-110000", state="failed", overfit=False, steps=3,
-             error="DataError: train.jsonl:17: field 'messages': expected a list of messages, got str")
+    fake_run(
+        ws,
+        "broken-20261125-110000",
+        state="failed",
+        overfit=False,
+        steps=3,
+        error="DataError: train.jsonl:17: field 'messages': expected a list of messages, got str",
+    )
     assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=settled)
 
 
@@ -61,6 +66,7 @@ def test_empty_workspace(snap_compare, ws):
 
 def after(key: str):
     """A run_before that waits for the pane, then presses a key."""
+
     async def run_before(pilot) -> None:
         await settled(pilot)
         await pilot.press(key)

@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from appkit import make_app, until
 import yaml
+from appkit import make_app, until
 
 from screens.config import ConfigPane
 
@@ -25,12 +25,17 @@ def ws() -> Path:
     for name in ("train.jsonl", "val.jsonl"):
         shutil.copy(SUPPORT / name, WORKSPACE / "support" / name)
     (WORKSPACE / "configs").mkdir()
-    (WORKSPACE / "configs" / "a.yaml").write_text(yaml.safe_dump({
-        "name": "a", "model": "bundled",
-        "data": {"train": "../support/train.jsonl", "val": "../support/val.jsonl", "max_train_examples": 64},
-        "lora": {"r": 16, "alpha": 32},
-        "train": {"learning_rate": 0.02, "batch_size": 4, "epochs": 6, "max_length": 256},
-    }))
+    (WORKSPACE / "configs" / "a.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "a",
+                "model": "bundled",
+                "data": {"train": "../support/train.jsonl", "val": "../support/val.jsonl", "max_train_examples": 64},
+                "lora": {"r": 16, "alpha": 32},
+                "train": {"learning_rate": 0.02, "batch_size": 4, "epochs": 6, "max_length": 256},
+            }
+        )
+    )
     yield WORKSPACE
     shutil.rmtree(WORKSPACE, ignore_errors=True)
 
@@ -51,7 +56,6 @@ def steps(*keys: str, field: str | None = None):
         await pilot.pause(0.5)
 
     return run_before
-
 
 
 def test_config_with_findings(snap_compare, ws):

@@ -31,9 +31,9 @@ def with_files(ws: Path, *names: str) -> None:
         shutil.copy(SUPPORT / name, ws / "support" / name)
 
 
-
 def steps(*keys: str, critique: bool = False):
     """Open the Data pane, wait for the dataset (and the critique), press keys, let it settle."""
+
     async def run_before(pilot) -> None:
         await pilot.pause()
         await pilot.press("1")

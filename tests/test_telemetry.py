@@ -29,6 +29,7 @@ def test_unsupported_queries_leave_fields_out():
         def __getattr__(self, name):
             def fail(*args):
                 raise RuntimeError("Not Supported")
+
             return fail
 
         NVML_TEMPERATURE_GPU = 0

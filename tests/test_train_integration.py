@@ -83,7 +83,11 @@ def test_launcher_killed_run_goes_on(workspace, tiny_model_dir):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     launcher = subprocess.Popen(
         [sys.executable, "-m", "workbench", "-w", str(workspace), "train", str(config), "--attach"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env=env, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=env,
+        text=True,
     )
     run_id = launcher.stdout.readline().strip()
     run = RunDir(workspace / "runs" / run_id)
@@ -97,7 +101,9 @@ def test_launcher_killed_run_goes_on(workspace, tiny_model_dir):
 
 def test_stop_then_resume_reaches_the_same_end(workspace, tiny_model_dir):
     # Long enough that the stop lands mid-run even now that fp32 CPU steps skip bf16 autocast.
-    config = write_config(workspace, tiny_model_dir, train={"max_steps": 400}, eval={"eval_steps": 200, "logging_steps": 5})
+    config = write_config(
+        workspace, tiny_model_dir, train={"max_steps": 400}, eval={"eval_steps": 200, "logging_steps": 5}
+    )
     run = runner.launch(config, workspace)
     wait_for(run, step=3)
     assert runner.stop(run, timeout=120) == "stopped"
@@ -113,7 +119,10 @@ def test_stop_then_resume_reaches_the_same_end(workspace, tiny_model_dir):
 
 def test_dpo_run(workspace, tiny_model_dir):
     config = write_config(
-        workspace, tiny_model_dir, name="dpo", method="dpo",
+        workspace,
+        tiny_model_dir,
+        name="dpo",
+        method="dpo",
         data={"train": "support/preferences.jsonl", "val": None, "val_ratio": 0.1, "max_train_examples": 16},
         train={"learning_rate": 5e-6, "max_steps": 4},
     )
@@ -145,8 +154,11 @@ def test_launch_refuses_a_config_with_errors(workspace, tiny_model_dir):
 @pytest.mark.slow
 def test_bundled_model_trains_for_real(workspace):
     config = write_config(
-        workspace, "bundled", name="real",
-        data={"max_train_examples": 8}, train={"max_steps": 3, "batch_size": 2, "max_length": 160},
+        workspace,
+        "bundled",
+        name="real",
+        data={"max_train_examples": 8},
+        train={"max_steps": 3, "batch_size": 2, "max_length": 160},
         eval={"eval_steps": 3},
     )
     run = runner.launch(config, workspace)
@@ -156,7 +168,9 @@ def test_bundled_model_trains_for_real(workspace):
 
 
 def test_a_killed_worker_reads_as_lost_and_can_resume(workspace, tiny_model_dir):
-    config = write_config(workspace, tiny_model_dir, train={"max_steps": 200}, eval={"eval_steps": 5, "logging_steps": 5})
+    config = write_config(
+        workspace, tiny_model_dir, train={"max_steps": 200}, eval={"eval_steps": 5, "logging_steps": 5}
+    )
     run = runner.launch(config, workspace)
     wait_for(run, step=6)
     while not run.checkpoints():

@@ -19,7 +19,10 @@ def test_thinned_keeps_peaks_and_bounds_points():
 
 def test_chart_data_best_and_verdict():
     records = [{"type": "train", "step": i, "loss": 2.0 - i * 0.02, "learning_rate": 1e-4} for i in range(1, 81)]
-    records += [{"type": "eval", "step": s, "eval_loss": v} for s, v in zip(range(10, 90, 10), [1.5, 1.1, 0.9, 0.95, 1.0, 1.1, 1.2, 1.3])]
+    records += [
+        {"type": "eval", "step": s, "eval_loss": v}
+        for s, v in zip(range(10, 90, 10), [1.5, 1.1, 0.9, 0.95, 1.0, 1.1, 1.2, 1.3])
+    ]
     data = chart_data(sorted(records, key=lambda r: r["step"]))
     assert data.best == (30, 0.9) and data.verdict.kind == "overfitting"
     assert len(data.train_loss.steps) == 80 and data.latest["step"] == 80
@@ -34,9 +37,25 @@ def test_watcher_reads_only_what_is_new_and_system_view(tmp_path):
     first = watcher.poll()
     assert len(first.records) == 1 and first.status_changed
     assert not watcher.poll().changed
-    append_jsonl(run.system_path, {"time": 10.0, "cpu_percent": 50.0, "ram_used_gb": 2.0, "ram_total_gb": 8.0,
-                                   "gpus": [{"index": 0, "name": "H100", "util_percent": 90, "mem_used_gb": 30.0,
-                                             "mem_total_gb": 80.0, "temp_c": 60}]})
+    append_jsonl(
+        run.system_path,
+        {
+            "time": 10.0,
+            "cpu_percent": 50.0,
+            "ram_used_gb": 2.0,
+            "ram_total_gb": 8.0,
+            "gpus": [
+                {
+                    "index": 0,
+                    "name": "H100",
+                    "util_percent": 90,
+                    "mem_used_gb": 30.0,
+                    "mem_total_gb": 80.0,
+                    "temp_c": 60,
+                }
+            ],
+        },
+    )
     update = watcher.poll()
     assert update.changed and len(update.samples) == 1
     view = system_view(watcher.samples)

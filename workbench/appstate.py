@@ -16,7 +16,10 @@ from workbench.fileio import atomic_write_text
 
 
 def state_path() -> Path:
-    root = os.environ.get("WORKBENCH_CONFIG_DIR") or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "finetune-workbench"
+    root = (
+        os.environ.get("WORKBENCH_CONFIG_DIR")
+        or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "finetune-workbench"
+    )
     return Path(root) / "state.json"
 
 

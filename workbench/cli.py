@@ -16,6 +16,7 @@ from typing import Any
 from workbench.errors import WorkbenchError
 from workbench.fmt import age
 
+
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
@@ -112,6 +113,7 @@ class _ProgressLine:
         def step(done: int, total: int) -> None:
             filled = int(20 * done / total) if total else 20
             self(f"{name} [{'#' * filled}{'.' * (20 - filled)}] {done}/{total}")
+
         return step
 
     def done(self) -> None:
@@ -144,25 +146,41 @@ def cmd_critique(args: argparse.Namespace) -> int:
     siblings = {} if args.no_leakage else sibling_splits(Path(args.file))
     for extra in args.against or []:
         siblings[Path(extra).stem] = Path(extra)
-    result = analyze_rows(loaded.rows, loaded.shape, path=Path(args.file), tokenizer=tokenizer,
-                          max_length=args.max_length, model=args.model, threshold=args.threshold,
-                          siblings=siblings, progress=bar)
+    result = analyze_rows(
+        loaded.rows,
+        loaded.shape,
+        path=Path(args.file),
+        tokenizer=tokenizer,
+        max_length=args.max_length,
+        model=args.model,
+        threshold=args.threshold,
+        siblings=siblings,
+        progress=bar,
+    )
     bar.done()
     findings = sorted(result.all_findings(), key=lambda f: (f.index, f.check))
     if args.json:
-        _print_json({
-            "file": str(args.file), "shape": loaded.shape.value, "rows": len(loaded.rows),
-            "bad_rows": [b.to_dict() for b in loaded.bad_rows],
-            "findings": [{**f.to_dict(), "line": loaded.row_lines[f.index]} for f in findings],
-            "clusters": [{"id": c.id, "kind": c.kind, "members": list(c.members), "keep": c.keep,
-                          "similarity": c.similarity} for c in result.clusters],
-            "leakage": result.leakage,
-            "summary": result.summary.to_dict() if hasattr(result.summary, "to_dict") else None,
-            "counts": dict(result.counts()),
-        })
+        _print_json(
+            {
+                "file": str(args.file),
+                "shape": loaded.shape.value,
+                "rows": len(loaded.rows),
+                "bad_rows": [b.to_dict() for b in loaded.bad_rows],
+                "findings": [{**f.to_dict(), "line": loaded.row_lines[f.index]} for f in findings],
+                "clusters": [
+                    {"id": c.id, "kind": c.kind, "members": list(c.members), "keep": c.keep, "similarity": c.similarity}
+                    for c in result.clusters
+                ],
+                "leakage": result.leakage,
+                "summary": result.summary.to_dict() if hasattr(result.summary, "to_dict") else None,
+                "counts": dict(result.counts()),
+            }
+        )
     else:
-        print(f"{args.file}: {len(loaded.rows)} examples ({loaded.shape.label}), {len(loaded.bad_rows)} unreadable; "
-              f"{unit_note}, max_length {args.max_length}")
+        print(
+            f"{args.file}: {len(loaded.rows)} examples ({loaded.shape.label}), {len(loaded.bad_rows)} unreadable; "
+            f"{unit_note}, max_length {args.max_length}"
+        )
         for bad in loaded.bad_rows:
             print(f"  unreadable: {bad}")
         by_check: dict[str, list[Any]] = {}
@@ -223,8 +241,10 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         _print_json(data)
         return 0
     dupes = sum(len(c.members) - 1 for c in result.clusters)
-    print(f"{args.file}: {len(texts)} examples compared on {args.field!r}; {len(result.clusters)} cluster(s), "
-          f"{dupes} duplicate(s) beyond one per cluster; {_params(result.params)}")
+    print(
+        f"{args.file}: {len(texts)} examples compared on {args.field!r}; {len(result.clusters)} cluster(s), "
+        f"{dupes} duplicate(s) beyond one per cluster; {_params(result.params)}"
+    )
     for c in result.clusters[: args.limit]:
         where = ", ".join(_where(loaded, i) + (" (keep)" if i == c.representative else "") for i in c.members[:8])
         more = f" … +{len(c.members) - 8}" if len(c.members) > 8 else ""
@@ -247,8 +267,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         for finding in report.findings:
             print(finding)
         n = len(report.findings)
-        print(f"{args.config}: {len(report.errors)} errors, {n - len(report.errors)} warnings/notes"
-              + (f", {report.context.n_train} training examples" if report.context.n_train is not None else ""))
+        print(
+            f"{args.config}: {len(report.errors)} errors, {n - len(report.errors)} warnings/notes"
+            + (f", {report.context.n_train} training examples" if report.context.n_train is not None else "")
+        )
     return 1 if report.errors else 0
 
 
@@ -346,9 +368,15 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description="Fine-tuning workbench. With no command, opens the app.")
-    parser.add_argument("-w", "--workspace", default=os.environ.get("WORKBENCH_WORKSPACE", "."),
-                        help="workspace directory (runs go in WORKSPACE/runs); default: current directory")
+    parser = argparse.ArgumentParser(
+        prog="workbench", description="Fine-tuning workbench. With no command, opens the app."
+    )
+    parser.add_argument(
+        "-w",
+        "--workspace",
+        default=os.environ.get("WORKBENCH_WORKSPACE", "."),
+        help="workspace directory (runs go in WORKSPACE/runs); default: current directory",
+    )
     sub = parser.add_subparsers(dest="command")
 
     data = sub.add_parser("data", help="dataset commands").add_subparsers(dest="data_command", required=True)
@@ -367,12 +395,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--skip-bad", action="store_true", help="split the good rows when some rows are malformed")
-    p.add_argument("--no-groups", action="store_true",
-                   help="split row by row (by default near-duplicate clusters stay whole in one split)")
+    p.add_argument(
+        "--no-groups",
+        action="store_true",
+        help="split row by row (by default near-duplicate clusters stay whole in one split)",
+    )
     p.set_defaults(func=cmd_split)
 
-    p = data.add_parser("critique", help="every check on a dataset: format, consistency, lengths, PII, duplicates, "
-                                         "leakage against sibling splits")
+    p = data.add_parser(
+        "critique",
+        help="every check on a dataset: format, consistency, lengths, PII, duplicates, leakage against sibling splits",
+    )
     p.add_argument("file")
     p.add_argument("--model", default="bundled", help="whose tokenizer measures lengths (default: bundled)")
     p.add_argument("--max-length", type=int, default=512, help="flag examples longer than this many tokens")
@@ -426,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
     from workbench.cli_eval import add_eval_commands
+
     add_eval_commands(sub)
     return parser
 

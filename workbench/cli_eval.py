@@ -57,8 +57,11 @@ class _Progress:
 def _run_foreground(ev: Any) -> int:
     from workbench.eval.worker import append_to_log, run_eval
 
-    print(f"generating {ev.id} in the foreground (Ctrl-C stops after the batch in hand; "
-          f"`workbench eval resume {ev.id}` goes on)", file=sys.stderr)
+    print(
+        f"generating {ev.id} in the foreground (Ctrl-C stops after the batch in hand; "
+        f"`workbench eval resume {ev.id}` goes on)",
+        file=sys.stderr,
+    )
     bar = _Progress()
     try:
         state = run_eval(ev, progress=bar, log=append_to_log(ev))
@@ -85,15 +88,28 @@ def cmd_eval_new(args: argparse.Namespace) -> int:
     if data is None and not args.suite:
         data = default_dataset(workspace)
         if data is None:
-            raise WorkbenchError(f"no test split found in the configs or runs of {Path(workspace).resolve()}; "
-                                 "pass --data FILE (or --suite FILE)")
+            raise WorkbenchError(
+                f"no test split found in the configs or runs of {Path(workspace).resolve()}; "
+                "pass --data FILE (or --suite FILE)"
+            )
     settings = GenerationSettings(
-        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, temperature=args.temperature,
-        top_p=args.top_p, seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
     )
-    plan = plan_eval(models, data=data, suites=args.suite or (), limit=args.limit,
-                     selection=parse_selection(args.select), settings=settings, name=args.name,
-                     schema=args.schema, regex=args.regex)
+    plan = plan_eval(
+        models,
+        data=data,
+        suites=args.suite or (),
+        limit=args.limit,
+        selection=parse_selection(args.select),
+        settings=settings,
+        name=args.name,
+        schema=args.schema,
+        regex=args.regex,
+    )
     for problem in plan.problems:
         print(f"skipped: {problem}", file=sys.stderr)
     ev = create_from_plan(workspace, plan)
@@ -102,8 +118,11 @@ def cmd_eval_new(args: argparse.Namespace) -> int:
     if args.wait:
         return _run_foreground(ev)
     launch(ev)
-    print(f"generating in the background in {ev.path}; see `workbench eval list`, stop with "
-          f"`workbench eval stop {ev.id}`", file=sys.stderr)
+    print(
+        f"generating in the background in {ev.path}; see `workbench eval list`, stop with "
+        f"`workbench eval stop {ev.id}`",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -133,8 +152,10 @@ def cmd_eval_list(args: argparse.Namespace) -> int:
     print(f"{'EVAL':<34} {'STATE':<10} {'DONE':>11} {'AGE':>5}  MODELS")
     for e in evals:
         note = f"  ({e.error.splitlines()[0][:60]})" if e.error else ""
-        print(f"{e.id:<34} {e.state:<10} {f'{e.done}/{e.total}':>11} {age(time.time() - e.created):>5}  "
-              f"{', '.join(e.models)}{note}")
+        print(
+            f"{e.id:<34} {e.state:<10} {f'{e.done}/{e.total}':>11} {age(time.time() - e.created):>5}  "
+            f"{', '.join(e.models)}{note}"
+        )
     return 0
 
 
@@ -177,13 +198,29 @@ def cmd_eval_show(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data)
         return 0
-    metrics = [m for m in ("case", "schema_valid", "json_valid", "exact_match", "token_f1", "rouge_l", "similarity",
-                           "refusal", "judge", "human") if any(m in model["metrics"] for model in data["models"])]
+    metrics = [
+        m
+        for m in (
+            "case",
+            "schema_valid",
+            "json_valid",
+            "exact_match",
+            "token_f1",
+            "rouge_l",
+            "similarity",
+            "refusal",
+            "judge",
+            "human",
+        )
+        if any(m in model["metrics"] for model in data["models"])
+    ]
     print(f"{res.ev.id}: {data['examples']} examples from {data['dataset']}; main metric {res.primary}")
     print("means with 95% bootstrap intervals; delta against the base is paired ('~': within noise)")
     for model in data["models"]:
-        print(f"\n{model['label']} ({model['key']}): {model['done']}/{data['examples']} answered"
-              + (f", cases {model['cases_passed']}/{model['cases']} pass" if model["cases"] else ""))
+        print(
+            f"\n{model['label']} ({model['key']}): {model['done']}/{data['examples']} answered"
+            + (f", cases {model['cases_passed']}/{model['cases']} pass" if model["cases"] else "")
+        )
         for m in metrics:
             summary = model["metrics"].get(m)
             if not summary or summary["mean"] is None:
@@ -192,12 +229,13 @@ def cmd_eval_show(args: argparse.Namespace) -> int:
             delta = model["against_base"].get(m)
             if delta and delta["mean"] is not None:
                 line += f"   vs base {delta['mean']:+.3f} [{delta['lo']:+.3f}, {delta['hi']:+.3f}]" + (
-                    "" if delta["significant"] else " ~")
+                    "" if delta["significant"] else " ~"
+                )
             print(line)
     for curve in data["checkpoints"]:
         print(f"\ncheckpoints of {curve['run']} ({curve['metric']}): {curve['verdict']}")
     print(f"\ngate: {'PASS' if data['gate']['ok'] else 'FAIL'}: {data['gate']['summary']}")
-    for item, agreement in (res.agreement().items() if res.verdicts.single else ()):
+    for item, agreement in res.agreement().items() if res.verdicts.single else ():
         print(f"judge vs your ratings, {item}: {agreement.describe()}")
     return 0
 
@@ -270,8 +308,9 @@ def cmd_eval_gate(args: argparse.Namespace) -> int:
     res = _results(args)
     models = _model_names(args.models) or [k for k in res.keys if k != res.base] or res.keys
     cases = [res.cases[(m, row.id)] for row in res.rows for m in models if (m, row.id) in res.cases]
-    missing = [(m, row.id) for row in res.rows for m in models
-               if row.example.get("expect") and (m, row.id) not in res.cases]
+    missing = [
+        (m, row.id) for row in res.rows for m in models if row.example.get("expect") and (m, row.id) not in res.cases
+    ]
     ok, text = gate(cases)
     print(("PASS: " if ok and not missing else "FAIL: ") + text)
     if missing:
@@ -286,25 +325,40 @@ def cmd_eval_gate(args: argparse.Namespace) -> int:
 
 def _workspace(p: argparse.ArgumentParser) -> None:
     # Also accepted after the command (`workbench eval list -w W`); the global -w is the default.
-    p.add_argument("-w", "--workspace", default=argparse.SUPPRESS, help="workspace directory (evals go in WORKSPACE/evals)")
+    p.add_argument(
+        "-w", "--workspace", default=argparse.SUPPRESS, help="workspace directory (evals go in WORKSPACE/evals)"
+    )
 
 
 def add_eval_commands(subparsers: Any) -> None:
     """Add the ``eval`` commands to the main parser's subcommands."""
     from workbench.eval.store import GenerationSettings
 
-    evals = subparsers.add_parser("eval", help="compare models by their answers: new, list, show, judge, report, gate, stop, resume")
+    evals = subparsers.add_parser(
+        "eval", help="compare models by their answers: new, list, show, judge, report, gate, stop, resume"
+    )
     sub = evals.add_subparsers(dest="eval_command", required=True)
 
     p = sub.add_parser("new", help="create an eval and generate its predictions (in the background; --wait: here)")
     _workspace(p)
-    p.add_argument("--models", action="append", metavar="M[,M...]",
-                   help="base, RUN/adapter, RUN/ckpt-N or a path (see `eval candidates`); "
-                        "default: base and the newest run's final adapter")
-    p.add_argument("--data", metavar="FILE", help="the dataset to ask (default: the workspace's test split, "
-                   "unless only suites are given)")
-    p.add_argument("--suite", metavar="FILE", action="append",
-                   help="a regression / red-team suite (JSONL cases with 'expect'); repeat for more")
+    p.add_argument(
+        "--models",
+        action="append",
+        metavar="M[,M...]",
+        help="base, RUN/adapter, RUN/ckpt-N or a path (see `eval candidates`); "
+        "default: base and the newest run's final adapter",
+    )
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="the dataset to ask (default: the workspace's test split, unless only suites are given)",
+    )
+    p.add_argument(
+        "--suite",
+        metavar="FILE",
+        action="append",
+        help="a regression / red-team suite (JSONL cases with 'expect'); repeat for more",
+    )
     p.add_argument("--select", metavar="ROWS", help="only these dataset rows (0-based), e.g. 3,5,10-12")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N examples")
     p.add_argument("--max-new-tokens", type=int, default=GenerationSettings().max_new_tokens)
@@ -313,8 +367,11 @@ def add_eval_commands(subparsers: Any) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="the eval's name (default: the dataset's file name)")
-    p.add_argument("--schema", metavar="FILE", help="a JSON Schema file the outputs should fit "
-                   "(default: schema.json beside the dataset, when there is one)")
+    p.add_argument(
+        "--schema",
+        metavar="FILE",
+        help="a JSON Schema file the outputs should fit (default: schema.json beside the dataset, when there is one)",
+    )
     p.add_argument("--regex", help="a regex the outputs should match (task check)")
     p.add_argument("--wait", action="store_true", help="generate in the foreground with a progress line")
     p.set_defaults(func=cmd_eval_new)

@@ -52,8 +52,13 @@ def spawn_detached(module: str, workdir: Path, log_path: Path, *args: str) -> in
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", module, str(workdir), *args],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True, env=env, cwd=str(workdir),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+            cwd=str(workdir),
         )
     return proc.pid
 
@@ -88,8 +93,14 @@ def match_ref(dirs: Sequence[Path], ref: str, created: Callable[[Path], float]) 
     return exact or sorted(p for p in dirs if p.name.startswith(ref))
 
 
-def worker_main(argv: list[str], usage: str, work: Callable[[Path, list[str]], str], target: Callable[[Path], Any],
-                busy: type[Exception], end_key: str = "finished") -> int:
+def worker_main(
+    argv: list[str],
+    usage: str,
+    work: Callable[[Path, list[str]], str],
+    target: Callable[[Path], Any],
+    busy: type[Exception],
+    end_key: str = "finished",
+) -> int:
     """A detached worker's entry point: run ``work(directory, extra args)``; exit 0 when it completed or stopped.
 
     ``busy`` (another worker holds the directory) leaves the status alone; any other failure
@@ -104,7 +115,7 @@ def worker_main(argv: list[str], usage: str, work: Callable[[Path, list[str]], s
     except busy as exc:
         print(f"[workbench] {exc}", file=sys.stderr, flush=True)
         return 3
-    except BaseException as exc:  # noqa: BLE001  failed before the worker's own handler existed
+    except BaseException as exc:
         traceback.print_exc()
         holder = target(path)
         raw = holder.read_status_raw()

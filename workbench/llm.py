@@ -118,7 +118,7 @@ class Usage:
     def describe(self) -> str:
         """One line for people: calls, cache hits, tokens and cost."""
         cost = f"${self.cost_usd:.4f}" if self.cost_known else f"${self.cost_usd:.4f} + {self.unpriced_calls} unpriced"
-        return (f"{self.calls} call(s), {self.cached_calls} from cache, {self.total_tokens} tokens, {cost}")
+        return f"{self.calls} call(s), {self.cached_calls} from cache, {self.total_tokens} tokens, {cost}"
 
     def add(self, reply: Reply) -> None:
         """Count one reply."""
@@ -241,7 +241,7 @@ class LLM:
             try:
                 response = litellm.completion(model=self.model, messages=messages, **kwargs)
                 break
-            except Exception as err:  # noqa: BLE001  every provider error becomes a WorkbenchError
+            except Exception as err:
                 if attempt >= self.num_retries or not self._retryable(litellm, err):
                     raise self._error(litellm, err) from None
                 time.sleep(min(self.retry_wait * 2**attempt, 30.0))
@@ -260,7 +260,7 @@ class LLM:
             completion_tokens = litellm.token_counter(model=self.model, text=text, count_response_tokens=True)
         try:
             cost: float | None = float(litellm.completion_cost(completion_response=response))
-        except Exception:  # noqa: BLE001  a model litellm has no price for
+        except Exception:
             cost = None
         return Reply(text, int(prompt_tokens), int(completion_tokens), cost, False, choice.finish_reason)
 
@@ -314,7 +314,7 @@ class LLM:
         """An unknown-model error before anything is sent."""
         try:
             litellm.get_llm_provider(model=self.model)
-        except Exception:  # noqa: BLE001  litellm cannot tell the provider
+        except Exception:
             raise WorkbenchError(_unknown_model(self.model)) from None
 
     def _check_keys(self, litellm: ModuleType, api_base: str | None) -> None:
@@ -477,4 +477,3 @@ def _unknown_model(model: str) -> str:
 
 def _is_unknown_provider(err: Exception) -> bool:
     return "LLM Provider NOT provided" in str(err)
-

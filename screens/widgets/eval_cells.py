@@ -96,7 +96,9 @@ def summary_cell(summary: Summary | None, metric: str) -> Text:
     """A metric's mean and the half-width of its 95% interval: '45%±13', '4.5±0.4'."""
     if summary is None or summary.mean is None:
         return Text("–", style="dim")
-    half = (summary.hi - summary.lo) / 2 if summary.n > 1 and summary.hi is not None and summary.lo is not None else None
+    half = (
+        (summary.hi - summary.lo) / 2 if summary.n > 1 and summary.hi is not None and summary.lo is not None else None
+    )
     if metric in ("judge", "human"):
         return Text(f"{summary.mean:.1f}" + (f"±{half:.1f}" if half is not None else ""))
     meta = METRICS.get(metric)
@@ -126,24 +128,43 @@ def summary_table(results: Results, summaries: list[ModelSummary], metrics: list
     labels = short_labels([s.model for s in summaries])
     model_w = min(28, max(12, max((len(labels[s.model.key]) for s in summaries), default=12)))
     fit = max(1, (width - model_w - 13) // (SUMMARY_CELL_W + 2))  # each column is padded one cell each side
-    priority = [results.primary, "case", "judge", "human", "token_f1", "exact_match", "similarity", "rouge_l",
-                "refusal", "json_valid", "schema_valid"]
+    priority = [
+        results.primary,
+        "case",
+        "judge",
+        "human",
+        "token_f1",
+        "exact_match",
+        "similarity",
+        "rouge_l",
+        "refusal",
+        "json_valid",
+        "schema_valid",
+    ]
     keep = set(sorted(metrics, key=lambda m: priority.index(m) if m in priority else len(priority))[:fit])
     metrics = [m for m in metrics if m in keep]
     table = Table(box=None, padding=(0, 1), expand=False, show_edge=False, header_style="bold")
     table.add_column("model", no_wrap=True, max_width=model_w)
     table.add_column("done", justify="right", no_wrap=True)
     for metric in metrics:
-        table.add_column(metric_label(metric) + ("*" if metric == results.primary else ""), justify="right",
-                         no_wrap=True, min_width=SUMMARY_CELL_W if results.base else 8)
+        table.add_column(
+            metric_label(metric) + ("*" if metric == results.primary else ""),
+            justify="right",
+            no_wrap=True,
+            min_width=SUMMARY_CELL_W if results.base else 8,
+        )
     total = len(results.rows)
     for s in summaries:
-        cells: list[Text | str] = [Text(labels[s.model.key], style="bold" if s.model.key == results.base else ""),
-                                   f"{s.done}/{total}"]
+        cells: list[Text | str] = [
+            Text(labels[s.model.key], style="bold" if s.model.key == results.base else ""),
+            f"{s.done}/{total}",
+        ]
         for metric in metrics:
             if metric == "case":
                 passed, n = s.cases
-                cells.append(Text(f"{passed}/{n} pass", style="green" if n and passed == n else "red") if n else Text("–"))
+                cells.append(
+                    Text(f"{passed}/{n} pass", style="green" if n and passed == n else "red") if n else Text("–")
+                )
                 continue
             summary = s.judge if metric == "judge" else s.human if metric == "human" else s.metrics.get(metric)
             cells.append(summary_cell(summary, metric) + delta_cell(s.delta.get(metric), metric))
@@ -151,14 +172,22 @@ def summary_table(results: Results, summaries: list[ModelSummary], metrics: list
     return table
 
 
-def header_text(res: Results, status: Any, shown: int, filter_name: str, sort: str, search: str, blind: bool,
-                busy: str) -> Text:
+def header_text(
+    res: Results, status: Any, shown: int, filter_name: str, sort: str, search: str, blind: bool, busy: str
+) -> Text:
     """The pane's two header lines: the eval, its generation's state, and how the grid is filtered and sorted."""
     state = status.state
-    line = Text.assemble((res.ev.id, "bold"), f" · {Path(res.spec.dataset or '').name} · {len(res.rows)} examples × "
-                         f"{len(res.keys)} models · ")
-    style = {"running": "bold yellow", "completed": "green", "failed": "bold red", "lost": "bold red",
-             "stopped": "yellow"}.get(state, "")
+    line = Text.assemble(
+        (res.ev.id, "bold"),
+        f" · {Path(res.spec.dataset or '').name} · {len(res.rows)} examples × {len(res.keys)} models · ",
+    )
+    style = {
+        "running": "bold yellow",
+        "completed": "green",
+        "failed": "bold red",
+        "lost": "bold red",
+        "stopped": "yellow",
+    }.get(state, "")
     done = sum(1 for c in res.predictions if c[0] in res.keys)
     line += Text(f"{state} {done}/{len(res.rows) * len(res.keys)}", style=style)
     if state in ("running", "starting") and status.model:
@@ -174,25 +203,37 @@ def header_text(res: Results, status: Any, shown: int, filter_name: str, sort: s
         if search:
             second += Text(f" · search: {search!r}", style="bold")
         second += Text(" · BLIND" if blind else "", style="bold magenta")
-        second += Text(f" · rated {res.ratings.rated_count()}/{len(res.rows)}"
-                       + ("" if blind else f" · regressions {regressions}"), style="dim")
+        second += Text(
+            f" · rated {res.ratings.rated_count()}/{len(res.rows)}"
+            + ("" if blind else f" · regressions {regressions}"),
+            style="dim",
+        )
         if busy:
             second += Text(f" · {busy}", style="bold yellow")
         line += Text("\n") + second
     return line
 
 
-def summary_parts(res: Results, metrics: list[str], summaries: list[ModelSummary], agreements: dict[str, Any],
-                  width: int) -> list[Any]:
+def summary_parts(
+    res: Results, metrics: list[str], summaries: list[ModelSummary], agreements: dict[str, Any], width: int
+) -> list[Any]:
     """The summary table, its legend, and the judge's line: its trust (overall and per item), tokens and cost."""
-    legend = ("* main metric · ±: half the 95% interval · vs the base: ▲▼ significant, ~ within noise"
-              if width >= 100 else "* main · ±: 95% interval · ▲▼ vs base, ~ noise")
+    legend = (
+        "* main metric · ±: half the 95% interval · vs the base: ▲▼ significant, ~ within noise"
+        if width >= 100
+        else "* main · ±: 95% interval · ▲▼ vs base, ~ noise"
+    )
     parts: list[Any] = [summary_table(res, summaries, metrics, width), Text(legend, style="dim")]
     if res.verdicts.single:
         overall = agreements.get("overall")
-        trust = f"judge {res.verdicts.judge_model or ''}: " + (overall.describe() if overall else "no ratings to compare")
-        items = [f"{name} κ={a.kappa:.2f}" if a.enough and a.kappa is not None else f"{name} n={a.n}"
-                 for name, a in agreements.items() if name != "overall"]
+        trust = f"judge {res.verdicts.judge_model or ''}: " + (
+            overall.describe() if overall else "no ratings to compare"
+        )
+        items = [
+            f"{name} κ={a.kappa:.2f}" if a.enough and a.kappa is not None else f"{name} n={a.n}"
+            for name, a in agreements.items()
+            if name != "overall"
+        ]
         if items:
             trust += " · per item: " + ", ".join(items)
         usage = res.verdicts.usage
@@ -210,12 +251,17 @@ def pair_line(res: Results, row: Row, order: list[str], blind: bool) -> Text:
     line = Text()
     choice = res.ratings.choice_of(row.id, a, b)
     if choice:
-        line.append("\nyour A/B: " + {"a": f"{names[0]} better", "b": f"{names[1]} better", "tie": "a tie"}[choice],
-                    "bold")
+        line.append(
+            "\nyour A/B: " + {"a": f"{names[0]} better", "b": f"{names[1]} better", "tie": "a tie"}[choice], "bold"
+        )
     verdict = None if blind else (res.verdicts.pair(row.id, a, b) or res.verdicts.pair(row.id, b, a))
     if verdict is not None:
-        shown = "unreadable" if verdict.unparsed else (verdict.winner_model or "") + (
-            "" if verdict.consistent else " (a tie: it changed its mind when the order was swapped)")
+        shown = (
+            "unreadable"
+            if verdict.unparsed
+            else (verdict.winner_model or "")
+            + ("" if verdict.consistent else " (a tie: it changed its mind when the order was swapped)")
+        )
         line.append(f"\nA/B judge: {shown}", "dim")
     return line
 

@@ -41,11 +41,22 @@ def preview(text: str, width: int) -> str:
 
 
 SHORT = {
-    "empty_output": "empty", "placeholder_output": "placeholder", "invisible_input": "invisible",
-    "merged_instructions": "merged", "consistency": "inconsistent", "length_outlier": "length",
-    "too_long": "too long", "role_order": "roles", "chat_template": "template", "pii": "PII/secret",
-    "language_mismatch": "language", "exact_duplicate": "duplicate", "near_duplicate": "near dup",
-    "semantic_duplicate": "similar", "leakage": "LEAKAGE", "coverage": "coverage",
+    "empty_output": "empty",
+    "placeholder_output": "placeholder",
+    "invisible_input": "invisible",
+    "merged_instructions": "merged",
+    "consistency": "inconsistent",
+    "length_outlier": "length",
+    "too_long": "too long",
+    "role_order": "roles",
+    "chat_template": "template",
+    "pii": "PII/secret",
+    "language_mismatch": "language",
+    "exact_duplicate": "duplicate",
+    "near_duplicate": "near dup",
+    "semantic_duplicate": "similar",
+    "leakage": "LEAKAGE",
+    "coverage": "coverage",
 }
 
 
@@ -107,8 +118,9 @@ class ExampleList(ScrollView, can_focus=True):
 
     # --- content ------------------------------------------------------------
 
-    def set_items(self, items: list[Example], findings: dict[int, list[Finding]], shape: Shape,
-                  keep_id: int | None = None) -> None:
+    def set_items(
+        self, items: list[Example], findings: dict[int, list[Finding]], shape: Shape, keep_id: int | None = None
+    ) -> None:
         """Show these examples; the cursor stays on ``keep_id`` when it is still listed."""
         self.items, self.findings, self.shape = items, findings, shape
         self._strip_cache.clear()

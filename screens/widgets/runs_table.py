@@ -10,8 +10,14 @@ from workbench.fmt import age
 from workbench.train.runner import RunSummary
 
 STATE_STYLE = {
-    "running": "bold green", "starting": "green", "stopping": "yellow", "completed": "cyan",
-    "stopped": "yellow", "failed": "bold red", "diverged": "bold red", "lost": "bold magenta",
+    "running": "bold green",
+    "starting": "green",
+    "stopping": "yellow",
+    "completed": "cyan",
+    "stopped": "yellow",
+    "failed": "bold red",
+    "diverged": "bold red",
+    "lost": "bold magenta",
 }
 
 

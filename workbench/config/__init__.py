@@ -15,6 +15,19 @@ from workbench.config.schema import (
 from workbench.config.validate import Context, Finding, Hardware, has_errors, validate
 
 __all__ = [
-    "Context", "DataConfig", "EvalConfig", "Finding", "Hardware", "LoraConfig", "RunConfig", "TrainConfig",
-    "dump_config", "field_help", "has_errors", "load_config", "parse_config", "save_config", "validate",
+    "Context",
+    "DataConfig",
+    "EvalConfig",
+    "Finding",
+    "Hardware",
+    "LoraConfig",
+    "RunConfig",
+    "TrainConfig",
+    "dump_config",
+    "field_help",
+    "has_errors",
+    "load_config",
+    "parse_config",
+    "save_config",
+    "validate",
 ]

@@ -32,8 +32,12 @@ TITLES: dict[Recommendation, str] = {
 }
 
 NAMES: dict[Recommendation, str] = {
-    "prompting": "Prompting", "rag": "RAG", "sft_lora": "SFT + LoRA", "sft_qlora": "SFT + QLoRA",
-    "sft_full": "Full fine-tune", "dpo": "DPO",
+    "prompting": "Prompting",
+    "rag": "RAG",
+    "sft_lora": "SFT + LoRA",
+    "sft_qlora": "SFT + QLoRA",
+    "sft_full": "Full fine-tune",
+    "dpo": "DPO",
 }
 
 PLACEHOLDER_TRAIN = "data/train.jsonl"
@@ -68,7 +72,9 @@ class Question:
 
 QUESTIONS: list[Question] = [
     Question(
-        "task", "Task", "What should the model get better at?",
+        "task",
+        "Task",
+        "What should the model get better at?",
         "Pick the closest one; it separates teaching facts from teaching behaviour.",
         (
             ("format", "Output format, style, extraction or classification"),
@@ -79,7 +85,9 @@ QUESTIONS: list[Question] = [
         "format",
     ),
     Question(
-        "change", "What must change", "What must change in the model's answers?",
+        "change",
+        "What must change",
+        "What must change in the model's answers?",
         "Knowledge is what it knows; behaviour is how it answers (format, tone, procedure).",
         (
             ("knowledge", "What it knows: facts, documents, data that changes"),
@@ -89,7 +97,9 @@ QUESTIONS: list[Question] = [
         "behaviour",
     ),
     Question(
-        "data", "Labelled data", "How many labelled examples (an input and a good output) do you have?",
+        "data",
+        "Labelled data",
+        "How many labelled examples (an input and a good output) do you have?",
         "Count only examples you would stand behind; a tenth or so is held out for evaluation.",
         (
             ("none", "None"),
@@ -101,13 +111,17 @@ QUESTIONS: list[Question] = [
         "none",
     ),
     Question(
-        "preferences", "Preference pairs", "Do you have preference pairs: for one prompt, a better and a worse answer?",
+        "preferences",
+        "Preference pairs",
+        "Do you have preference pairs: for one prompt, a better and a worse answer?",
         "From ratings, A/B choices or corrected outputs; a few hundred pairs or more.",
         (("yes", "Yes"), ("no", "No")),
         "no",
     ),
     Question(
-        "prompting", "Prompting so far", "Have you tried a strong model with a careful prompt and a few examples?",
+        "prompting",
+        "Prompting so far",
+        "Have you tried a strong model with a careful prompt and a few examples?",
         "Prompting is the baseline every fine-tune has to beat.",
         (
             ("good", "Yes, and it is good enough"),
@@ -117,7 +131,9 @@ QUESTIONS: list[Question] = [
         "not_tried",
     ),
     Question(
-        "deployment", "Latency and cost", "What are the latency and cost limits when it runs?",
+        "deployment",
+        "Latency and cost",
+        "What are the latency and cost limits when it runs?",
         "How the model will be served decides whether a big hosted model is an option.",
         (
             ("hosted", "A big hosted model per request is fine"),
@@ -127,7 +143,9 @@ QUESTIONS: list[Question] = [
         "hosted",
     ),
     Question(
-        "hardware", "Hardware", "What hardware can you train on?",
+        "hardware",
+        "Hardware",
+        "What hardware can you train on?",
         "The memory of your largest GPU, or several GPUs.",
         (
             ("cpu", "CPU only, or an Apple-silicon Mac"),
@@ -372,8 +390,8 @@ def _hardware_reason(rec: Recommendation, a: Answers) -> Reason:
         "gpu_medium": "16-48 GB holds a 7-8B model in 16 bits with LoRA adapters; full fine-tuning of it would not fit.",
         "gpu_large": (
             "Enough memory for full fine-tuning of a small model, and more than 10,000 examples to use its capacity."
-            if rec == "sft_full" else
-            "Plenty of memory, but with fewer than 10,000 examples LoRA is the cheaper, safer choice."
+            if rec == "sft_full"
+            else "Plenty of memory, but with fewer than 10,000 examples LoRA is the cheaper, safer choice."
         ),
     }[a.hardware]
     return Reason("hardware", a.hardware, text)
@@ -388,7 +406,9 @@ def _decide(a: Answers) -> tuple[Recommendation, list[Reason]]:
         if a.change == "knowledge":
             reasons.append(Reason("change", a.change, "Only knowledge must change: put it in the prompt by retrieval."))
             return "rag", reasons
-        reasons.append(Reason("change", a.change, "Knowledge comes first, and retrieval handles it; behaviour can follow."))
+        reasons.append(
+            Reason("change", a.change, "Knowledge comes first, and retrieval handles it; behaviour can follow.")
+        )
         if a.little_data:
             reasons.append(Reason("data", a.data, "Too few examples to fine-tune the behaviour part yet."))
         return "rag", reasons
@@ -404,20 +424,30 @@ def _decide(a: Answers) -> tuple[Recommendation, list[Reason]]:
     if a.change == "both":
         reasons.append(Reason("change", a.change, "The behaviour part needs training; the facts belong in retrieval."))
     if a.prompting == "good":
-        reasons.append(Reason("prompting", a.prompting, "The big model's outputs can be the training data (distillation)."))
-        reasons.append(Reason("deployment", a.deployment, "A small model has to do it at serving time, so fine-tune one."))
+        reasons.append(
+            Reason("prompting", a.prompting, "The big model's outputs can be the training data (distillation).")
+        )
+        reasons.append(
+            Reason("deployment", a.deployment, "A small model has to do it at serving time, so fine-tune one.")
+        )
     elif a.little_data:
-        reasons.append(Reason("data", a.data, "Too few examples to fine-tune reliably; use them as in-prompt examples."))
+        reasons.append(
+            Reason("data", a.data, "Too few examples to fine-tune reliably; use them as in-prompt examples.")
+        )
         return "prompting", reasons
     elif a.prompting == "not_tried" and a.deployment == "hosted":
-        reasons.append(Reason("prompting", a.prompting, "Try it first: it is cheap and sets the bar a fine-tune must beat."))
+        reasons.append(
+            Reason("prompting", a.prompting, "Try it first: it is cheap and sets the bar a fine-tune must beat.")
+        )
         reasons.append(Reason("deployment", a.deployment, "A big hosted model per request is acceptable."))
         return "prompting", reasons
     else:
         if a.prompting == "not_enough":
             reasons.append(Reason("prompting", a.prompting, "Prompting falls short: the model has to be trained."))
         if a.deployment != "hosted":
-            reasons.append(Reason("deployment", a.deployment, "A small model must do it: fine-tuning makes one good at one job."))
+            reasons.append(
+                Reason("deployment", a.deployment, "A small model must do it: fine-tuning makes one good at one job.")
+            )
         reasons.append(Reason("data", a.data, "Enough labelled examples for supervised fine-tuning."))
     rec = _sft_kind(a)
     reasons.append(_hardware_reason(rec, a))
@@ -455,12 +485,16 @@ def _data_needed(rec: Recommendation, a: Answers) -> DataNeeded:
         )
     evidence: list[Citation] = [LIMA, QLORA_DATA]
     if a.task == "reasoning":
-        summary = ("thousands of examples or more, with the reasoning written out; about 1,000 curated traces "
-                   "have worked on top of a strong base model.")
+        summary = (
+            "thousands of examples or more, with the reasoning written out; about 1,000 curated traces "
+            "have worked on top of a strong base model."
+        )
         evidence.append(S1)
     else:
-        summary = ("hundreds to a few thousand high-quality examples; about 1,000 curated ones is a well-documented "
-                   "starting point for format, style and tone. Quality beats quantity.")
+        summary = (
+            "hundreds to a few thousand high-quality examples; about 1,000 curated ones is a well-documented "
+            "starting point for format, style and tone. Quality beats quantity."
+        )
     if _distilling(a):
         summary += " Generate them by running the big model on real inputs, and review a sample by hand."
         evidence.append(ALPACA)
@@ -489,8 +523,10 @@ def _why_not_prompting(rec: Recommendation, a: Answers) -> str:
     if rec == "rag":
         return "the model does not know your facts; RAG is prompting with the retrieved passages added."
     if a.deployment != "hosted":
-        return ("serving limits rule out a big hosted model per request, and a prompt alone rarely makes a small "
-                "local model good enough; keep it as the baseline to beat.")
+        return (
+            "serving limits rule out a big hosted model per request, and a prompt alone rarely makes a small "
+            "local model good enough; keep it as the baseline to beat."
+        )
     if a.prompting == "not_enough":
         return "you tried it and it falls short; keep it as the baseline the fine-tune must beat."
     return "keep it as the baseline: whatever you train must beat it on the same held-out set."
@@ -499,12 +535,16 @@ def _why_not_prompting(rec: Recommendation, a: Answers) -> str:
 def _why_not_sft(a: Answers) -> str:
     """Why supervised fine-tuning as such was not recommended."""
     if a.change == "knowledge" or a.task == "knowledge":
-        return "training facts in is unreliable and can increase hallucination (Ovadia et al. 2023; Gekhman et al. 2024)."
+        return (
+            "training facts in is unreliable and can increase hallucination (Ovadia et al. 2023; Gekhman et al. 2024)."
+        )
     if a.prompting == "good" and a.deployment == "hosted":
         return "not needed while prompting does the job: a fine-tune is one more model to train, serve and maintain."
     if a.preferences == "yes":
-        return ("SFT learns only from good answers, while your pairs also show what to avoid; run SFT first only if "
-                "the model does not yet answer in the right form.")
+        return (
+            "SFT learns only from good answers, while your pairs also show what to avoid; run SFT first only if "
+            "the model does not yet answer in the right form."
+        )
     if a.little_data:
         return f"you have {a.label('data').lower()} examples; supervised fine-tuning wants hundreds to thousands."
     return "possible with your data, but try prompting first: if it is good enough, there is nothing to train."
@@ -521,10 +561,14 @@ def _why_not_sft_kind(option: Recommendation, a: Answers) -> str:
             return "4-bit quantization (bitsandbytes) needs a CUDA GPU."
         return "only worth it when the 16-bit model does not fit: quantization costs speed, and your GPU has room."
     if a.hardware != "gpu_large":
-        return ("needs about 16 bytes per parameter for weights, gradients and Adam states (ZeRO): over 100 GB for a "
-                "7B model, more than this hardware has.")
-    return ("with under 10,000 examples LoRA is on par with full fine-tuning on many tasks (Hu et al. 2021) and "
-            "forgets less of the base model (Biderman et al. 2024).")
+        return (
+            "needs about 16 bytes per parameter for weights, gradients and Adam states (ZeRO): over 100 GB for a "
+            "7B model, more than this hardware has."
+        )
+    return (
+        "with under 10,000 examples LoRA is on par with full fine-tuning on many tasks (Hu et al. 2021) and "
+        "forgets less of the base model (Biderman et al. 2024)."
+    )
 
 
 def _why_not_dpo(a: Answers) -> str:
@@ -546,15 +590,21 @@ def _caveats(rec: Recommendation, a: Answers) -> list[str]:
     if rec == "rag" and a.change == "both":
         out.append("For the behaviour part, fine-tune later on examples that include the retrieved context.")
     if rec == "prompting" and a.little_data:
-        out.append("Collect real examples as you go (or generate and review synthetic ones): at a few hundred, "
-                   "run the advisor again.")
+        out.append(
+            "Collect real examples as you go (or generate and review synthetic ones): at a few hundred, "
+            "run the advisor again."
+        )
     if rec == "dpo":
-        out.append("DPO starts from a model that already answers in the right form (an instruct model or your SFT "
-                   "model); from a raw base model, run SFT first.")
+        out.append(
+            "DPO starts from a model that already answers in the right form (an instruct model or your SFT "
+            "model); from a raw base model, run SFT first."
+        )
         out.append("Watch the held-out reward accuracy and margins; many epochs over few pairs over-optimize.")
     if rec.startswith("sft") and a.change == "both":
-        out.append("Facts trained in are unreliable: keep them in retrieval, and train on examples that include the "
-                   "retrieved context.")
+        out.append(
+            "Facts trained in are unreliable: keep them in retrieval, and train on examples that include the "
+            "retrieved context."
+        )
     if rec.startswith("sft") and _distilling(a):
         out.append("Check the big model's terms of use allow training on its outputs.")
     if a.task == "reasoning" and rec != "rag":
@@ -562,13 +612,17 @@ def _caveats(rec: Recommendation, a: Answers) -> list[str]:
     if rec != "prompting" and rec != "rag" and a.hardware == "cpu":
         out.append("CPU training is practical only for small models (the bundled 135M one); expect minutes to hours.")
     if rec == "sft_full":
-        out.append("The starter uses a 1.5B model that fits one large GPU; bigger models need sharding over several "
-                   "GPUs (FSDP or DeepSpeed), which the starter config does not set up.")
+        out.append(
+            "The starter uses a 1.5B model that fits one large GPU; bigger models need sharding over several "
+            "GPUs (FSDP or DeepSpeed), which the starter config does not set up."
+        )
     if rec == "sft_qlora":
         out.append("QLoRA needs CUDA and the bitsandbytes package; steps are slower than LoRA in 16 bits.")
     if a.data == "100_1k" and rec.startswith("sft"):
-        out.append("With a few hundred examples the eval split is small and noisy: the starter stops on overfitting "
-                   "and keeps the best checkpoint.")
+        out.append(
+            "With a few hundred examples the eval split is small and noisy: the starter stops on overfitting "
+            "and keeps the best checkpoint."
+        )
     if a.unanswered:
         names = ", ".join(f"{QUESTIONS_BY_ID[q].label} ({a.label(q)})" for q in a.unanswered)
         out.append(f"Not answered, so assumed: {names}.")
@@ -640,8 +694,10 @@ def _config_text(config: RunConfig, rec: Recommendation) -> str:
 def _config_note(rec: Recommendation, a: Answers, config: RunConfig | None) -> str:
     if config is None:
         what = "a prompt" if rec == "prompting" else "a retriever and a prompt"
-        return (f"none: {NAMES[rec]} trains nothing, so there is no run config; what you build is "
-                f"{what}, measured on a held-out set.")
+        return (
+            f"none: {NAMES[rec]} trains nothing, so there is no run config; what you build is "
+            f"{what}, measured on a held-out set."
+        )
     t, lora = config.train, config.lora
     parts = [f"{config.method.upper()} with {config.finetune} on {config.model}"]
     if config.finetune != "full":
@@ -671,8 +727,10 @@ def deeper_advice(answers: Mapping[str, str], advice: Advice, llm: LLM) -> str:
     parsed = Answers.parse(answers)
     body = "The user's answers:\n" + "\n".join(f"- {line}" for line in describe_answers(parsed))
     body += "\n\nOur rule-based advice:\n" + advice.text()
-    reply = llm.complete([
-        {"role": "system", "content": _SECOND_OPINION},
-        {"role": "user", "content": body},
-    ])
+    reply = llm.complete(
+        [
+            {"role": "system", "content": _SECOND_OPINION},
+            {"role": "user", "content": body},
+        ]
+    )
     return reply.text.strip()

@@ -56,8 +56,10 @@ class Assessment:
             mark = "" if m.counted(item) else " *"
             out.append(f"  {item.name:<27}{gib(item.bytes):>10}{mark}")
         out.append(f"  {'total at the peak':<27}{gib(m.total):>10}")
-        out.append(f"  * not alive at the peak. {m.rows} × {m.seq_len} tokens per micro-batch, "
-                   f"{m.precision.name}; i shows how each item is worked out")
+        out.append(
+            f"  * not alive at the peak. {m.rows} × {m.seq_len} tokens per micro-batch, "
+            f"{m.precision.name}; i shows how each item is worked out"
+        )
         return "\n".join(out) + "\n"
 
     def memory_details(self) -> list[str]:
@@ -66,8 +68,18 @@ class Assessment:
 
 def _context_key(config: RunConfig) -> tuple:
     d = config.data
-    return (str(config.base_dir), config.resolved_model(), d.train, d.val, d.test, d.shape, d.val_ratio,
-            d.max_train_examples, config.train.max_length, config.method)
+    return (
+        str(config.base_dir),
+        config.resolved_model(),
+        d.train,
+        d.val,
+        d.test,
+        d.shape,
+        d.val_ratio,
+        d.max_train_examples,
+        config.train.max_length,
+        config.method,
+    )
 
 
 def hardware() -> Hardware:
@@ -106,10 +118,15 @@ def assess(config: RunConfig, *, step_seconds: float | None = None, hw: Hardware
     from workbench.config.derived import derived
 
     result.derived = derived(
-        config, n_train=ctx.n_train, trainable_params=trainable if config.finetune != "full" else
-        (facts.total_params if facts is not None else None),
+        config,
+        n_train=ctx.n_train,
+        trainable_params=trainable
+        if config.finetune != "full"
+        else (facts.total_params if facts is not None else None),
         total_params=facts.total_params if facts is not None else None,
-        mean_tokens=_mean_tokens(config, ctx), step_seconds=step_seconds, n_val=ctx.n_val,
+        mean_tokens=_mean_tokens(config, ctx),
+        step_seconds=step_seconds,
+        n_val=ctx.n_val,
     )
     return result
 

@@ -105,7 +105,9 @@ def derived(
     """
     t = config.train
     out = Derived(effective_batch=t.batch_size * t.grad_accum * gpus, gpus=gpus)
-    out.why["effective_batch"] = f"{t.batch_size} per device × {t.grad_accum} accumulation × {gpus} GPU{'s' * (gpus != 1)}"
+    out.why["effective_batch"] = (
+        f"{t.batch_size} per device × {t.grad_accum} accumulation × {gpus} GPU{'s' * (gpus != 1)}"
+    )
     _steps(out, config, n_train, mean_tokens)
     _params(out, config, trainable_params, total_params)
     _tokens(out, config, mean_tokens)
@@ -120,15 +122,19 @@ def _steps(out: Derived, config: RunConfig, n_train: int | None, mean_tokens: fl
     else:
         out.examples = min(n_train, d.max_train_examples) if d.max_train_examples else n_train
         capped = d.max_train_examples is not None and n_train > d.max_train_examples
-        out.why["examples"] = f"first {d.max_train_examples} of {n_train} (max_train_examples)" if capped else "training split"
+        out.why["examples"] = (
+            f"first {d.max_train_examples} of {n_train} (max_train_examples)" if capped else "training split"
+        )
     if out.examples is not None and t.packing:
         if mean_tokens is None:
             out.why["steps_per_epoch"] = "packing: the sequence count depends on example lengths (unknown)"
         else:
             length = min(mean_tokens, t.max_length)
             out.sequences = max(1, math.ceil(out.examples * length / t.max_length))
-            out.why["steps_per_epoch"] = (f"about {out.sequences} packed sequences of {t.max_length} tokens "
-                                          f"({out.examples} × {length:.0f} tokens) / effective batch {out.effective_batch}")
+            out.why["steps_per_epoch"] = (
+                f"about {out.sequences} packed sequences of {t.max_length} tokens "
+                f"({out.examples} × {length:.0f} tokens) / effective batch {out.effective_batch}"
+            )
     elif out.examples is not None:
         out.sequences = out.examples
         out.why["steps_per_epoch"] = f"{out.examples} examples / effective batch {out.effective_batch}, rounded up"
@@ -208,8 +214,10 @@ def _time(out: Derived, config: RunConfig, step_seconds: float | None, n_val: in
     batches = math.ceil(n_val / (t.batch_size * out.gpus))
     out.eval_seconds = out.evals * batches * step_seconds / t.grad_accum * FORWARD_SHARE
     out.run_seconds += out.eval_seconds
-    out.why["run_seconds"] += (f" + {out.evals} evaluations of {n_val} examples "
-                               f"(a forward batch ≈ {FORWARD_SHARE:.2g} of a training micro-batch)")
+    out.why["run_seconds"] += (
+        f" + {out.evals} evaluations of {n_val} examples "
+        f"(a forward batch ≈ {FORWARD_SHARE:.2g} of a training micro-batch)"
+    )
 
 
 def _count(n: int) -> str:

@@ -92,10 +92,14 @@ def _steps(*steps: str) -> Fix:
 
 # --- causes and fixes shared by text patterns and metric checks --------------
 
-NAN_CAUSE = ("the loss became NaN or infinite: training diverged (learning rate too high, fp16 overflow, or a batch "
-             "with nothing to learn)")
-FLAT_CAUSE = ("the loss does not move: the learning rate is too low, the labels are all masked, or the learning-rate "
-              "schedule is stuck at 0")
+NAN_CAUSE = (
+    "the loss became NaN or infinite: training diverged (learning rate too high, fp16 overflow, or a batch "
+    "with nothing to learn)"
+)
+FLAT_CAUSE = (
+    "the loss does not move: the learning rate is too low, the labels are all masked, or the learning-rate "
+    "schedule is stuck at 0"
+)
 OVERFIT_CAUSE = "overfitting: the model memorizes the training set, so eval loss rises while train loss falls"
 FLAT_FIX = (
     "raise train.learning_rate; " + field_help()["train.learning_rate"],
@@ -116,22 +120,30 @@ def _oom_fix(match: re.Match[str], config: RunConfig | None) -> tuple[str, ...]:
     else:
         t = config.train
         if t.batch_size > 1:
-            steps.append(f"train.batch_size: {t.batch_size} -> {t.batch_size // 2}, and train.grad_accum: "
-                         f"{t.grad_accum} -> {t.grad_accum * 2} (the effective batch stays the same)")
+            steps.append(
+                f"train.batch_size: {t.batch_size} -> {t.batch_size // 2}, and train.grad_accum: "
+                f"{t.grad_accum} -> {t.grad_accum * 2} (the effective batch stays the same)"
+            )
         if not t.gradient_checkpointing:
             steps.append("train.gradient_checkpointing: true (less activation memory, about 30% slower)")
         steps.append(f"train.max_length: {t.max_length} -> {max(8, t.max_length // 2)} if your examples allow it")
-        steps.append({
-            "full": "finetune: lora (no gradients or optimizer states for the frozen base weights)",
-            "lora": "finetune: qlora (a 4-bit base model; needs CUDA and bitsandbytes)",
-            "qlora": "a smaller model: the 4-bit base with its activations still does not fit",
-        }[config.finetune])
+        steps.append(
+            {
+                "full": "finetune: lora (no gradients or optimizer states for the frozen base weights)",
+                "lora": "finetune: qlora (a 4-bit base model; needs CUDA and bitsandbytes)",
+                "qlora": "a smaller model: the 4-bit base with its activations still does not fit",
+            }[config.finetune]
+        )
     message = match.group(0).lower()
     if "mps" in message:
-        steps.append("on a Mac, PYTORCH_MPS_HIGH_WATERMARK_RATIO=0.0 lifts the MPS cap, at the risk of an unstable system")
+        steps.append(
+            "on a Mac, PYTORCH_MPS_HIGH_WATERMARK_RATIO=0.0 lifts the MPS cap, at the risk of an unstable system"
+        )
     elif "cuda" in message or "outofmemoryerror" in message:
-        steps.append("if much memory is 'reserved by PyTorch but unallocated', set "
-                     "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True before starting")
+        steps.append(
+            "if much memory is 'reserved by PyTorch but unallocated', set "
+            "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True before starting"
+        )
     return tuple(steps)
 
 
@@ -215,24 +227,37 @@ _NUM = r"['\"]?\s*[:=]\s*['\"]?"
 PATTERNS: list[Pattern] = [
     _pattern(
         "oom",
-        [r"CUDA out of memory", r"OutOfMemoryError", r"MPS backend out of memory", r"HIP out of memory",
-         r"CUDA error: out of memory", r"CUBLAS_STATUS_ALLOC_FAILED", r"DefaultCPUAllocator: (?:can't allocate|not enough) memory"],
+        [
+            r"CUDA out of memory",
+            r"OutOfMemoryError",
+            r"MPS backend out of memory",
+            r"HIP out of memory",
+            r"CUDA error: out of memory",
+            r"CUBLAS_STATUS_ALLOC_FAILED",
+            r"DefaultCPUAllocator: (?:can't allocate|not enough) memory",
+        ],
         "out of memory: the weights, optimizer state and one batch's activations do not fit on the device",
         _oom_fix,
     ),
     _pattern(
         "nan_loss",
-        [rf"\b(?:eval_)?loss{_NUM}(?:nan|-?inf)\b", rf"\bgrad_norm{_NUM}(?:nan|-?inf)\b",
-         r"returned nan values in its \d+(?:st|nd|rd|th) output", r"\bloss became (?:nan|-?inf)\b",
-         r"\bloss is (?:nan|-?inf)\b"],
+        [
+            rf"\b(?:eval_)?loss{_NUM}(?:nan|-?inf)\b",
+            rf"\bgrad_norm{_NUM}(?:nan|-?inf)\b",
+            r"returned nan values in its \d+(?:st|nd|rd|th) output",
+            r"\bloss became (?:nan|-?inf)\b",
+            r"\bloss is (?:nan|-?inf)\b",
+        ],
         NAN_CAUSE,
         _instability_fix,
     ),
     _pattern(
         "flat_loss",
-        [r"\bloss (?:is|does|did|has)(?: not|n't) (?:go(?:ing|ne)? down|decreas|mov|chang|improv|drop)",
-         r"\bloss (?:is |stays |stayed |remains )?(?:stuck|flat|constant|not changing)",
-         r"\bloss plateau"],
+        [
+            r"\bloss (?:is|does|did|has)(?: not|n't) (?:go(?:ing|ne)? down|decreas|mov|chang|improv|drop)",
+            r"\bloss (?:is |stays |stayed |remains )?(?:stuck|flat|constant|not changing)",
+            r"\bloss plateau",
+        ],
         FLAT_CAUSE,
         _steps(*FLAT_FIX),
         "medium",
@@ -250,15 +275,23 @@ PATTERNS: list[Pattern] = [
     ),
     _pattern(
         "overfitting",
-        [r"\boverfit", r"\bmemoriz", r"eval(?:uation)?[ _]loss (?:is |keeps |started |starts )?(?:going up|rising|ris|increas)"],
+        [
+            r"\boverfit",
+            r"\bmemoriz",
+            r"eval(?:uation)?[ _]loss (?:is |keeps |started |starts )?(?:going up|rising|ris|increas)",
+        ],
         OVERFIT_CAUSE,
         _overfit_fix,
         "medium",
     ),
     _pattern(
         "chat_template_missing",
-        [r"chat_template is not set", r"Cannot use chat template", r"does not have a chat template",
-         r"no chat template"],
+        [
+            r"chat_template is not set",
+            r"Cannot use chat template",
+            r"does not have a chat template",
+            r"no chat template",
+        ],
         "the tokenizer has no chat template, so conversations cannot be turned into training text",
         _steps(
             "model: an instruct or chat variant of the model (its tokenizer carries a chat template)",
@@ -279,8 +312,12 @@ PATTERNS: list[Pattern] = [
     ),
     _pattern(
         "assistant_mask",
-        [r"does not contain `?\{% generation %\}`? keyword", r"has no assistant tokens",
-         r"doesn't generate assistant masks", r"missing the `?\{% generation %\}`? keyword"],
+        [
+            r"does not contain `?\{% generation %\}`? keyword",
+            r"has no assistant tokens",
+            r"doesn't generate assistant masks",
+            r"missing the `?\{% generation %\}`? keyword",
+        ],
         "the chat template does not mark the assistant's turns ({% generation %} tags), so the assistant-only "
         "loss mask cannot be built",
         _steps(
@@ -291,16 +328,26 @@ PATTERNS: list[Pattern] = [
     ),
     _pattern(
         "bf16_unsupported",
-        [r"doesn't support bf16", r"does not support bfloat16", r"bf16.{0,40}not supported",
-         r"Bfloat16 is only supported"],
+        [
+            r"doesn't support bf16",
+            r"does not support bfloat16",
+            r"bf16.{0,40}not supported",
+            r"Bfloat16 is only supported",
+        ],
         "this device has no bf16 support (it needs an Ampere or newer NVIDIA GPU)",
         _bf16_fix,
     ),
     _pattern(
         "qlora_unavailable",
-        [r"requires bitsandbytes", r"No module named '?bitsandbytes", r"supported by the bitsandbytes",
-         r"bitsandbytes was compiled without GPU support", r"No GPU found\. A GPU is needed for quantization",
-         r"CUDA Setup failed", r"QLoRA .{0,20}needs"],
+        [
+            r"requires bitsandbytes",
+            r"No module named '?bitsandbytes",
+            r"supported by the bitsandbytes",
+            r"bitsandbytes was compiled without GPU support",
+            r"No GPU found\. A GPU is needed for quantization",
+            r"CUDA Setup failed",
+            r"QLoRA .{0,20}needs",
+        ],
         "QLoRA cannot run here: 4-bit loading needs the bitsandbytes package and a CUDA GPU",
         _steps(
             "finetune: lora on this machine (CPU or Mac): same adapters, 16-bit base",
@@ -312,7 +359,7 @@ PATTERNS: list[Pattern] = [
         [r"does not have a padding token", r"no padding token", r"pad_token.{0,20}(?:is None|not set)"],
         "the tokenizer defines no padding token (and no end-of-sequence token to stand in for it)",
         _steps(
-            "add \"pad_token\" to the model directory's tokenizer_config.json: an unused special token, or the eos token",
+            'add "pad_token" to the model directory\'s tokenizer_config.json: an unused special token, or the eos token',
             "or use a model whose tokenizer has a pad or eos token",
             "train.batch_size: 1 needs no padding, as a stopgap (slow)",
         ),
@@ -355,10 +402,18 @@ PATTERNS: list[Pattern] = [
     ),
     _pattern(
         "hub_unreachable",
-        [r"couldn't connect to '?https?://huggingface\.co", r"outgoing traffic has been disabled",
-         r"could not be fetched from the Hugging Face hub", r"Max retries exceeded with url",
-         r"Temporary failure in name resolution", r"Name or service not known", r"Network is unreachable",
-         r"Failed to resolve '?huggingface\.co", r"check your (?:internet )?connection", r"HF_HUB_OFFLINE is set"],
+        [
+            r"couldn't connect to '?https?://huggingface\.co",
+            r"outgoing traffic has been disabled",
+            r"could not be fetched from the Hugging Face hub",
+            r"Max retries exceeded with url",
+            r"Temporary failure in name resolution",
+            r"Name or service not known",
+            r"Network is unreachable",
+            r"Failed to resolve '?huggingface\.co",
+            r"check your (?:internet )?connection",
+            r"HF_HUB_OFFLINE is set",
+        ],
         "the Hugging Face hub cannot be reached (offline, or HF_HUB_OFFLINE is set) and the model is not in the "
         "local cache",
         _steps(
@@ -369,8 +424,12 @@ PATTERNS: list[Pattern] = [
     ),
     _pattern(
         "hub_access",
-        [r"is not a local folder and is not a valid model identifier", r"gated repo", r"401 Client Error",
-         r"Repository Not Found"],
+        [
+            r"is not a local folder and is not a valid model identifier",
+            r"gated repo",
+            r"401 Client Error",
+            r"Repository Not Found",
+        ],
         "the hub refused the model: a misspelled id, a private repository, or a gated model you have no access to",
         _steps(
             "check the spelling of model: (ORG/NAME, as on its hub page)",
@@ -379,8 +438,11 @@ PATTERNS: list[Pattern] = [
     ),
     _pattern(
         "trust_remote_code",
-        [r"contains custom code which must be executed", r"(?:pass the argument|set the option) `?trust_remote_code=True",
-         r"requires you to execute custom code"],
+        [
+            r"contains custom code which must be executed",
+            r"(?:pass the argument|set the option) `?trust_remote_code=True",
+            r"requires you to execute custom code",
+        ],
         "the model repository ships its own Python code, which runs only when allowed",
         _steps(
             "trust_remote_code: true, only for a repository you trust: its code runs on this machine",
@@ -411,7 +473,7 @@ def _line_at(text: str, start: int, end: int, limit: int = 300) -> str:
     if len(line) <= limit:
         return line
     offset = max(0, start - lo - limit // 3)
-    return ("…" if offset else "") + text[lo + offset: lo + offset + limit].strip() + "…"
+    return ("…" if offset else "") + text[lo + offset : lo + offset + limit].strip() + "…"
 
 
 def _match_patterns(text: str, config: RunConfig | None) -> list[tuple[int, Diagnosis]]:
@@ -422,7 +484,9 @@ def _match_patterns(text: str, config: RunConfig | None) -> list[tuple[int, Diag
         for last in p.regex.finditer(text):
             pass
         if last is not None:
-            diagnosis = Diagnosis(p.key, p.cause, p.fix(last, config), _line_at(text, last.start(), last.end()), p.confidence)
+            diagnosis = Diagnosis(
+                p.key, p.cause, p.fix(last, config), _line_at(text, last.start(), last.end()), p.confidence
+            )
             found.append((last.start(), diagnosis))
     return found
 
@@ -502,14 +566,17 @@ def _metric_diagnoses(records: list[dict[str, Any]], config: RunConfig | None) -
     if verdict.kind == "diverged":
         keys = ("loss", "eval_loss", "grad_norm")
         blown = all(len(_series(records, k)) == len(metric_series(records, k)) for k in keys)  # all finite
-        found.append(Diagnosis(
-            "loss_exploded" if blown else "nan_loss",
-            "the loss blew up: training diverged (learning rate too high, or no warmup)" if blown else NAN_CAUSE,
-            _instability_fix(None, config), verdict.message, "high",
-        ))
+        found.append(
+            Diagnosis(
+                "loss_exploded" if blown else "nan_loss",
+                "the loss blew up: training diverged (learning rate too high, or no warmup)" if blown else NAN_CAUSE,
+                _instability_fix(None, config),
+                verdict.message,
+                "high",
+            )
+        )
     elif verdict.kind == "overfitting":
-        found.append(Diagnosis("overfitting", OVERFIT_CAUSE, _overfit_fix(None, config),
-                               verdict.message, "high"))
+        found.append(Diagnosis("overfitting", OVERFIT_CAUSE, _overfit_fix(None, config), verdict.message, "high"))
     for check in (_flat_loss, _eval_gap):
         diagnosis = check(records, config)
         if diagnosis is not None:
@@ -530,8 +597,10 @@ def _flat_loss(records: list[dict[str, Any]], config: RunConfig | None, window: 
     change = abs(tail - head) / max(abs(head), 1e-8)
     if change >= FLAT_TOLERANCE:
         return None
-    span = (f"train loss {head:.4g} -> {tail:.4g} ({change:.1%}) over the last {window} logged steps "
-            f"({points[-window][0]}-{points[-1][0]})")
+    span = (
+        f"train loss {head:.4g} -> {tail:.4g} ({change:.1%}) over the last {window} logged steps "
+        f"({points[-window][0]}-{points[-1][0]})"
+    )
     lrs = [v for _, v in _series(train[-window:], "learning_rate")]
     norms = [v for _, v in _series(train[-window:], "grad_norm")]
     confidence: Confidence = "high"
@@ -577,7 +646,6 @@ def _eval_gap(records: list[dict[str, Any]], config: RunConfig | None, factor: f
         f"first eval loss {first_eval:.4g} at step {step} vs train loss {train_now:.4g} (started at {train_start:.4g})",
         "medium",
     )
-
 
 
 # --- a run directory ----------------------------------------------------------
@@ -636,18 +704,20 @@ def diagnose_run(run_dir: str | Path | RunDir) -> list[Diagnosis]:
     text = run_text(run)
     found = _merge(_metric_diagnoses(run.metrics(), config), _diagnose_text(text, config) if text else [])
     if status.state == "lost":
-        found.append(Diagnosis(
-            "worker_lost",
-            "the training process is gone without a final status: killed (often by the system when RAM ran out), "
-            "or the machine restarted",
-            (
-                "check the system log for the out-of-memory killer (dmesg | grep -i kill)",
-                "if RAM ran out: a smaller model, lower train.batch_size or train.max_length, or data.max_train_examples",
-                "`workbench resume` continues from the last complete checkpoint",
-            ),
-            f"state lost at step {status.step}",
-            "medium",
-        ))
+        found.append(
+            Diagnosis(
+                "worker_lost",
+                "the training process is gone without a final status: killed (often by the system when RAM ran out), "
+                "or the machine restarted",
+                (
+                    "check the system log for the out-of-memory killer (dmesg | grep -i kill)",
+                    "if RAM ran out: a smaller model, lower train.batch_size or train.max_length, or data.max_train_examples",
+                    "`workbench resume` continues from the last complete checkpoint",
+                ),
+                f"state lost at step {status.step}",
+                "medium",
+            )
+        )
     if not found and status.state in ("failed", "diverged"):
         found.append(_unknown(text, status.error or None))
     return _by_confidence(found)
@@ -684,8 +754,10 @@ def llm_diagnosis(text: str, llm: LLM, *, config: RunConfig | None = None) -> st
     findings = _diagnose_text(text, config)
     known = "\n".join(f"- {d.cause} (evidence: {d.evidence})" for d in findings) or "- none"
     body = f"Rule-based findings so far:\n{known}\n\nLog (its end):\n```\n{text[-LLM_TEXT_CHARS:]}\n```"
-    reply = llm.complete([
-        {"role": "system", "content": _DIAGNOSE_PROMPT.format(fields=", ".join(field_help()))},
-        {"role": "user", "content": body},
-    ])
+    reply = llm.complete(
+        [
+            {"role": "system", "content": _DIAGNOSE_PROMPT.format(fields=", ".join(field_help()))},
+            {"role": "user", "content": body},
+        ]
+    )
     return reply.text.strip()

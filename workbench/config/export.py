@@ -45,20 +45,41 @@ PRECISIONS: dict[Precision, tuple[str, dict[str, bool]]] = {
 EVAL_SHARE = 0.1
 
 #: datasets' builder for each data file extension.
-_BUILDERS = {".jsonl": "json", ".ndjson": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_BUILDERS = {
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".json": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 
 #: PEFT LoraConfig argument -> TRL ModelConfig field.
 _TRL_LORA_KEYS = {
-    "r": "lora_r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout", "target_modules": "lora_target_modules",
-    "use_rslora": "use_rslora", "use_dora": "use_dora", "task_type": "lora_task_type",
+    "r": "lora_r",
+    "lora_alpha": "lora_alpha",
+    "lora_dropout": "lora_dropout",
+    "target_modules": "lora_target_modules",
+    "use_rslora": "use_rslora",
+    "use_dora": "use_dora",
+    "task_type": "lora_task_type",
 }
 
 _NO_TRL = "no TRL equivalent"
 
 #: training_arguments keys that go into the exported YAML's evaluation section.
 _EVAL_KEYS = (
-    "logging_steps", "logging_first_step", "eval_strategy", "eval_steps", "save_strategy", "save_steps",
-    "save_total_limit", "load_best_model_at_end", "metric_for_best_model", "greater_is_better", "report_to",
+    "logging_steps",
+    "logging_first_step",
+    "eval_strategy",
+    "eval_steps",
+    "save_strategy",
+    "save_steps",
+    "save_total_limit",
+    "load_best_model_at_end",
+    "metric_for_best_model",
+    "greater_is_better",
+    "report_to",
 )
 
 _COMPLETION_ONLY_NOTE = (
@@ -115,19 +136,34 @@ def training_arguments(config: RunConfig, *, output_dir: str, steps: int | None,
     t, e = config.train, config.eval
     every = e.eval_steps or (eval_interval(config, steps) if steps else None)
     args: dict[str, Any] = {
-        "output_dir": output_dir, "run_name": config.name, "seed": config.seed, "data_seed": config.seed,
+        "output_dir": output_dir,
+        "run_name": config.name,
+        "seed": config.seed,
+        "data_seed": config.seed,
         "trust_remote_code": config.trust_remote_code,
-        "per_device_train_batch_size": t.batch_size, "per_device_eval_batch_size": t.batch_size,
-        "gradient_accumulation_steps": t.grad_accum, "learning_rate": t.learning_rate,
+        "per_device_train_batch_size": t.batch_size,
+        "per_device_eval_batch_size": t.batch_size,
+        "gradient_accumulation_steps": t.grad_accum,
+        "learning_rate": t.learning_rate,
         "lr_scheduler_type": t.lr_scheduler,
         "warmup_steps": t.warmup_ratio,  # transformers 5: a value below 1 is a share of the steps
-        "weight_decay": t.weight_decay, "max_grad_norm": t.max_grad_norm, "optim": t.optimizer,
-        "num_train_epochs": t.epochs, "max_steps": t.max_steps or -1, "max_length": t.max_length,
-        "logging_steps": e.logging_steps, "logging_first_step": True,
-        "eval_strategy": "steps" if has_eval else "no", "eval_steps": every,
-        "save_strategy": "steps", "save_steps": e.save_steps or every, "save_total_limit": e.save_total_limit,
-        "load_best_model_at_end": e.load_best and has_eval, "metric_for_best_model": "eval_loss",
-        "greater_is_better": False, "report_to": "none",
+        "weight_decay": t.weight_decay,
+        "max_grad_norm": t.max_grad_norm,
+        "optim": t.optimizer,
+        "num_train_epochs": t.epochs,
+        "max_steps": t.max_steps or -1,
+        "max_length": t.max_length,
+        "logging_steps": e.logging_steps,
+        "logging_first_step": True,
+        "eval_strategy": "steps" if has_eval else "no",
+        "eval_steps": every,
+        "save_strategy": "steps",
+        "save_steps": e.save_steps or every,
+        "save_total_limit": e.save_total_limit,
+        "load_best_model_at_end": e.load_best and has_eval,
+        "metric_for_best_model": "eval_loss",
+        "greater_is_better": False,
+        "report_to": "none",
     }
     # TRL turns checkpointing on by default: say exactly what the config says.
     args[checkpointing_key()] = t.gradient_checkpointing
@@ -144,8 +180,12 @@ def peft_arguments(config: RunConfig) -> dict[str, Any] | None:
         return None
     lora = config.lora
     return {
-        "r": lora.r, "lora_alpha": _number(lora.alpha), "lora_dropout": lora.dropout,
-        "target_modules": lora.target_modules, "use_rslora": lora.rslora, "use_dora": lora.dora,
+        "r": lora.r,
+        "lora_alpha": _number(lora.alpha),
+        "lora_dropout": lora.dropout,
+        "target_modules": lora.target_modules,
+        "use_rslora": lora.rslora,
+        "use_dora": lora.dora,
         "task_type": "CAUSAL_LM",
     }
 
@@ -177,7 +217,11 @@ def to_yaml(config: RunConfig) -> str:
 
 
 def to_trl_config(
-    config: RunConfig, *, n_train: int | None = None, output_dir: str | None = None, hardware: Hardware | None = None,
+    config: RunConfig,
+    *,
+    n_train: int | None = None,
+    output_dir: str | None = None,
+    hardware: Hardware | None = None,
 ) -> TrlExport:
     """A config file for ``trl sft --config FILE`` or ``trl dpo --config FILE``.
 
@@ -190,7 +234,9 @@ def to_trl_config(
     notes: dict[str, list[str]] = {title: [] for title in ("model", "data", "lora", "training", "evaluation")}
     data, has_eval = _trl_data(config, notes["data"])
     args = training_arguments(
-        config, output_dir=output_dir or default_output_dir(config), steps=total_steps(config, n_train),
+        config,
+        output_dir=output_dir or default_output_dir(config),
+        steps=total_steps(config, n_train),
         has_eval=has_eval,
     )
     _settle_schedule(args, notes["evaluation"])
@@ -214,11 +260,14 @@ def to_trl_config(
     lora = _trl_lora(config, model, notes["lora"])
     evaluation = {k: args.pop(k) for k in _EVAL_KEYS}
     sections = {"model": model, "data": data, "lora": lora, "training": {**args, **flags}, "evaluation": evaluation}
-    text = "".join(_comment(line) for line in (
-        f"TRL CLI config for the workbench run '{config.name}' ({config.method.upper()}, {config.finetune}).",
-        f"Run it with: trl {config.method} --config FILE",
-        "Comment lines name what TRL's CLI has no equivalent for, and what differs from a workbench run.",
-    ))
+    text = "".join(
+        _comment(line)
+        for line in (
+            f"TRL CLI config for the workbench run '{config.name}' ({config.method.upper()}, {config.finetune}).",
+            f"Run it with: trl {config.method} --config FILE",
+            "Comment lines name what TRL's CLI has no equivalent for, and what differs from a workbench run.",
+        )
+    )
     for title, values in sections.items():
         text += "\n" + _comment(title) + "".join(_comment(note) for note in notes[title])
         text += yaml.safe_dump(values, sort_keys=False, allow_unicode=True, width=1000)
@@ -234,28 +283,36 @@ def _trl_data(config: RunConfig, notes: list[str]) -> tuple[dict[str, Any], bool
     entry: dict[str, Any] = {"path": builder or train, "data_files": train, "split": "train"}
     if builder is None:
         del entry["data_files"]
-        notes.append(f"data.train {d.train}: {_NO_TRL} for this kind of data; TRL's CLI reads jsonl, json, csv "
-                     "and parquet files")
+        notes.append(
+            f"data.train {d.train}: {_NO_TRL} for this kind of data; TRL's CLI reads jsonl, json, csv and parquet files"
+        )
     section: dict[str, Any] = {"datasets": [entry]}
     split_here = d.val is None and d.val_ratio > 0
     if split_here:
         section["test_split_size"] = d.val_ratio
-        notes.append(f"data.split_seed {d.split_seed}: {_NO_TRL}; TRL holds out its test_split_size share at "
-                     "random on each run, not the workbench's seeded split")
+        notes.append(
+            f"data.split_seed {d.split_seed}: {_NO_TRL}; TRL holds out its test_split_size share at "
+            "random on each run, not the workbench's seeded split"
+        )
         if d.max_train_examples:
             notes.append(f"data.max_train_examples {d.max_train_examples}: {_NO_TRL} after a held-out split")
         if d.max_eval_examples:
-            notes.append(f"data.max_eval_examples {d.max_eval_examples}: {_NO_TRL}; TRL evaluates on the whole "
-                         "held-out share")
+            notes.append(
+                f"data.max_eval_examples {d.max_eval_examples}: {_NO_TRL}; TRL evaluates on the whole held-out share"
+            )
     elif d.max_train_examples:
         entry["split"] = f"train[:{d.max_train_examples}]"
     if d.val is not None:
-        notes.append(f"data.val {d.val}: {_NO_TRL}; TRL's CLI reads one mixture of datasets with no separate "
-                     "eval file, so evaluation and load_best_model_at_end are off here (the Python script keeps them)")
+        notes.append(
+            f"data.val {d.val}: {_NO_TRL}; TRL's CLI reads one mixture of datasets with no separate "
+            "eval file, so evaluation and load_best_model_at_end are off here (the Python script keeps them)"
+        )
     if d.shape or d.system_prompt:
-        notes.append(f"data.shape / data.system_prompt: {_NO_TRL}; TRL reads rows as they are (messages, "
-                     "prompt/completion, text or preference columns), the workbench also converts alpaca and "
-                     "ShareGPT rows and adds the system prompt")
+        notes.append(
+            f"data.shape / data.system_prompt: {_NO_TRL}; TRL reads rows as they are (messages, "
+            "prompt/completion, text or preference columns), the workbench also converts alpaca and "
+            "ShareGPT rows and adds the system prompt"
+        )
     if d.skip_bad_rows:
         notes.append(f"data.skip_bad_rows: {_NO_TRL}; a malformed row stops TRL")
     return section, split_here
@@ -269,7 +326,9 @@ def _trl_lora(config: RunConfig, model: dict[str, Any], notes: list[str]) -> dic
     if config.finetune == "qlora":
         model.update(load_in_4bit=True, bnb_4bit_quant_type="nf4", use_bnb_nested_quant=True)
         if model["dtype"] != "bfloat16":
-            notes.append(f"finetune qlora: the workbench computes in bfloat16, TRL in the load dtype ({model['dtype']})")
+            notes.append(
+                f"finetune qlora: the workbench computes in bfloat16, TRL in the load dtype ({model['dtype']})"
+            )
     fields = {_TRL_LORA_KEYS[k]: v for k, v in peft.items()}
     targets = fields["lora_target_modules"]
     fields["lora_target_modules"] = [targets] if isinstance(targets, str) else list(targets)
@@ -282,19 +341,25 @@ def _settle_schedule(args: dict[str, Any], notes: list[str]) -> None:
         return
     if args["save_steps"] is not None:  # evaluate at each checkpoint, so load_best finds one at every evaluation
         args["eval_steps"] = args["save_steps"]
-        notes.append("eval.eval_steps unset: evaluating at each checkpoint (save_steps); export with n_train for "
-                     "the workbench's exact interval")
+        notes.append(
+            "eval.eval_steps unset: evaluating at each checkpoint (save_steps); export with n_train for "
+            "the workbench's exact interval"
+        )
         return
     args["eval_steps"] = args["save_steps"] = EVAL_SHARE
-    notes.append(f"eval.eval_steps unset: TRL evaluates every {EVAL_SHARE:g} of the run (rounded up), the "
-                 "workbench every total_steps // 10 steps; export with n_train for the exact interval")
+    notes.append(
+        f"eval.eval_steps unset: TRL evaluates every {EVAL_SHARE:g} of the run (rounded up), the "
+        "workbench every total_steps // 10 steps; export with n_train for the exact interval"
+    )
 
 
 def _unmapped_eval(config: RunConfig, notes: list[str]) -> None:
     e = config.eval
     if e.early_stopping_patience:
-        notes.append(f"eval.early_stopping_patience {e.early_stopping_patience}: {_NO_TRL}; the CLI takes no "
-                     "callbacks (the Python script has EarlyStoppingCallback)")
+        notes.append(
+            f"eval.early_stopping_patience {e.early_stopping_patience}: {_NO_TRL}; the CLI takes no "
+            "callbacks (the Python script has EarlyStoppingCallback)"
+        )
     if e.stop_on_overfit:
         notes.append(f"eval.stop_on_overfit: {_NO_TRL}; the workbench's overfitting detector stops the run")
 
@@ -311,13 +376,24 @@ def to_python_script(config: RunConfig, *, output_dir: str | None = None) -> str
     ``precision: auto`` on the machine it runs on.
     """
     d, e = config.data, config.eval
-    args = training_arguments(config, output_dir=output_dir or default_output_dir(config),
-                              steps=config.train.max_steps, has_eval=has_eval_split(config))
-    missing = [note for flag, note in (
-        (e.stop_on_overfit, "eval.stop_on_overfit: the workbench's overfitting detector is not part of this script"),
-        (d.skip_bad_rows, "data.skip_bad_rows: a malformed row stops this script"),
-        (d.shape, f"data.shape {d.shape}: this script detects each row's shape by its keys"),
-    ) if flag]
+    args = training_arguments(
+        config,
+        output_dir=output_dir or default_output_dir(config),
+        steps=config.train.max_steps,
+        has_eval=has_eval_split(config),
+    )
+    missing = [
+        note
+        for flag, note in (
+            (
+                e.stop_on_overfit,
+                "eval.stop_on_overfit: the workbench's overfitting detector is not part of this script",
+            ),
+            (d.skip_bad_rows, "data.skip_bad_rows: a malformed row stops this script"),
+            (d.shape, f"data.shape {d.shape}: this script detects each row's shape by its keys"),
+        )
+        if flag
+    ]
     constants = {
         "MODEL": model_reference(config),
         "METHOD": config.method,
@@ -345,16 +421,24 @@ def to_python_script(config: RunConfig, *, output_dir: str | None = None) -> str
         "(and the torch they run on). Run it with:  python THIS_FILE",
     ]
     if is_bundled(config.model):
-        docstring += ["", f"The workbench trains a copy converted from the bundled {BUNDLED_NAME} GGUF (Q4_1);",
-                      "this script loads the original from the hub."]
+        docstring += [
+            "",
+            f"The workbench trains a copy converted from the bundled {BUNDLED_NAME} GGUF (Q4_1);",
+            "this script loads the original from the hub.",
+        ]
     if missing:
         docstring += ["", "Not in this script:"] + [f"- {note}" for note in missing]
     body = "\n".join(f"{name} = {_literal(value)}" for name, value in constants.items())
     return (
         "#!/usr/bin/env python3\n"
-        + '"""' + "\n".join(docstring).replace('"""', "'''") + '\n"""\n\n'
+        + '"""'
+        + "\n".join(docstring).replace('"""', "'''")
+        + '\n"""\n\n'
         + _SCRIPT_IMPORTS.replace("{TRAINER}", trainer)
-        + "\n" + body + "\n" + _SCRIPT_CODE.replace("{TRAINER}", trainer)
+        + "\n"
+        + body
+        + "\n"
+        + _SCRIPT_CODE.replace("{TRAINER}", trainer)
     )
 
 
@@ -363,7 +447,7 @@ def _literal(value: Any) -> str:
     return pprint.pformat(value, width=100, sort_dicts=False)
 
 
-_SCRIPT_IMPORTS = '''from __future__ import annotations
+_SCRIPT_IMPORTS = """from __future__ import annotations
 
 import json
 import math
@@ -375,7 +459,7 @@ from datasets import Dataset, load_dataset, load_from_disk
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, EarlyStoppingCallback
 from trl import {TRAINER}Config, {TRAINER}Trainer
-'''
+"""
 
 _SCRIPT_CODE = '''SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system", "tool": "tool", "function_call": "assistant", "observation": "tool"}

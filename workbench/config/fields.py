@@ -18,15 +18,47 @@ from workbench.errors import ConfigError
 
 GROUPS: list[tuple[str, list[str]]] = [
     ("Model", ["name", "model", "trust_remote_code"]),
-    ("Data", ["data.train", "data.val", "data.test", "data.val_ratio", "data.split_seed", "data.max_train_examples",
-              "data.max_eval_examples", "data.shape", "data.system_prompt", "data.skip_bad_rows"]),
+    (
+        "Data",
+        [
+            "data.train",
+            "data.val",
+            "data.test",
+            "data.val_ratio",
+            "data.split_seed",
+            "data.max_train_examples",
+            "data.max_eval_examples",
+            "data.shape",
+            "data.system_prompt",
+            "data.skip_bad_rows",
+        ],
+    ),
     ("Method", ["method", "finetune", "train.dpo_beta"]),
     ("LoRA", ["lora.r", "lora.alpha", "lora.dropout", "lora.target_modules", "lora.rslora", "lora.dora"]),
-    ("Optimization", ["train.learning_rate", "train.optimizer", "train.batch_size", "train.grad_accum",
-                      "train.weight_decay", "train.max_grad_norm"]),
+    (
+        "Optimization",
+        [
+            "train.learning_rate",
+            "train.optimizer",
+            "train.batch_size",
+            "train.grad_accum",
+            "train.weight_decay",
+            "train.max_grad_norm",
+        ],
+    ),
     ("Schedule", ["train.epochs", "train.max_steps", "train.lr_scheduler", "train.warmup_ratio", "seed"]),
-    ("Evaluation", ["eval.logging_steps", "eval.eval_steps", "eval.save_steps", "eval.save_total_limit",
-                    "eval.early_stopping_patience", "eval.stop_on_overfit", "eval.load_best"]),
+    (
+        "Evaluation",
+        [
+            "eval.logging_steps",
+            "eval.eval_steps",
+            "eval.save_steps",
+            "eval.save_total_limit",
+            "eval.early_stopping_patience",
+            "eval.stop_on_overfit",
+            "eval.load_best",
+        ],
+    ),
     ("Hardware", ["train.precision", "train.max_length", "train.packing", "train.gradient_checkpointing"]),
 ]
 """Every editable field of RunConfig, once, in the order the pane shows them."""

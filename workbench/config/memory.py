@@ -240,8 +240,9 @@ class MemoryEstimate:
 
     def with_changes(self, changes: dict[str, Any]) -> MemoryEstimate:
         """The estimate for the same model with some config fields changed (dotted names)."""
-        return estimate_memory(apply_changes(self.config, changes), self.facts, gpus=self.gpus,
-                               device=self.device, **self.options)
+        return estimate_memory(
+            apply_changes(self.config, changes), self.facts, gpus=self.gpus, device=self.device, **self.options
+        )
 
     def lines(self) -> list[str]:
         """The estimate as text lines: one per item, then the total."""
@@ -249,8 +250,10 @@ class MemoryEstimate:
         for item in self.items:
             mark = "" if self.counted(item) else "  (not at the peak)"
             out.append(f"{item.name:<26} {gib(item.bytes):>10}  {item.explanation}{mark}")
-        out.append(f"{'total':<26} {gib(self.total):>10}  peak at the {self.peak_moment}, "
-                   f"{self.rows} × {self.seq_len} tokens per micro-batch, {self.precision.name}")
+        out.append(
+            f"{'total':<26} {gib(self.total):>10}  peak at the {self.peak_moment}, "
+            f"{self.rows} × {self.seq_len} tokens per micro-batch, {self.precision.name}"
+        )
         return out + [f"note: {n}" for n in self.notes]
 
 
@@ -317,12 +320,22 @@ def estimate_memory(
     items = [*_weights(spec), *_trainable(spec, gpus), *_transients(spec, fused)]
     allocated = _peak(items)[1]
     if cuda:
-        items.append(MemoryItem("CUDA context", CUDA_CONTEXT_BYTES,
-                                "driver context, cuBLAS workspace and kernels (not in max_memory_allocated)",
-                                "overhead"))
-        items.append(MemoryItem("allocator overhead", int(allocated * ALLOCATOR_OVERHEAD),
-                                f"caching allocator rounding and fragmentation, ~{ALLOCATOR_OVERHEAD:.0%} of the peak",
-                                "overhead"))
+        items.append(
+            MemoryItem(
+                "CUDA context",
+                CUDA_CONTEXT_BYTES,
+                "driver context, cuBLAS workspace and kernels (not in max_memory_allocated)",
+                "overhead",
+            )
+        )
+        items.append(
+            MemoryItem(
+                "allocator overhead",
+                int(allocated * ALLOCATOR_OVERHEAD),
+                f"caching allocator rounding and fragmentation, ~{ALLOCATOR_OVERHEAD:.0%} of the peak",
+                "overhead",
+            )
+        )
     notes = []
     if not t.packing and seq_len is None:
         notes.append(f"every micro-batch assumed padded to max_length {t.max_length}: the worst case")
@@ -330,8 +343,18 @@ def estimate_memory(
         notes.append(f"precision auto is {prec.name} here")
     if not fused:
         notes.append("the installed TRL materializes the full logits")
-    return MemoryEstimate(tuple(items), config, facts, prec, length, rows, device, gpus, tuple(notes),
-                          {"seq_len": seq_len, "bf16": bf16, "fused_lm_head": fused_lm_head})
+    return MemoryEstimate(
+        tuple(items),
+        config,
+        facts,
+        prec,
+        length,
+        rows,
+        device,
+        gpus,
+        tuple(notes),
+        {"seq_len": seq_len, "bf16": bf16, "fused_lm_head": fused_lm_head},
+    )
 
 
 def _peak(items: Iterable[MemoryItem]) -> tuple[str, int]:
@@ -397,15 +420,26 @@ def _weights(s: _Spec) -> list[MemoryItem]:
     if s.qlora:
         quantized = sum(layer.in_features * layer.out_features for layer in f.body_linears)
         rest = f.total_params - quantized
-        items = [MemoryItem("weights", int(quantized * NF4_BYTES + rest * w),
-                            f"{_count(quantized)} linear weights in NF4 ({NF4_BYTES:.3f} B each with constants), "
-                            f"{_count(rest)} others (embeddings, norms) at {w} B")]
+        items = [
+            MemoryItem(
+                "weights",
+                int(quantized * NF4_BYTES + rest * w),
+                f"{_count(quantized)} linear weights in NF4 ({NF4_BYTES:.3f} B each with constants), "
+                f"{_count(rest)} others (embeddings, norms) at {w} B",
+            )
+        ]
     else:
-        items = [MemoryItem("weights", f.total_params * w,
-                            f"{_count(f.total_params)} parameters × {w} B ({s.prec.name})")]
+        items = [
+            MemoryItem("weights", f.total_params * w, f"{_count(f.total_params)} parameters × {w} B ({s.prec.name})")
+        ]
     if s.config.method == "dpo" and s.full:
-        items.append(MemoryItem("reference model", f.total_params * w,
-                                "DPO keeps a frozen copy of the model to compare against (LoRA reuses the base)"))
+        items.append(
+            MemoryItem(
+                "reference model",
+                f.total_params * w,
+                "DPO keeps a frozen copy of the model to compare against (LoRA reuses the base)",
+            )
+        )
     return items
 
 
@@ -417,22 +451,39 @@ def _trainable(s: _Spec, gpus: int) -> list[MemoryItem]:
         what = f"r={lora.r} on {len(s.adapted)} layers" + (" + DoRA magnitudes" if lora.dora else "")
         items.append(MemoryItem("LoRA parameters", n * b, f"{_count(n)} = r × (in + out) per layer, {what}, × {b} B"))
     accumulating = s.config.train.grad_accum > 1  # else gradients are freed after each step (set to None)
-    items.append(MemoryItem("gradients", n * b, f"one per trainable parameter, {_count(n)} × {b} B"
-                            + ("" if accumulating else "; alive from backward to the optimizer step"),
-                            "persistent" if accumulating else "optimizer step"))
+    items.append(
+        MemoryItem(
+            "gradients",
+            n * b,
+            f"one per trainable parameter, {_count(n)} × {b} B"
+            + ("" if accumulating else "; alive from backward to the optimizer step"),
+            "persistent" if accumulating else "optimizer step",
+        )
+    )
     states, state_bytes, foreach = _optimizer(s.config.train.optimizer, b)
     opt = int(n * states * state_bytes)
     name = s.config.train.optimizer
-    items.append(MemoryItem("optimizer states", opt,
-                            f"{name}: {states} state(s) × {state_bytes:g} B per trainable parameter"))
+    items.append(
+        MemoryItem("optimizer states", opt, f"{name}: {states} state(s) × {state_bytes:g} B per trainable parameter")
+    )
     if gpus > 1:
-        items.append(MemoryItem("DDP gradient buckets", n * b,
-                                f"data parallel over {gpus} GPUs keeps a bucket copy of the gradients"))
+        items.append(
+            MemoryItem(
+                "DDP gradient buckets", n * b, f"data parallel over {gpus} GPUs keeps a bucket copy of the gradients"
+            )
+        )
     if foreach:
         temp = n * b if s.cuda else _largest_trainable(s) * b
-        items.append(MemoryItem("optimizer step temporaries", temp,
-                                "foreach AdamW computes sqrt of the second moments for all parameters at once"
-                                if s.cuda else "per-parameter AdamW temporaries (CPU)", "optimizer step"))
+        items.append(
+            MemoryItem(
+                "optimizer step temporaries",
+                temp,
+                "foreach AdamW computes sqrt of the second moments for all parameters at once"
+                if s.cuda
+                else "per-parameter AdamW temporaries (CPU)",
+                "optimizer step",
+            )
+        )
     return items
 
 
@@ -474,15 +525,22 @@ def _transients(s: _Spec, fused: bool) -> list[MemoryItem]:
     ]
     if s.qlora:
         largest = max([layer.params for layer in f.body_linears] or [0])
-        items.append(MemoryItem("dequantized weight", largest * 2, "QLoRA dequantizes one linear at a time to 16-bit",
-                                "layer backward"))
+        items.append(
+            MemoryItem(
+                "dequantized weight", largest * 2, "QLoRA dequantizes one linear at a time to 16-bit", "layer backward"
+            )
+        )
     elif s.prec.weight != s.prec.compute:
         weights = sum(layer.params for layer in f.body_linears) * s.prec.compute
-        why = ("autocast caches a 16-bit copy of every trainable fp32 weight" if s.full else
-               "autocast casts each frozen fp32 weight to 16-bit and the copy is kept for the input gradient")
+        why = (
+            "autocast caches a 16-bit copy of every trainable fp32 weight"
+            if s.full
+            else "autocast casts each frozen fp32 weight to 16-bit and the copy is kept for the input gradient"
+        )
         if t.gradient_checkpointing:  # only the recomputed layer's copies live
-            items.append(MemoryItem("autocast weight copies", weights // f.num_layers, f"{why}: one layer's",
-                                    "layer backward"))
+            items.append(
+                MemoryItem("autocast weight copies", weights // f.num_layers, f"{why}: one layer's", "layer backward")
+            )
         else:
             items.append(MemoryItem("autocast weight copies", weights, why, "forward"))
     return items
@@ -496,7 +554,9 @@ def _per_layer(s: _Spec) -> tuple[float, str]:
     kv = q if f.num_kv_heads < f.num_heads and not flash else f.kv_dim
     parts = {
         "norms": 2 * (4 * h + 4) + (2 * d * h if s.full else 0),
-        "attention": d * (q + 2 * kv) + d * q + 4 * f.num_heads
+        "attention": d * (q + 2 * kv)
+        + d * q
+        + 4 * f.num_heads
         + ((4 + d) * f.num_heads * s.length if f.attn_implementation == "eager" else 0),
         "mlp": d * I * (3 if f.gated_mlp else 1),
         "linear inputs": _linear_inputs(s) / f.num_layers,
@@ -578,8 +638,10 @@ def _logits_explanation(s: _Spec, fused: bool) -> str:
     if not fused:
         return f"{s.tokens:,} tokens × {s.facts.vocab_size:,} vocabulary: 16-bit logits, fp32 upcast and gradient"
     extra = "; the LM head's fp32 gradient" if s.full else ""
-    return (f"TRL's chunked LM head: a {min(s.tokens, LOGPROB_TILE[0])} × {LOGPROB_TILE[1]} "
-            f"tile, the scored hidden states and their fp32 gradient{extra} (never tokens × vocabulary)")
+    return (
+        f"TRL's chunked LM head: a {min(s.tokens, LOGPROB_TILE[0])} × {LOGPROB_TILE[1]} "
+        f"tile, the scored hidden states and their fp32 gradient{extra} (never tokens × vocabulary)"
+    )
 
 
 def _trl_has_fused_head() -> bool:
@@ -608,11 +670,17 @@ def _fix_batch(est: MemoryEstimate, budget: int) -> tuple[dict[str, Any], str, M
         return None
     effective = t.batch_size * t.grad_accum
     candidates = [b for b in range(t.batch_size - 1, 0, -1) if t.batch_size % b == 0] or [1]
-    return _mildest(est, budget, [
-        ({"train.batch_size": b, "train.grad_accum": math.ceil(effective / b)},
-         f"batch_size {b} × grad_accum {math.ceil(effective / b)} (same effective batch {effective})")
-        for b in candidates
-    ])
+    return _mildest(
+        est,
+        budget,
+        [
+            (
+                {"train.batch_size": b, "train.grad_accum": math.ceil(effective / b)},
+                f"batch_size {b} × grad_accum {math.ceil(effective / b)} (same effective batch {effective})",
+            )
+            for b in candidates
+        ],
+    )
 
 
 def _fix_checkpointing(est: MemoryEstimate, budget: int) -> tuple[dict[str, Any], str, MemoryEstimate] | None:
@@ -639,9 +707,9 @@ def _fix_qlora(est: MemoryEstimate, budget: int) -> tuple[dict[str, Any], str, M
 def _fix_length(est: MemoryEstimate, budget: int) -> tuple[dict[str, Any], str, MemoryEstimate] | None:
     current = est.config.train.max_length
     lengths = [n for n in range(current - current % 64 or current - 64, 63, -64) if n < current]
-    return _mildest(est, budget, [
-        ({"train.max_length": n}, f"max_length {n} (longer examples are truncated)") for n in lengths
-    ])
+    return _mildest(
+        est, budget, [({"train.max_length": n}, f"max_length {n} (longer examples are truncated)") for n in lengths]
+    )
 
 
 def _mildest(

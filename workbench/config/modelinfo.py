@@ -350,4 +350,3 @@ def clear_cache() -> None:
     """Forget every cached :class:`ModelFacts` (for tests, or after a model directory is replaced)."""
     with _CACHE_LOCK:
         _CACHE.clear()
-

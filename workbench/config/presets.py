@@ -32,48 +32,50 @@ class Preset:
     changes: Mapping[str, Any]
 
 
-PRESETS: Mapping[str, Preset] = MappingProxyType({
-    "style": Preset(
-        title="Style or format task",
-        when_to_use="teach a tone, an output format or a fixed structure on a few hundred to a few thousand "
-        "examples; a small rank is enough",
-        changes={
-            "method": "sft",
-            "lora": {"r": 8, "alpha": 16, "rslora": False},
-            "train": {"learning_rate": 2e-4, "epochs": 3.0, "max_steps": None},
-        },
-    ),
-    "domain": Preset(
-        title="Domain adaptation",
-        when_to_use="bring in a field's vocabulary and facts (legal, medical, support tickets); give it more "
-        "data (thousands of examples) and 1-2 epochs; lr 1e-4 to 2e-4",
-        changes={
-            "method": "sft",
-            "lora": {"r": 16, "alpha": 32, "rslora": False},
-            "train": {"learning_rate": 1e-4, "epochs": 2.0, "max_steps": None},
-        },
-    ),
-    "deep": Preset(
-        title="Deep task change",
-        when_to_use="a task the model cannot do yet (new reasoning style, new language, code in a new DSL); "
-        "a large rank on every linear layer with rsLoRA scaling",
-        changes={
-            "method": "sft",
-            "lora": {"r": 64, "alpha": 64, "rslora": True, "target_modules": "all-linear"},
-            "train": {"learning_rate": 1e-4, "epochs": 3.0, "max_steps": None},
-        },
-    ),
-    "dpo": Preset(
-        title="Preference tuning (DPO)",
-        when_to_use="preference pairs (prompt, chosen, rejected), usually after SFT: a low learning rate and "
-        "beta 0.1 keep the model near where it started",
-        changes={
-            "method": "dpo",
-            "lora": {"r": 16, "alpha": 32, "rslora": False},
-            "train": {"learning_rate": 5e-6, "dpo_beta": 0.1, "epochs": 2.0, "max_steps": None},
-        },
-    ),
-})
+PRESETS: Mapping[str, Preset] = MappingProxyType(
+    {
+        "style": Preset(
+            title="Style or format task",
+            when_to_use="teach a tone, an output format or a fixed structure on a few hundred to a few thousand "
+            "examples; a small rank is enough",
+            changes={
+                "method": "sft",
+                "lora": {"r": 8, "alpha": 16, "rslora": False},
+                "train": {"learning_rate": 2e-4, "epochs": 3.0, "max_steps": None},
+            },
+        ),
+        "domain": Preset(
+            title="Domain adaptation",
+            when_to_use="bring in a field's vocabulary and facts (legal, medical, support tickets); give it more "
+            "data (thousands of examples) and 1-2 epochs; lr 1e-4 to 2e-4",
+            changes={
+                "method": "sft",
+                "lora": {"r": 16, "alpha": 32, "rslora": False},
+                "train": {"learning_rate": 1e-4, "epochs": 2.0, "max_steps": None},
+            },
+        ),
+        "deep": Preset(
+            title="Deep task change",
+            when_to_use="a task the model cannot do yet (new reasoning style, new language, code in a new DSL); "
+            "a large rank on every linear layer with rsLoRA scaling",
+            changes={
+                "method": "sft",
+                "lora": {"r": 64, "alpha": 64, "rslora": True, "target_modules": "all-linear"},
+                "train": {"learning_rate": 1e-4, "epochs": 3.0, "max_steps": None},
+            },
+        ),
+        "dpo": Preset(
+            title="Preference tuning (DPO)",
+            when_to_use="preference pairs (prompt, chosen, rejected), usually after SFT: a low learning rate and "
+            "beta 0.1 keep the model near where it started",
+            changes={
+                "method": "dpo",
+                "lora": {"r": 16, "alpha": 32, "rslora": False},
+                "train": {"learning_rate": 5e-6, "dpo_beta": 0.1, "epochs": 2.0, "max_steps": None},
+            },
+        ),
+    }
+)
 
 
 def get_preset(preset_id: str) -> Preset:

@@ -118,25 +118,29 @@ def probe_step(config: RunConfig, *, steps: int = 1, tensor_peak: bool = True) -
         note = f"{batch}{longest}; max_memory_allocated (nvidia-smi shows more: CUDA context, allocator cache)"
         return ProbeResult(seconds, peak, device, note, "cuda allocated", peak, shape, steps)
     tensors = f"; live tensors peaked at {clock.tensor_peak / 2**30:.2f} GiB" if clock.tensor_peak else ""
-    note = (f"CPU RSS growth (weights, data, allocator caching), not comparable to a GPU figure; "
-            f"{batch}{longest}{tensors}")
+    note = (
+        f"CPU RSS growth (weights, data, allocator caching), not comparable to a GPU figure; {batch}{longest}{tensors}"
+    )
     return ProbeResult(seconds, rss.peak_growth, device, note, "cpu rss", clock.tensor_peak, shape, steps)
 
 
 def _probe_config(config: RunConfig, total_steps: int) -> RunConfig:
     """The config trimmed to a probe: a few steps on the first examples, no evaluation or checkpoints."""
     t = config.train
-    return apply_changes(config, {
-        "train.max_steps": total_steps,
-        "data.max_train_examples": 2 * t.batch_size * t.grad_accum * total_steps,  # the trainer may drop some
-        "data.max_eval_examples": 1,
-        "eval.eval_steps": _NEVER,
-        "eval.save_steps": _NEVER,
-        "eval.load_best": False,
-        "eval.early_stopping_patience": None,
-        "eval.stop_on_overfit": False,
-        "eval.logging_steps": _NEVER,
-    })
+    return apply_changes(
+        config,
+        {
+            "train.max_steps": total_steps,
+            "data.max_train_examples": 2 * t.batch_size * t.grad_accum * total_steps,  # the trainer may drop some
+            "data.max_eval_examples": 1,
+            "eval.eval_steps": _NEVER,
+            "eval.save_steps": _NEVER,
+            "eval.load_best": False,
+            "eval.early_stopping_patience": None,
+            "eval.stop_on_overfit": False,
+            "eval.logging_steps": _NEVER,
+        },
+    )
 
 
 def _make_clock(timed: int, *, profile: bool, cuda: bool) -> Any:

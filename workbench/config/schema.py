@@ -26,18 +26,26 @@ class DataConfig(_Section):
     train: str = Field(description="training data file or datasets directory, relative to the config file")
     val: str | None = Field(None, description="validation file; when absent, val_ratio of train is held out")
     test: str | None = Field(None, description="test file, kept for evaluation; never trained on")
-    max_train_examples: int | None = Field(None, ge=1, description="train on the first N training examples only, for a quick try")
-    max_eval_examples: int | None = Field(None, ge=1, description="evaluate on the first N validation examples only (faster evals)")
+    max_train_examples: int | None = Field(
+        None, ge=1, description="train on the first N training examples only, for a quick try"
+    )
+    max_eval_examples: int | None = Field(
+        None, ge=1, description="evaluate on the first N validation examples only (faster evals)"
+    )
     val_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="share of train held out for eval when no val file (0-1)")
     split_seed: int = Field(0, description="seed of the train/val split, so it is reproducible")
     shape: str | None = Field(None, description="force a dataset shape instead of detecting it (e.g. alpaca)")
     system_prompt: str | None = Field(None, description="system message prepended to examples that have none")
-    skip_bad_rows: bool = Field(False, description="train on the good rows when some rows are malformed (they are counted and logged)")
+    skip_bad_rows: bool = Field(
+        False, description="train on the good rows when some rows are malformed (they are counted and logged)"
+    )
 
 
 class LoraConfig(_Section):
     r: int = Field(16, ge=1, le=1024, description="LoRA rank: width of the low-rank update (4-64 typical)")
-    alpha: float = Field(32, gt=0, description="LoRA alpha: the update is scaled by alpha/r (alpha/sqrt(r) with rsLoRA)")
+    alpha: float = Field(
+        32, gt=0, description="LoRA alpha: the update is scaled by alpha/r (alpha/sqrt(r) with rsLoRA)"
+    )
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="dropout on the LoRA input (0-0.1 typical)")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="modules to adapt: 'all-linear' or names such as q_proj, v_proj"
@@ -47,10 +55,16 @@ class LoraConfig(_Section):
 
 
 class TrainConfig(_Section):
-    optimizer: str = Field("adamw_torch", description="optimizer name as transformers knows it (adamw_torch, adamw_8bit, ...)")
-    learning_rate: float = Field(2e-4, gt=0, description="peak learning rate (LoRA ~1e-4 to 2e-4; full ~1e-5 to 5e-5; DPO ~5e-7 to 5e-6)")
+    optimizer: str = Field(
+        "adamw_torch", description="optimizer name as transformers knows it (adamw_torch, adamw_8bit, ...)"
+    )
+    learning_rate: float = Field(
+        2e-4, gt=0, description="peak learning rate (LoRA ~1e-4 to 2e-4; full ~1e-5 to 5e-5; DPO ~5e-7 to 5e-6)"
+    )
     lr_scheduler: str = Field("cosine", description="learning-rate schedule after warmup (cosine, linear, constant)")
-    warmup_ratio: float = Field(0.05, ge=0.0, le=0.5, description="share of steps spent warming the learning rate up from 0")
+    warmup_ratio: float = Field(
+        0.05, ge=0.0, le=0.5, description="share of steps spent warming the learning rate up from 0"
+    )
     weight_decay: float = Field(0.0, ge=0.0, description="decoupled weight decay")
     max_grad_norm: float = Field(1.0, gt=0, description="gradients are clipped to this global norm")
     batch_size: int = Field(8, ge=1, description="examples per device per forward pass")
@@ -59,7 +73,9 @@ class TrainConfig(_Section):
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps; overrides epochs")
     max_length: int = Field(512, ge=8, description="tokens per example; longer examples are truncated")
     packing: bool = Field(False, description="pack several short examples into one sequence of max_length")
-    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, ~30% slower")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in backward: less memory, ~30% slower"
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="compute precision: auto picks bf16 on a GPU that has it, else fp32"
     )
@@ -70,20 +86,30 @@ class EvalConfig(_Section):
     logging_steps: int = Field(5, ge=1, description="log train loss every N optimizer steps")
     eval_steps: int | None = Field(None, ge=1, description="evaluate every N steps (default: about 10 times per run)")
     save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (default: each evaluation)")
-    save_total_limit: int | None = Field(3, ge=1, description="keep at most this many checkpoints (the best is always kept)")
+    save_total_limit: int | None = Field(
+        3, ge=1, description="keep at most this many checkpoints (the best is always kept)"
+    )
     early_stopping_patience: int | None = Field(
         None, ge=1, description="stop when eval loss has not improved for N evaluations (off when empty)"
     )
-    stop_on_overfit: bool = Field(False, description="stop when the detector sees overfitting, keeping the best checkpoint")
+    stop_on_overfit: bool = Field(
+        False, description="stop when the detector sees overfitting, keeping the best checkpoint"
+    )
     load_best: bool = Field(True, description="the final adapter is the checkpoint with the lowest eval loss")
 
 
 class RunConfig(_Section):
     name: str = Field("run", description="a short name; the run id is built from it")
     model: str = Field("bundled", description="'bundled' (SmolLM2-135M-Instruct), a local model directory, or a hub id")
-    trust_remote_code: bool = Field(False, description="run the model repository's own Python code (only for repos you trust)")
-    method: Literal["sft", "dpo"] = Field("sft", description="sft: learn from demonstrations; dpo: learn from preference pairs")
-    finetune: Literal["lora", "qlora", "full"] = Field("lora", description="lora adapters, qlora (4-bit base, CUDA), or full fine-tuning")
+    trust_remote_code: bool = Field(
+        False, description="run the model repository's own Python code (only for repos you trust)"
+    )
+    method: Literal["sft", "dpo"] = Field(
+        "sft", description="sft: learn from demonstrations; dpo: learn from preference pairs"
+    )
+    finetune: Literal["lora", "qlora", "full"] = Field(
+        "lora", description="lora adapters, qlora (4-bit base, CUDA), or full fine-tuning"
+    )
     seed: int = Field(42, description="random seed for initialization and data order")
     data: DataConfig
     lora: LoraConfig = Field(default_factory=LoraConfig)

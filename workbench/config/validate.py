@@ -174,15 +174,27 @@ def _learning_rate(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     else:
         lo, hi, typical, what = 2e-5, 2e-3, 2e-4, "LoRA"
     if lr > hi * 5 or lr < lo / 5:
-        yield Finding("error", "train.learning_rate", f"{lr:g} is far outside the usual range for {what} ({lo:g} to {hi:g})", typical)
+        yield Finding(
+            "error",
+            "train.learning_rate",
+            f"{lr:g} is far outside the usual range for {what} ({lo:g} to {hi:g})",
+            typical,
+        )
     elif lr > hi or lr < lo:
-        yield Finding("warning", "train.learning_rate", f"{lr:g} is outside the usual range for {what} ({lo:g} to {hi:g})", typical)
+        yield Finding(
+            "warning",
+            "train.learning_rate",
+            f"{lr:g} is outside the usual range for {what} ({lo:g} to {hi:g})",
+            typical,
+        )
 
 
 @rule
 def _warmup(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     if config.train.warmup_ratio == 0:
-        yield Finding("warning", "train.warmup_ratio", "no warmup: the first steps at full learning rate can spike the loss", 0.05)
+        yield Finding(
+            "warning", "train.warmup_ratio", "no warmup: the first steps at full learning rate can spike the loss", 0.05
+        )
 
 
 @rule
@@ -199,22 +211,30 @@ def _lora(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     if scale > 8:
         yield Finding("warning", "lora.alpha", f"scale {ratio} = {scale:g} is high; the usual is 1 to 2", usual)
     elif scale < 0.25:
-        yield Finding("warning", "lora.alpha", f"scale {ratio} = {scale:g} is low; updates will barely move the model",
-                      usual)
+        yield Finding(
+            "warning", "lora.alpha", f"scale {ratio} = {scale:g} is low; updates will barely move the model", usual
+        )
     if config.method == "dpo" and lora.dropout > 0:
-        yield Finding("info", "lora.dropout", "TRL's DPO turns dropout off (disable_dropout): lora.dropout is ignored",
-                      0.0)
+        yield Finding(
+            "info", "lora.dropout", "TRL's DPO turns dropout off (disable_dropout): lora.dropout is ignored", 0.0
+        )
     elif lora.dropout > 0.2:
-        yield Finding("warning", "lora.dropout",
-                      f"dropout {lora.dropout:g} is unusually high (0 to 0.1 is typical, 0.2 at most)", 0.05)
+        yield Finding(
+            "warning",
+            "lora.dropout",
+            f"dropout {lora.dropout:g} is unusually high (0 to 0.1 is typical, 0.2 at most)",
+            0.05,
+        )
 
 
 @rule
 def _epochs(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     if not config.train.max_steps and config.train.epochs > 3:
         yield Finding(
-            "warning", "train.epochs",
-            f"{config.train.epochs:g} epochs: a task set is usually memorized after 3; watch eval loss", 3,
+            "warning",
+            "train.epochs",
+            f"{config.train.epochs:g} epochs: a task set is usually memorized after 3; watch eval loss",
+            3,
         )
 
 
@@ -225,8 +245,9 @@ def _steps(config: RunConfig, ctx: Context) -> Iterable[Finding]:
         return
     t = config.train
     if t.max_steps:
-        yield Finding("info", "train.max_steps",
-                      f"only {steps} optimizer steps: enough to try the setup, too few to learn", None)
+        yield Finding(
+            "info", "train.max_steps", f"only {steps} optimizer steps: enough to try the setup, too few to learn", None
+        )
         return
     assert ctx.n_train is not None  # steps is known
     effective = t.batch_size * t.grad_accum
@@ -237,7 +258,8 @@ def _steps(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     else:
         field_, value = "train.batch_size", min(t.batch_size, fitting)
     yield Finding(
-        "warning", field_,
+        "warning",
+        field_,
         f"only {steps} optimizer steps ({ctx.n_train} examples, effective batch {effective}, {t.epochs:g} epochs): "
         "too few to learn or to judge",
         value if value != getattr(t, field_.split(".")[1]) else None,
@@ -250,14 +272,30 @@ def _evaluation(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     e = config.eval
     if not has_val:
         if e.early_stopping_patience:
-            yield Finding("error", "eval.early_stopping_patience", "early stopping needs an eval split (data.val or data.val_ratio)", None)
+            yield Finding(
+                "error",
+                "eval.early_stopping_patience",
+                "early stopping needs an eval split (data.val or data.val_ratio)",
+                None,
+            )
         if e.load_best:
-            yield Finding("error", "eval.load_best", "choosing the best checkpoint needs an eval split (data.val or data.val_ratio)", False)
+            yield Finding(
+                "error",
+                "eval.load_best",
+                "choosing the best checkpoint needs an eval split (data.val or data.val_ratio)",
+                False,
+            )
         if e.stop_on_overfit:
-            yield Finding("error", "eval.stop_on_overfit", "overfitting is seen on eval loss: add data.val or data.val_ratio", False)
+            yield Finding(
+                "error",
+                "eval.stop_on_overfit",
+                "overfitting is seen on eval loss: add data.val or data.val_ratio",
+                False,
+            )
     if e.save_steps and e.eval_steps and e.load_best and e.save_steps % e.eval_steps:
         yield Finding(
-            "error", "eval.save_steps",
+            "error",
+            "eval.save_steps",
             f"with load_best, checkpoints must fall on evaluations: save_steps ({e.save_steps}) must be a multiple of eval_steps ({e.eval_steps})",
             e.eval_steps,
         )
@@ -265,15 +303,24 @@ def _evaluation(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     if not steps:
         return
     if e.eval_steps and e.eval_steps > steps:
-        yield Finding("warning", "eval.eval_steps", f"eval every {e.eval_steps} steps but the run has only {steps}: no evaluation", max(1, steps // 10))
+        yield Finding(
+            "warning",
+            "eval.eval_steps",
+            f"eval every {e.eval_steps} steps but the run has only {steps}: no evaluation",
+            max(1, steps // 10),
+        )
     if e.save_steps and e.save_steps > steps:
-        yield Finding("warning", "eval.save_steps",
-                      f"checkpoint every {e.save_steps} steps but the run has only {steps}: no checkpoint to resume from",
-                      eval_interval(config, steps))
+        yield Finding(
+            "warning",
+            "eval.save_steps",
+            f"checkpoint every {e.save_steps} steps but the run has only {steps}: no checkpoint to resume from",
+            eval_interval(config, steps),
+        )
     evals = steps // eval_interval(config, steps)
     if has_val and e.early_stopping_patience and 0 < evals <= e.early_stopping_patience:
         yield Finding(
-            "warning", "eval.early_stopping_patience",
+            "warning",
+            "eval.early_stopping_patience",
             f"patience {e.early_stopping_patience} but the run evaluates only {evals} times: early stopping can never trigger",
             max(1, evals // 3),
         )
@@ -291,7 +338,9 @@ def _hardware(config: RunConfig, ctx: Context) -> Iterable[Finding]:
         if not hw.cuda:
             yield Finding("error", "finetune", "QLoRA (4-bit) needs a CUDA GPU", "lora")
         elif not hw.bitsandbytes:
-            yield Finding("error", "finetune", "QLoRA needs the bitsandbytes package (pip install bitsandbytes)", "lora")
+            yield Finding(
+                "error", "finetune", "QLoRA needs the bitsandbytes package (pip install bitsandbytes)", "lora"
+            )
 
 
 @rule
@@ -301,15 +350,24 @@ def _method_vs_data(config: RunConfig, ctx: Context) -> Iterable[Finding]:
         return
     is_pref = shape.startswith("preference")
     if config.method == "dpo" and not is_pref:
-        yield Finding("error", "method", f"DPO needs preference pairs (prompt, chosen, rejected); the training data is {shape}", "sft")
+        yield Finding(
+            "error",
+            "method",
+            f"DPO needs preference pairs (prompt, chosen, rejected); the training data is {shape}",
+            "sft",
+        )
     elif config.method == "sft" and is_pref:
-        yield Finding("info", "method", f"the training data is {shape}: SFT will train on the chosen answers only", "dpo")
+        yield Finding(
+            "info", "method", f"the training data is {shape}: SFT will train on the chosen answers only", "dpo"
+        )
 
 
 @rule
 def _trust_remote_code(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     if config.trust_remote_code:
-        yield Finding("warning", "trust_remote_code", "the model repository's Python code will run on this machine", False)
+        yield Finding(
+            "warning", "trust_remote_code", "the model repository's Python code will run on this machine", False
+        )
 
 
 @rule
@@ -327,11 +385,17 @@ def _context_length(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     if facts is None or facts.max_context is None or length <= facts.max_context:
         return
     learned = any(e.in_features == facts.max_context != facts.vocab_size for e in facts.embeddings)
-    why = ("its learned position table ends there: training would fail" if learned
-           else "positions past it were never trained, so quality degrades")
-    yield Finding("error" if learned else "warning", "train.max_length",
-                  f"max_length {length} is longer than the model's context of {facts.max_context} tokens; {why}",
-                  facts.max_context)
+    why = (
+        "its learned position table ends there: training would fail"
+        if learned
+        else "positions past it were never trained, so quality degrades"
+    )
+    yield Finding(
+        "error" if learned else "warning",
+        "train.max_length",
+        f"max_length {length} is longer than the model's context of {facts.max_context} tokens; {why}",
+        facts.max_context,
+    )
 
 
 @rule
@@ -356,7 +420,8 @@ def _truncation(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     if whole:
         cuts.append(f"{whole} lose the whole answer and are dropped by the trainer")
     yield Finding(
-        "error" if whole == n else "warning", "train.max_length",
+        "error" if whole == n else "warning",
+        "train.max_length",
         f"{len(over)} of {n}{sampled} training examples ({len(over) / n:.0%}) are longer than max_length {limit} "
         f"tokens (longest {longest}, chat template included): {' and '.join(cuts)}",
         fits_all if fits_all > limit else None,
@@ -375,13 +440,17 @@ def _packing(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     if attn.startswith("flash"):
         return
     if ctx.packing_isolated is False:
-        message = (f"packing with {attn} attention: packed examples attend to each other (this transformers cannot "
-                   "mask them apart without flash-attention)")
+        message = (
+            f"packing with {attn} attention: packed examples attend to each other (this transformers cannot "
+            "mask them apart without flash-attention)"
+        )
     else:
         tokens = t.batch_size * t.max_length
-        message = (f"packing with {attn} attention: TRL flattens each micro-batch into one row of {tokens} tokens and "
-                   f"attention runs over all of it, with a {tokens}² mask keeping the examples apart: "
-                   "quadratic time and memory (flash-attention handles packed rows without a mask)")
+        message = (
+            f"packing with {attn} attention: TRL flattens each micro-batch into one row of {tokens} tokens and "
+            f"attention runs over all of it, with a {tokens}² mask keeping the examples apart: "
+            "quadratic time and memory (flash-attention handles packed rows without a mask)"
+        )
     yield Finding("warning", "train.packing", message, False)
 
 
@@ -401,7 +470,8 @@ def _target_modules(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     matched = len(unknown) < len(targets)
     linear = ", ".join(facts.module_groups()["all-linear"])
     yield Finding(
-        "warning" if matched else "error", "lora.target_modules",
+        "warning" if matched else "error",
+        "lora.target_modules",
         f"{facts.architecture} has no module {', '.join(hints)}"
         + ("; LoRA skips it" if matched else ": LoRA would adapt nothing")
         + f". Its linear layers: {linear}",
@@ -422,14 +492,19 @@ def _memory(config: RunConfig, ctx: Context) -> Iterable[Finding]:
 
     hw = ctx.hardware
     estimate = estimate_memory(config, facts, seq_len=_longest(config, ctx), bf16=hw.bf16 or not hw.cuda)
-    largest = sorted((i for i in estimate.items if estimate.counted(i) and i.phase != "overhead"),
-                     key=lambda i: -i.bytes)[:3]
+    largest = sorted(
+        (i for i in estimate.items if estimate.counted(i) and i.phase != "overhead"), key=lambda i: -i.bytes
+    )[:3]
     parts = ", ".join(f"{i.name} {gib(i.bytes)}" for i in largest)
     padded = f"{estimate.rows} × {estimate.seq_len} tokens per micro-batch"
     if not hw.cuda:
-        yield Finding("info", "train.batch_size",
-                      f"on a GPU this run would need about {gib(estimate.total)} ({parts}; {padded}); "
-                      "this machine has no GPU, so it trains on the CPU", None)
+        yield Finding(
+            "info",
+            "train.batch_size",
+            f"on a GPU this run would need about {gib(estimate.total)} ({parts}; {padded}); "
+            "this machine has no GPU, so it trains on the CPU",
+            None,
+        )
         return
     free = hw.gpu_free_bytes
     if free is None:
@@ -440,7 +515,8 @@ def _memory(config: RunConfig, ctx: Context) -> Iterable[Finding]:
         plan = "; then ".join(f"{fix.description} → {gib(fix.total)}" for fix in fixes) or "none found"
         first = fixes[0] if fixes else None
         yield Finding(
-            "error", first.field if first else "train.batch_size",
+            "error",
+            first.field if first else "train.batch_size",
             f"needs about {gib(estimate.total)} but {gpu} has {gib(free)} free ({parts}; {padded}). "
             f"Cheapest fixes: {plan}",
             first.value if first else None,
@@ -448,7 +524,8 @@ def _memory(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     elif estimate.total > TIGHT * free and not config.train.gradient_checkpointing:
         eased = estimate.with_changes({"train.gradient_checkpointing": True})
         yield Finding(
-            "warning", "train.gradient_checkpointing",
+            "warning",
+            "train.gradient_checkpointing",
             f"memory is tight: about {gib(estimate.total)} of {gib(free)} free on {gpu}; gradient checkpointing "
             f"brings it to {gib(eased.total)} (about 30% slower steps)",
             True,

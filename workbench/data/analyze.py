@@ -101,9 +101,11 @@ class Analysis:
             sections.append(self.summary.text())
         if self.clusters:
             kinds = Counter(c.kind for c in self.clusters)
-            sections.append(f"Duplicates: {len(self.clusters)} cluster(s) ("
-                            + ", ".join(f"{n} {k}" for k, n in kinds.items())
-                            + f"); {len(self.duplicate_ids())} example(s) would go if one per cluster is kept.")
+            sections.append(
+                f"Duplicates: {len(self.clusters)} cluster(s) ("
+                + ", ".join(f"{n} {k}" for k, n in kinds.items())
+                + f"); {len(self.duplicate_ids())} example(s) would go if one per cluster is kept."
+            )
         if self.leakage:
             shown = [f"  {line}" for line in self.leakage[:20]]
             if len(self.leakage) > 20:
@@ -196,8 +198,9 @@ def analyze_rows(
         return lambda done, total: say(f"{name} {done}/{total}")
 
     say("checks…")
-    report = critique(list(rows), shape, tokenizer=tokenizer, max_length=max_length,
-                      progress=step("checks"), cancel=cancel)
+    report = critique(
+        list(rows), shape, tokenizer=tokenizer, max_length=max_length, progress=step("checks"), cancel=cancel
+    )
     result.summary = report.summary
     found: dict[int, list[Finding]] = {}
     for f in report.findings:
@@ -243,12 +246,20 @@ def analyze_rows(
     return result
 
 
-def analyze(session: Any, *, workspace: Path, progress: Progress | None = None,
-            cancel: threading.Event | None = None, tokenizer: Any = None) -> Analysis:
+def analyze(
+    session: Any,
+    *,
+    workspace: Path,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    tokenizer: Any = None,
+) -> Analysis:
     """Analyze an open dataset (a :class:`~workbench.data.store.DatasetSession`) as the Data pane does."""
     say = progress or (lambda _text: None)
     model, max_length, config = config_for(session.path, workspace)
-    note = f"Lengths in tokens of {model}" + (f" (from {config.name})" if config else " (no config trains on this file)")
+    note = f"Lengths in tokens of {model}" + (
+        f" (from {config.name})" if config else " (no config trains on this file)"
+    )
     if tokenizer is None:
         say(f"loading the tokenizer of {model}…")
         try:
@@ -256,15 +267,30 @@ def analyze(session: Any, *, workspace: Path, progress: Progress | None = None,
         except (WorkbenchError, OSError, ValueError) as exc:
             note = f"Lengths in words: the tokenizer of {model} could not be loaded ({exc})"
     examples = session.visible()
-    result = analyze_rows([e.row for e in examples], session.shape, ids=[e.id for e in examples],
-                          path=session.path, tokenizer=tokenizer, max_length=max_length, model=model,
-                          siblings=sibling_splits(session.path), progress=progress, cancel=cancel)
+    result = analyze_rows(
+        [e.row for e in examples],
+        session.shape,
+        ids=[e.id for e in examples],
+        path=session.path,
+        tokenizer=tokenizer,
+        max_length=max_length,
+        model=model,
+        siblings=sibling_splits(session.path),
+        progress=progress,
+        cancel=cancel,
+    )
     result.notes.insert(0, note + f"; max_length {max_length}.")
     return result
 
 
-def semantic(session: Any, *, threshold: float = 0.95, previous: Analysis | None = None,
-             progress: Progress | None = None, cancel: threading.Event | None = None) -> Analysis:
+def semantic(
+    session: Any,
+    *,
+    threshold: float = 0.95,
+    previous: Analysis | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> Analysis:
     """Paraphrase-level duplicates by MiniLM embeddings (cosine >= threshold), added to ``previous``."""
     from workbench.data.dedup import Cancelled, semantic_duplicates, texts_for
 
@@ -273,8 +299,9 @@ def semantic(session: Any, *, threshold: float = 0.95, previous: Analysis | None
     texts = texts_for([e.row for e in examples], session.shape, "all")
     out = previous or Analysis()
     try:
-        result = semantic_duplicates(texts, threshold=threshold,
-                                     progress=lambda done, total: say(f"embedding {done}/{total}"), cancel=cancel)
+        result = semantic_duplicates(
+            texts, threshold=threshold, progress=lambda done, total: say(f"embedding {done}/{total}"), cancel=cancel
+        )
     except Cancelled:
         out.cancelled = True
         return out
@@ -285,8 +312,15 @@ def semantic(session: Any, *, threshold: float = 0.95, previous: Analysis | None
     out.clusters = [c for c in out.clusters if c.kind != "semantic"]
     base = max((c.id for c in out.clusters), default=-1) + 1
     for c in result.clusters:
-        out.clusters.append(ClusterView(base + c.id, "semantic", tuple(examples[m].id for m in c.members),
-                                        examples[c.representative].id, c.min_similarity))
+        out.clusters.append(
+            ClusterView(
+                base + c.id,
+                "semantic",
+                tuple(examples[m].id for m in c.members),
+                examples[c.representative].id,
+                c.min_similarity,
+            )
+        )
     out.cancelled = False
     return out
 
@@ -310,9 +344,16 @@ def llm_cache_dir(workspace: Path) -> Path:
     return workspace / ".workbench" / "llm-cache"
 
 
-def llm_critic(session: Any, model: str, ids: Sequence[int], *, workspace: Path,
-               progress: Progress | None = None, cancel: threading.Event | None = None,
-               previous: Analysis | None = None) -> Analysis:
+def llm_critic(
+    session: Any,
+    model: str,
+    ids: Sequence[int],
+    *,
+    workspace: Path,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    previous: Analysis | None = None,
+) -> Analysis:
     """Score examples with an LLM critic; its findings join (and replace earlier critic findings in) ``previous``."""
     from workbench.data.critic import critique_with_llm
 
@@ -321,8 +362,13 @@ def llm_critic(session: Any, model: str, ids: Sequence[int], *, workspace: Path,
     llm = LLM_FACTORY(model, llm_cache_dir(workspace))
     examples = [session.get(i) for i in ids]
     say = progress or (lambda _text: None)
-    result = critique_with_llm([e.row for e in examples], session.shape, llm,
-                               progress=lambda done, total: say(f"LLM critic {done}/{total}"), cancel=cancel)
+    result = critique_with_llm(
+        [e.row for e in examples],
+        session.shape,
+        llm,
+        progress=lambda done, total: say(f"LLM critic {done}/{total}"),
+        cancel=cancel,
+    )
     found: dict[int, list[Finding]] = {}
     for f in result.findings():
         found.setdefault(examples[f.index].id, []).append(f)
@@ -330,19 +376,22 @@ def llm_critic(session: Any, model: str, ids: Sequence[int], *, workspace: Path,
     out.merge(found, replace_check="llm_critic")
     out.cancelled = result.cancelled
     out.llm_usage = f"{model}: {result.usage.describe()}" + (
-        f"; {len(result.unparsed)} repl(ies) could not be read" if result.unparsed else "")
+        f"; {len(result.unparsed)} repl(ies) could not be read" if result.unparsed else ""
+    )
     return out
 
 
-def generate(session: Any, model: str, seed_ids: Sequence[int], *, workspace: Path,
-             per_seed: int = 3) -> tuple[list[int], list[str]]:
+def generate(
+    session: Any, model: str, seed_ids: Sequence[int], *, workspace: Path, per_seed: int = 3
+) -> tuple[list[int], list[str]]:
     """Variations of seed examples from a teacher model, added as pending; returns new ids and refusals."""
     from workbench.data.synth import generate_variations
 
     llm = LLM_FACTORY(model, llm_cache_dir(workspace))
     seeds = [session.get(i) for i in seed_ids]
-    result = generate_variations([e.row for e in seeds], session.shape, llm, seeds=list(range(len(seeds))),
-                                 per_seed=per_seed)
+    result = generate_variations(
+        [e.row for e in seeds], session.shape, llm, seeds=list(range(len(seeds))), per_seed=per_seed
+    )
     new_ids = session.add([r.row for r in result.rows], status="pending", source="synthetic") if result.rows else []
     return new_ids, [r.reason for r in result.rejected]
 
@@ -368,8 +417,9 @@ def parse_split_spec(spec: str, default_dir: Path) -> tuple[tuple[float, float, 
     return (ratios[0], ratios[1], ratios[2]), seed, out
 
 
-def split_session(session: Any, spec: str, *, workspace: Path, analysis: Analysis | None = None
-                  ) -> dict[str, tuple[Path, int]]:
+def split_session(
+    session: Any, spec: str, *, workspace: Path, analysis: Analysis | None = None
+) -> dict[str, tuple[Path, int]]:
     """Write train/val/test files of the examples not rejected; duplicate clusters stay in one split."""
     from workbench.data.split import split_rows
 

@@ -100,14 +100,22 @@ class Verdict:
         low = ", ".join(f"{name} {value}" for name, value in self.criteria.items() if value <= 2)
         detail = f" (low: {low})" if low else ""
         return Finding(
-            self.index, CHECK, severity, f"LLM critic score {self.score}/5{detail}: {self.reason}",
+            self.index,
+            CHECK,
+            severity,
+            f"LLM critic score {self.score}/5{detail}: {self.reason}",
             score=float(self.score),
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "index": self.index, "score": self.score, "criteria": dict(self.criteria), "reason": self.reason,
-            "raw": self.raw, "cached": self.cached, "unparsed": self.unparsed,
+            "index": self.index,
+            "score": self.score,
+            "criteria": dict(self.criteria),
+            "reason": self.reason,
+            "raw": self.raw,
+            "cached": self.cached,
+            "unparsed": self.unparsed,
         }
 
 
@@ -134,8 +142,12 @@ class CriticResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "cancelled": self.cancelled, "requested": self.requested,
-            "verdicts": [v.to_dict() for v in self.verdicts], "usage": self.usage.to_dict(), "rubric": self.rubric,
+            "model": self.model,
+            "cancelled": self.cancelled,
+            "requested": self.requested,
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "usage": self.usage.to_dict(),
+            "rubric": self.rubric,
         }
 
 
@@ -174,8 +186,12 @@ def critique_with_llm(
         if reply is not None
     ]
     return CriticResult(
-        model=llm.model, verdicts=verdicts, usage=Usage.of(replies), cancelled=len(verdicts) < len(chosen),
-        requested=len(chosen), rubric=rubric,
+        model=llm.model,
+        verdicts=verdicts,
+        usage=Usage.of(replies),
+        cancelled=len(verdicts) < len(chosen),
+        requested=len(chosen),
+        rubric=rubric,
     )
 
 
@@ -224,8 +240,9 @@ def parse_verdict(
     score = _score(value)
     if score is None:
         low, high = SCORE_RANGE
-        return Verdict(index, None, reason=f"the score {value!r} is not a number from {low} to {high}", raw=text,
-                       cached=cached)
+        return Verdict(
+            index, None, reason=f"the score {value!r} is not a number from {low} to {high}", raw=text, cached=cached
+        )
     return Verdict(index, score, scores, reason, text, cached)
 
 
@@ -289,8 +306,9 @@ def _from_lines(text: str, criteria: Sequence[str]) -> tuple[Any, dict[str, int]
         return None
     scores = {}
     for name in criteria:
-        found = re.search(_LINE_START + re.escape(name).replace("_", "[ _]") + r"\w*[\s*_]*(?:score)?" + _SEP + _NUMBER,
-                          text)
+        found = re.search(
+            _LINE_START + re.escape(name).replace("_", "[ _]") + r"\w*[\s*_]*(?:score)?" + _SEP + _NUMBER, text
+        )
         if found and (value := _score(found.group(1))) is not None:
             scores[name] = value
     reason = re.search(_LINE_START + r"(?:" + "|".join(_REASON_KEYS) + r")" + _SEP + r"(.+)$", text)

@@ -32,12 +32,25 @@ from workbench.data.critique_coverage import Coverage, LabelField, Topic, covera
 from workbench.data.critique_example import FORMATS, Example
 from workbench.data.critique_lang import check_language_mismatch
 from workbench.data.critique_lengths import (
-    TRUNCATIONS, Histogram, Lengths, Meter, TokenMeter, WordMeter, check_length_outliers, check_too_long, histogram,
+    TRUNCATIONS,
+    Histogram,
+    Lengths,
+    Meter,
+    TokenMeter,
+    WordMeter,
+    check_length_outliers,
+    check_too_long,
+    histogram,
 )
 from workbench.data.critique_pii import check_pii
 from workbench.data.critique_rules import (
-    RowCheck, check_empty_output, check_invisible_input, check_merged_instructions, check_placeholder_output,
-    check_preference_pair, check_role_order,
+    RowCheck,
+    check_empty_output,
+    check_invisible_input,
+    check_merged_instructions,
+    check_placeholder_output,
+    check_preference_pair,
+    check_role_order,
 )
 from workbench.data.findings import SEVERITIES, Finding, severity_rank
 from workbench.data.formats import Shape
@@ -45,8 +58,16 @@ from workbench.data.view import Turn
 from workbench.errors import DataError
 
 __all__ = [
-    "CHECKS", "Convention", "Coverage", "CritiqueReport", "DatasetSummary", "Histogram", "LabelField", "Topic",
-    "TurnStats", "critique",
+    "CHECKS",
+    "Convention",
+    "Coverage",
+    "CritiqueReport",
+    "DatasetSummary",
+    "Histogram",
+    "LabelField",
+    "Topic",
+    "TurnStats",
+    "critique",
 ]
 
 CHECKS: dict[str, str] = {
@@ -131,21 +152,28 @@ class DatasetSummary:
         """The summary as plain text, for the Data pane and the CLI."""
         flagged = sum(self.by_severity.values())
         severities = ", ".join(f"{n:,} {s}" for s, n in self.by_severity.items() if n) or "none"
-        lines = [f"{self.checked:,} of {self.examples:,} examples checked ({self.shape}): "
-                 f"{flagged:,} findings on {self.examples_flagged:,} examples ({severities})"]
+        lines = [
+            f"{self.checked:,} of {self.examples:,} examples checked ({self.shape}): "
+            f"{flagged:,} findings on {self.examples_flagged:,} examples ({severities})"
+        ]
         found = sorted(((n, c) for c, n in self.by_check.items() if n), reverse=True)
         if found:
             lines.append("By check: " + ", ".join(f"{c} {n:,}" for n, c in found))
         for name, hist in (("Prompt", self.prompt_lengths), ("Answer", self.response_lengths)):
             if hist is not None:
-                lines.append(f"{name} length ({self.length_unit}): {hist.sparkline()}  min {hist.min:,}, "
-                             f"median {hist.median:,.0f}, p95 {hist.p95:,.0f}, max {hist.max:,}")
+                lines.append(
+                    f"{name} length ({self.length_unit}): {hist.sparkline()}  min {hist.min:,}, "
+                    f"median {hist.median:,.0f}, p95 {hist.p95:,.0f}, max {hist.max:,}"
+                )
         t = self.turns
         roles = ", ".join(f"{r} {n:,}" for r, n in t.roles.items())
-        lines.append(f"Turns: {t.mean_turns:g} per example; roles {roles}; "
-                     f"{t.with_system:,} with a system prompt, {t.multi_turn:,} multi-turn")
-        lines.append("Answers: " + ", ".join(f"{f} {n:,}" for f, n in
-                                             sorted(self.output_formats.items(), key=lambda kv: -kv[1])))
+        lines.append(
+            f"Turns: {t.mean_turns:g} per example; roles {roles}; "
+            f"{t.with_system:,} with a system prompt, {t.multi_turn:,} multi-turn"
+        )
+        lines.append(
+            "Answers: " + ", ".join(f"{f} {n:,}" for f, n in sorted(self.output_formats.items(), key=lambda kv: -kv[1]))
+        )
         if self.conventions:
             lines.append("Conventions:\n" + "\n".join(f"  {c.text}" for c in self.conventions))
         if self.coverage is not None:
@@ -268,8 +296,9 @@ def critique(
         run.tick(run.total)
 
     findings.sort(key=lambda f: (f.index, severity_rank(f.severity), _ORDER.get(f.check, len(_ORDER))))
-    summary = _summary(rows, shape, examples, lengths, turns.stats(), selected, skipped, findings, conventions,
-                       overview, notes)
+    summary = _summary(
+        rows, shape, examples, lengths, turns.stats(), selected, skipped, findings, conventions, overview, notes
+    )
     return CritiqueReport(findings, summary, run.cancelled)
 
 
@@ -283,8 +312,15 @@ def _select(checks: Collection[str] | None) -> list[str]:
     return [c for c in CHECKS if c in checks]
 
 
-def _first_pass(rows: Sequence[Any], shape: Shape, selected: list[str], meter: Meter,
-                turns: _TurnCounter, findings: list[Finding], run: _Progress) -> list[Example]:
+def _first_pass(
+    rows: Sequence[Any],
+    shape: Shape,
+    selected: list[str],
+    meter: Meter,
+    turns: _TurnCounter,
+    findings: list[Finding],
+    run: _Progress,
+) -> list[Example]:
     """Every row as an :class:`Example`, with the one-example checks run, measured and counted, chunk by chunk.
 
     Each example's view is released once its chunk is done: only what the dataset-wide checks need is kept.
@@ -306,9 +342,19 @@ def _first_pass(rows: Sequence[Any], shape: Shape, selected: list[str], meter: M
     return examples
 
 
-def _summary(rows: Sequence[Any], shape: Shape, examples: list[Example], lengths: Lengths, turns: TurnStats,
-             selected: list[str], skipped: dict[str, str], findings: list[Finding],
-             conventions: list[Convention], overview: Coverage | None, notes: list[str]) -> DatasetSummary:
+def _summary(
+    rows: Sequence[Any],
+    shape: Shape,
+    examples: list[Example],
+    lengths: Lengths,
+    turns: TurnStats,
+    selected: list[str],
+    skipped: dict[str, str],
+    findings: list[Finding],
+    conventions: list[Convention],
+    overview: Coverage | None,
+    notes: list[str],
+) -> DatasetSummary:
     by_check = {c: 0 for c in selected if c not in skipped}
     by_check.update(Counter(f.check for f in findings))
     by_severity = {s: 0 for s in SEVERITIES} | dict(Counter(f.severity for f in findings))

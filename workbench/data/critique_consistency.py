@@ -70,8 +70,16 @@ class _Collector:
         applicable = len(labels)
         if n / applicable < MAJORITY:
             mix = ", ".join(f"{label} {percent(c, applicable)}" for label, c in ranked[:3])
-            self.conventions.append(Convention(name, "mixed", n / applicable, applicable, 0,
-                                               f"{name}: no clear convention ({mix} of {applicable:,} {scope})"))
+            self.conventions.append(
+                Convention(
+                    name,
+                    "mixed",
+                    n / applicable,
+                    applicable,
+                    0,
+                    f"{name}: no clear convention ({mix} of {applicable:,} {scope})",
+                )
+            )
             return None
         breaking = sum(1 for values in labels.values() if any(v != top for v in values))
         text = f"{name}: {top} in {percent(n, applicable)} of {applicable:,} {scope}"
@@ -96,10 +104,24 @@ def check_consistency(examples: Sequence[Example]) -> tuple[list[Finding], list[
 
 # -- dates --------------------------------------------------------------------------
 
-_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-           "november", "december"]
-_MONTH = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?" \
-         r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+_MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+    r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
 _NUMERIC_DATE = re.compile(r"(\d{1,4})([-/.])(\d{1,2})\2(\d{1,4})(?!\d|[/-]\d|\.\d)")
 """A numeric date; the character before it is checked by hand (a lookbehind here would slow every search)."""
 _NAMED_DATE = re.compile(
@@ -144,8 +166,11 @@ def _numeric(match: re.Match[str]) -> _Date | None:
 def _named(match: re.Match[str]) -> _Date:
     month = (match.group("m1") or match.group("m2")).lower()[:3]
     number = next(i for i, m in enumerate(_MONTHS, 1) if m.startswith(month))
-    day, year = (int(match.group("d1")), int(match.group("y1"))) if match.group("m1") else (
-        int(match.group("d2")), int(match.group("y2")))
+    day, year = (
+        (int(match.group("d1")), int(match.group("y1")))
+        if match.group("m1")
+        else (int(match.group("d2")), int(match.group("y2")))
+    )
     return _date(match.group(0), "Month D, YYYY" if match.group("m1") else "D Month YYYY", year, number, day)
 
 
@@ -161,8 +186,11 @@ def _starts_word(text: str, start: int, also: str = "") -> bool:
 
 def find_dates(text: str) -> list[_Date]:
     """Every full date (with a year) in ``text``, with its format."""
-    found = [d for m in _NUMERIC_DATE.finditer(text)
-             if _starts_word(text, m.start(), "/.-_") and (d := _numeric(m)) is not None]
+    found = [
+        d
+        for m in _NUMERIC_DATE.finditer(text)
+        if _starts_word(text, m.start(), "/.-_") and (d := _numeric(m)) is not None
+    ]
     after = 0
     for year in _YEAR.finditer(text):  # a named date ends on its year: look just before each year
         if not _starts_word(text, year.start()):
@@ -191,7 +219,8 @@ def _dates(examples: Sequence[Example], out: _Collector) -> None:
     found = {ex.index: dates for ex in examples if (dates := find_dates(ex.response_text))}
     labels = Counter(d.label for dates in found.values() for d in dates)
     day_first = sum(n for label, n in labels.items() if label[:3] in ("DD/", "DD-")) > sum(
-        n for label, n in labels.items() if label[:3] in ("MM/", "MM-"))
+        n for label, n in labels.items() if label[:3] in ("MM/", "MM-")
+    )
     found = {i: [_resolve(d, day_first) for d in dates] for i, dates in found.items()}
     labels_of = {i: tuple(d.label for d in dates) for i, dates in found.items()}
     majority = out.vote("dates", labels_of, "answers with a date")
@@ -233,8 +262,12 @@ def _json_format(examples: Sequence[Example], out: _Collector) -> list[Example]:
                 wrap = "wrapped in a ``` fence" if label == _FENCED else "bare, without the ``` fence"
                 out.add(ex, "warning", f"the JSON is {wrap}; {share} are {top}", "Write it like the others.")
             else:
-                out.add(ex, "error", f"{_why_not_json(ex)}; {share} are {top}",
-                        "Fix the answer so it parses as JSON (json.loads), with the same keys as the others.")
+                out.add(
+                    ex,
+                    "error",
+                    f"{_why_not_json(ex)}; {share} are {top}",
+                    "Fix the answer so it parses as JSON (json.loads), with the same keys as the others.",
+                )
     return [ex for ex in examples if ex.format == "json object"]
 
 
@@ -253,7 +286,7 @@ def _why_not_json(ex: Example) -> str:
             pass
         if err.pos >= len(body) - 1:
             return f"the JSON is cut off at the end ({err.msg}): …{body[-40:]!r}"
-        around = quote(body[max(0, err.pos - 25): err.pos + 15])
+        around = quote(body[max(0, err.pos - 25) : err.pos + 15])
         return f"invalid JSON: {err.msg} at character {err.pos}: {around}"
     return f"the answer is not valid JSON: {quote(text)}"  # pragma: no cover  (classify_output said it fails)
 
@@ -275,10 +308,17 @@ def _json_keys(examples: Sequence[Example], out: _Collector) -> None:
             continue
         missing = [k for k in usual_order if k not in ex.parsed]
         extra = [k for k in ex.parsed if k not in usual]
-        what = "; ".join(part for part in (
-            f"missing {_keys(missing)}" if missing else "", f"extra {_keys(extra)}" if extra else "") if part)
-        out.add(ex, "warning", f"keys differ from the usual set: {what} ({share} have {_keys(usual_order)})",
-                "Use the same keys as the other answers: a model learns one schema.")
+        what = "; ".join(
+            part
+            for part in (f"missing {_keys(missing)}" if missing else "", f"extra {_keys(extra)}" if extra else "")
+            if part
+        )
+        out.add(
+            ex,
+            "warning",
+            f"keys differ from the usual set: {what} ({share} have {_keys(usual_order)})",
+            "Use the same keys as the other answers: a model learns one schema.",
+        )
     same_set = [ex for ex in examples if key_sets[ex.index][0] == top]
     orders = {ex.index: (_keys(list(ex.parsed)),) for ex in same_set}
     majority = out.vote("JSON key order", orders, "answers with the usual keys")
@@ -287,8 +327,12 @@ def _json_keys(examples: Sequence[Example], out: _Collector) -> None:
     top, share = majority
     for ex in same_set:
         if orders[ex.index][0] != top:
-            out.add(ex, "info", f"keys in another order ({_keys(list(ex.parsed))}); {share} use {top}",
-                    "Keep one key order: it makes the answers easier to learn and to compare.")
+            out.add(
+                ex,
+                "info",
+                f"keys in another order ({_keys(list(ex.parsed))}); {share} use {top}",
+                "Keep one key order: it makes the answers easier to learn and to compare.",
+            )
 
 
 # -- text style: first letter, final punctuation, list markers ------------------------
@@ -326,7 +370,8 @@ _STYLE_FIXES = {
 def _free_text(examples: Sequence[Example]) -> dict[str, dict[int, tuple[Example, str]]]:
     """Texts whose style can be compared: prose answers, and JSON string values that read as phrases."""
     scopes: dict[str, dict[int, tuple[Example, str]]] = {
-        "answer": {ex.index: (ex, ex.response_text) for ex in examples if ex.format == "prose"}}
+        "answer": {ex.index: (ex, ex.response_text) for ex in examples if ex.format == "prose"}
+    }
     objects = [ex for ex in examples if ex.format == "json object"]
     strings: Counter[str] = Counter()
     phrases: Counter[str] = Counter()
@@ -336,25 +381,30 @@ def _free_text(examples: Sequence[Example]) -> dict[str, dict[int, tuple[Example
                 strings[key] += 1
                 phrases[key] += value.count(" ") >= 2
     for key in (k for k in strings if phrases[k] >= MAJORITY * strings[k]):
-        scopes[f"'{key}'"] = {ex.index: (ex, value) for ex in objects
-                              if isinstance(value := ex.parsed.get(key), str)}
+        scopes[f"'{key}'"] = {ex.index: (ex, value) for ex in objects if isinstance(value := ex.parsed.get(key), str)}
     return scopes
 
 
-def _style(out: _Collector, name: str, scope: str, texts: dict[int, tuple[Example, str]],
-           label: Callable[[str], str | None]) -> None:
+def _style(
+    out: _Collector, name: str, scope: str, texts: dict[int, tuple[Example, str]], label: Callable[[str], str | None]
+) -> None:
     """Vote on one style (``label``) over one kind of text: answers, or the values of one JSON key."""
     labels = {i: (lab,) for i, (_, text) in texts.items() if (lab := label(text)) is not None}
     what = "the answer" if scope == "answer" else scope
-    majority = out.vote(f"{scope} {name}" if scope != "answer" else name, labels,
-                        "answers" if scope == "answer" else f"{scope} values")
+    majority = out.vote(
+        f"{scope} {name}" if scope != "answer" else name, labels, "answers" if scope == "answer" else f"{scope} values"
+    )
     if majority is None:
         return
     top, share = majority
     for i, (ex, text) in texts.items():
         if i in labels and labels[i][0] != top:
-            out.add(ex, "info", f"{what} {labels[i][0]} ({quote(text, 50)}), unlike {share}",
-                    _STYLE_FIXES.get(top, f"Write it like the others ({top})."))
+            out.add(
+                ex,
+                "info",
+                f"{what} {labels[i][0]} ({quote(text, 50)}), unlike {share}",
+                _STYLE_FIXES.get(top, f"Write it like the others ({top})."),
+            )
 
 
 def _text_style(examples: Sequence[Example], out: _Collector) -> None:
@@ -377,5 +427,4 @@ def _list_style(examples: Sequence[Example], out: _Collector) -> None:
     top, share = majority
     for i, (ex, _) in lists.items():
         if i in labels and labels[i][0] != top:
-            out.add(ex, "info", f"the list uses {labels[i][0]}; {share} use {top}",
-                    f"Use {top} like the other lists.")
+            out.add(ex, "info", f"the list uses {labels[i][0]}; {share} use {top}", f"Use {top} like the other lists.")

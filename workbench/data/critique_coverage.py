@@ -79,12 +79,10 @@ class Coverage:
         """The overview as plain text."""
         lines = ["Coverage:"]
         if self.topics:
-            lines.append("  topics: " + "; ".join(f"{', '.join(t.terms[:3])} {t.share:.0%}"
-                                                  for t in self.topics))
+            lines.append("  topics: " + "; ".join(f"{', '.join(t.terms[:3])} {t.share:.0%}" for t in self.topics))
         for label in self.labels:
             total = sum(label.counts.values())
-            lines.append(f"  {label.key}: " + ", ".join(f"{v} {percent(n, total)}"
-                                                        for v, n in label.counts.items()))
+            lines.append(f"  {label.key}: " + ", ".join(f"{v} {percent(n, total)}" for v, n in label.counts.items()))
         if self.languages:
             lines.append("  prompt languages: " + ", ".join(f"{k} {n:,}" for k, n in self.languages.items()))
         lines += [f"  thin: {gap}" for gap in self.gaps]
@@ -137,12 +135,18 @@ def _labels(examples: Sequence[Example], result: Coverage) -> list[Finding]:
             result.gaps.append(f"{key} {value!r} in only {plural(n, 'answer')} of {total:,} ({percent(n, total)})")
             if n > TYPO_COUNT:
                 continue
-            findings += [Finding(
-                ex.index, "coverage", "info",
-                f"{key} {value!r} appears in only {plural(n, 'answer')} of {total:,} (usual: {usual})",
-                "Check the label for a typo; if it is real, add examples of it or the model will rarely produce it.",
-                RESPONSE,
-            ) for ex in objects if key in ex.parsed and _label(ex.parsed[key]) == value]
+            findings += [
+                Finding(
+                    ex.index,
+                    "coverage",
+                    "info",
+                    f"{key} {value!r} appears in only {plural(n, 'answer')} of {total:,} (usual: {usual})",
+                    "Check the label for a typo; if it is real, add examples of it or the model will rarely produce it.",
+                    RESPONSE,
+                )
+                for ex in objects
+                if key in ex.parsed and _label(ex.parsed[key]) == value
+            ]
     return findings
 
 
@@ -180,7 +184,7 @@ def _topics(examples: Sequence[Example], cancelled: Callable[[], bool]) -> tuple
     for start in range(0, len(filled), 20_000):
         if cancelled():
             return [], n
-        part = filled[start: start + 20_000]
+        part = filled[start : start + 20_000]
         sims = _Rows([cols[i] for i in part], idf).dot(centres)
         labels[part] = sims.argmax(axis=1)
         score[part] = sims.max(axis=1)
@@ -191,7 +195,7 @@ def _topics(examples: Sequence[Example], cancelled: Callable[[], bool]) -> tuple
             continue
         closest = members[np.argsort(-score[members], kind="stable")[:3]]
         terms = [vocab[t] for t in np.argsort(-centres[j], kind="stable")[:5] if centres[j][t] > 0]
-        topics.append(Topic(terms, int(len(members)), round(len(members) / n, 4), [int(i) for i in closest]))
+        topics.append(Topic(terms, len(members), round(len(members) / n, 4), [int(i) for i in closest]))
     topics.sort(key=lambda t: -t.size)
     return topics, n - len(filled)
 
@@ -322,6 +326,7 @@ def _gaps(examples: Sequence[Example], result: Coverage) -> list[str]:
         systems = Counter(ex.system for ex in examples)
         system, count = systems.most_common(1)[0]
         if system and count >= 0.95 * n:
-            gaps.append(f"one system prompt in {percent(count, n)} of examples: "
-                        "the model may not follow a different one")
+            gaps.append(
+                f"one system prompt in {percent(count, n)} of examples: the model may not follow a different one"
+            )
     return gaps

@@ -21,12 +21,41 @@ from workbench.data.view import ExampleView, Turn, view
 
 # -- placeholders -------------------------------------------------------------------
 
-_PLACEHOLDERS = frozenset({
-    "n/a", "na", "n.a", "todo", "to do", "tbd", "tba", "tbc", "fixme", "xxx", "placeholder",
-    "no output", "nooutput", "no_output", "no input", "noinput", "no_input", "no response", "no answer",
-    "output", "answer", "response", "answer here", "your answer here", "insert answer here", "insert output here",
-    "to be done", "to be determined", "lorem ipsum", "not available", "not applicable",
-})
+_PLACEHOLDERS = frozenset(
+    {
+        "n/a",
+        "na",
+        "n.a",
+        "todo",
+        "to do",
+        "tbd",
+        "tba",
+        "tbc",
+        "fixme",
+        "xxx",
+        "placeholder",
+        "no output",
+        "nooutput",
+        "no_output",
+        "no input",
+        "noinput",
+        "no_input",
+        "no response",
+        "no answer",
+        "output",
+        "answer",
+        "response",
+        "answer here",
+        "your answer here",
+        "insert answer here",
+        "insert output here",
+        "to be done",
+        "to be determined",
+        "lorem ipsum",
+        "not available",
+        "not applicable",
+    }
+)
 """Answers that are a stand-in for an answer: an error wherever they are trained on."""
 _MAYBE_PLACEHOLDERS = frozenset({"none", "null", "nil", "nan", "undefined", "empty", "blank", "missing"})
 """Answers that are placeholders in most datasets but can be a real answer ("Is there a bug?" "None.")."""
@@ -129,9 +158,24 @@ class Example:
     them give the garbage collector little to walk.
     """
 
-    __slots__ = ("index", "view", "chat", "needs_answer", "response_text", "has_response", "format", "parsed",
-                 "prompt_text", "system", "has_rejected", "plain_text", "undesirable", "_words", "_language",
-                 "_natural")
+    __slots__ = (
+        "_language",
+        "_natural",
+        "_words",
+        "chat",
+        "format",
+        "has_rejected",
+        "has_response",
+        "index",
+        "needs_answer",
+        "parsed",
+        "plain_text",
+        "prompt_text",
+        "response_text",
+        "system",
+        "undesirable",
+        "view",
+    )
 
     def __init__(self, index: int, row: Any, shape: Shape) -> None:
         self.index = index

@@ -21,30 +21,40 @@ if TYPE_CHECKING:
 
 _STOPWORDS: dict[str, str] = {
     "en": "the and of to is in it that for you was with on are this have be not but my we they at from or an will "
-          "can would please me has had what when your been there their which do does did about if so no just all our "
-          "i'm it's i a could should into than them then these those how why who",
+    "can would please me has had what when your been there their which do does did about if so no just all our "
+    "i'm it's i a could should into than them then these those how why who",
     "es": "el la los las de del que y en un una por con para es se su sus lo al como más pero mi me le ya muy sin "
-          "sobre este esta también porque cuando hay fue son está yo nos ha desde hasta donde todo ni usted no "
-          "gracias",
+    "sobre este esta también porque cuando hay fue son está yo nos ha desde hasta donde todo ni usted no "
+    "gracias",
     "fr": "le la les de des du et est un une en que qui pour dans ce cette pas sur au aux avec il elle je vous nous "
-          "ne se mais ou son sa ses mon ma mes très été être avoir plus par comme tout merci j'ai c'est",
+    "ne se mais ou son sa ses mon ma mes très été être avoir plus par comme tout merci j'ai c'est",
     "de": "der die das und ist nicht ein eine einen dem den des zu mit sich auf für von im es ich sie wir ihr auch "
-          "aber wie noch nach bei aus wenn oder mein meine haben hat wurde sind war kein bitte danke",
+    "aber wie noch nach bei aus wenn oder mein meine haben hat wurde sind war kein bitte danke",
     "it": "il lo la gli le di che e è un una per con non sono mi si del della dei nel nella al alla da ma come "
-          "anche più questo questa ho ha perché io ci ne se molto grazie",
+    "anche più questo questa ho ha perché io ci ne se molto grazie",
     "pt": "o a os as de do da dos das que e é um uma para com não em no na por se mais mas como foi ao meu minha "
-          "você eu ele ela isso este esta muito tem são também obrigado",
+    "você eu ele ela isso este esta muito tem são também obrigado",
     "nl": "de het een en van is dat niet op te in ik je met voor zijn er maar om aan ook als bij nog wat mijn hij "
-          "ze wij heb heeft was door naar dan kan geen bedankt",
+    "ze wij heb heeft was door naar dan kan geen bedankt",
     "sv": "och att det som en ett är på av för med till den har de inte om jag du vi var men så han hon från kan "
-          "min mitt eller när vad ska skulle efter tack",
+    "min mitt eller när vad ska skulle efter tack",
     "pl": "i w na z że nie się do jest to o jak ale po co tak za od jego jej mnie mi czy już ten ta są być był "
-          "była przez dla tylko dziękuję",
+    "była przez dla tylko dziękuję",
     "fi": "ja on ei se että oli ovat hän minä sinä me te he mutta kun jos niin kuin tämä joka mitä myös vain "
-          "olen ole voi siitä kanssa minun sen kiitos",
+    "olen ole voi siitä kanssa minun sen kiitos",
 }
-LANGUAGES = {"en": "English", "es": "Spanish", "fr": "French", "de": "German", "it": "Italian", "pt": "Portuguese",
-             "nl": "Dutch", "sv": "Swedish", "pl": "Polish", "fi": "Finnish"}
+LANGUAGES = {
+    "en": "English",
+    "es": "Spanish",
+    "fr": "French",
+    "de": "German",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "nl": "Dutch",
+    "sv": "Swedish",
+    "pl": "Polish",
+    "fi": "Finnish",
+}
 
 
 def _weights() -> dict[str, tuple[tuple[str, float], ...]]:
@@ -61,10 +71,17 @@ STOPWORDS = frozenset(_WEIGHTS)
 """Every stop word of every language: what topic clustering leaves out."""
 
 _SCRIPTS = (  # (first code point, last code point, script)
-    (0x0370, 0x03FF, "Greek"), (0x0400, 0x052F, "Cyrillic"), (0x0590, 0x05FF, "Hebrew"),
-    (0x0600, 0x06FF, "Arabic"), (0x0900, 0x097F, "Devanagari"), (0x0E00, 0x0E7F, "Thai"),
-    (0x1100, 0x11FF, "Korean"), (0x3040, 0x30FF, "Japanese"), (0x3400, 0x4DBF, "Chinese"),
-    (0x4E00, 0x9FFF, "Chinese"), (0xAC00, 0xD7AF, "Korean"),
+    (0x0370, 0x03FF, "Greek"),
+    (0x0400, 0x052F, "Cyrillic"),
+    (0x0590, 0x05FF, "Hebrew"),
+    (0x0600, 0x06FF, "Arabic"),
+    (0x0900, 0x097F, "Devanagari"),
+    (0x0E00, 0x0E7F, "Thai"),
+    (0x1100, 0x11FF, "Korean"),
+    (0x3040, 0x30FF, "Japanese"),
+    (0x3400, 0x4DBF, "Chinese"),
+    (0x4E00, 0x9FFF, "Chinese"),
+    (0xAC00, 0xD7AF, "Korean"),
 )
 MIN_WORDS = 6
 """Texts with fewer words are not judged."""
@@ -147,10 +164,14 @@ def check_language_mismatch(ex: Example) -> list[Finding]:
         return []
     if _TRANSLATION.search(ex.prompt_text) or _TRANSLATION.search(ex.system):
         return []
-    return [Finding(
-        ex.index, "language_mismatch", "warning",
-        f"the answer is in {name(answer_language)} but the prompt is in {name(prompt_language)}: "
-        f"{quote(answer, 70)}",
-        f"Rewrite the answer in {name(prompt_language)}, or say in the prompt which language to answer in.",
-        RESPONSE,
-    )]
+    return [
+        Finding(
+            ex.index,
+            "language_mismatch",
+            "warning",
+            f"the answer is in {name(answer_language)} but the prompt is in {name(prompt_language)}: "
+            f"{quote(answer, 70)}",
+            f"Rewrite the answer in {name(prompt_language)}, or say in the prompt which language to answer in.",
+            RESPONSE,
+        )
+    ]

@@ -64,8 +64,9 @@ def histogram(values: Sequence[int], bins: int = 20) -> Histogram | None:
     edges = list(range(lo, top + 1, width)) + [hi + 1]
     counts = np.histogram(arr, bins=edges)[0]
     median, p95 = np.percentile(arr, [50, 95])
-    return Histogram(edges, [int(c) for c in counts], len(values), lo, round(float(median), 1), round(float(p95), 1),
-                     hi)
+    return Histogram(
+        edges, [int(c) for c in counts], len(values), lo, round(float(median), 1), round(float(p95), 1), hi
+    )
 
 
 @dataclass
@@ -130,13 +131,16 @@ class WordMeter(Meter):
     def measure(self, chunk: Sequence[Example]) -> None:
         for ex in chunk:
             v = ex.view
-            self.lengths.add(sum(self._system_words(t.content) if t.role == "system" else count_words(t.content)
-                                 for t in v.prompt),
-                             count_words(ex.response_text) if ex.has_response else None,
-                             count_words(v.rejected_text) if ex.has_rejected else None)
-            self.lengths.add_estimate(sum(len(t.content) for t in v.prompt),
-                                      len(ex.response_text) if ex.has_response else None,
-                                      len(v.rejected_text) if ex.has_rejected else None)
+            self.lengths.add(
+                sum(self._system_words(t.content) if t.role == "system" else count_words(t.content) for t in v.prompt),
+                count_words(ex.response_text) if ex.has_response else None,
+                count_words(v.rejected_text) if ex.has_rejected else None,
+            )
+            self.lengths.add_estimate(
+                sum(len(t.content) for t in v.prompt),
+                len(ex.response_text) if ex.has_response else None,
+                len(v.rejected_text) if ex.has_rejected else None,
+            )
 
     def _system_words(self, text: str) -> int:
         n = self._system.get(text)
@@ -156,8 +160,11 @@ class TokenCounter:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self.backend = getattr(tokenizer, "backend_tokenizer", None)
-        added = [t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
-                 if not (t.lstrip or t.rstrip or t.normalized)]
+        added = [
+            t.content
+            for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
+            if not (t.lstrip or t.rstrip or t.normalized)
+        ]
         alternatives = "|".join(map(re.escape, sorted(added, key=len, reverse=True)))
         self.split = re.compile(f"({alternatives})") if added else None
         self.cache: dict[str, int] = {token: 1 for token in added}
@@ -195,8 +202,11 @@ class TokenMeter(Meter):
     def measure(self, chunk: Sequence[Example]) -> None:
         prompts, answers, rejects = [], [], []
         for ex in chunk:
-            rendered = _render(ex, self.tokenizer, self.findings if self.render_check else None) \
-                if self.has_template and ex.chat else None
+            rendered = (
+                _render(ex, self.tokenizer, self.findings if self.render_check else None)
+                if self.has_template and ex.chat
+                else None
+            )
             if rendered is None:  # plain text: each part on its own
                 v = ex.view
                 rendered = ("\n".join(t.content for t in v.prompt), ex.response_text, v.rejected_text)
@@ -215,18 +225,27 @@ def _render(ex: Example, tokenizer: Any, findings: list[Finding] | None) -> tupl
     """
     v = ex.view
     try:
-        prompt = (tokenizer.apply_chat_template(_chat(v.prompt), tokenize=False, add_generation_prompt=True)
-                  if v.prompt else "")
+        prompt = (
+            tokenizer.apply_chat_template(_chat(v.prompt), tokenize=False, add_generation_prompt=True)
+            if v.prompt
+            else ""
+        )
         full = tokenizer.apply_chat_template(_chat(v.turns), tokenize=False) if v.response else prompt
         rejected = tokenizer.apply_chat_template(_chat(v.prompt + v.rejected), tokenize=False) if v.rejected else ""
-    except Exception as err:  # noqa: BLE001  any template error is the finding
+    except Exception as err:
         if findings is not None:
             message = " ".join(str(err).split()) or type(err).__name__
-            findings.append(Finding(
-                ex.index, "chat_template", "error", f"the chat template fails on this conversation: {message}",
-                "Fix the turns the template rejects (often: roles must alternate user/assistant, or a system turn it "
-                "does not allow), or use a model whose template accepts them.", PROMPT,
-            ))
+            findings.append(
+                Finding(
+                    ex.index,
+                    "chat_template",
+                    "error",
+                    f"the chat template fails on this conversation: {message}",
+                    "Fix the turns the template rejects (often: roles must alternate user/assistant, or a system turn it "
+                    "does not allow), or use a model whose template accepts them.",
+                    PROMPT,
+                )
+            )
         return None
     if findings is not None:
         _lost_turns(ex, full + rejected, findings)
@@ -235,19 +254,24 @@ def _render(ex: Example, tokenizer: Any, findings: list[Finding] | None) -> tupl
 
 def _after(text: str, prompt: str) -> str:
     """The part of a render that follows the prompt's render (the whole render when the template reorders)."""
-    return text[len(prompt):] if text.startswith(prompt) else text
+    return text[len(prompt) :] if text.startswith(prompt) else text
 
 
 def _lost_turns(ex: Example, rendered: str, findings: list[Finding]) -> None:
     for turn in ex.view.turns + (ex.view.rejected or ()):
         content = turn.content.strip()
         if turn.role in ("system", "user", "assistant") and content and content not in rendered:
-            findings.append(Finding(
-                ex.index, "chat_template", "error",
-                f"the chat template drops the {turn.role} turn {quote(content, 50)}: the model never sees it",
-                "Merge that turn into one the template keeps (e.g. put the system prompt in the first user turn), "
-                "or use a model whose template supports it.", PROMPT if turn.role != "assistant" else RESPONSE,
-            ))
+            findings.append(
+                Finding(
+                    ex.index,
+                    "chat_template",
+                    "error",
+                    f"the chat template drops the {turn.role} turn {quote(content, 50)}: the model never sees it",
+                    "Merge that turn into one the template keeps (e.g. put the system prompt in the first user turn), "
+                    "or use a model whose template supports it.",
+                    PROMPT if turn.role != "assistant" else RESPONSE,
+                )
+            )
             return
 
 
@@ -289,13 +313,21 @@ def _outliers(part: str, points: dict[int, int], unit: str) -> list[Finding]:
         n, r = int(value[k]), float(ratio[k])
         long = r > 1
         times = f"{r:.0f}× the median" if long else f"1/{1 / r:.0f} of the median"
-        out.append(Finding(  # very long is a warning (pasted threads, logs); short ones are often right
-            int(index[k]), "length_outlier", "warning" if r >= 10 else "info",
-            f"the {what} is {plural(n, unit)}, {times} ({typical})",
-            (f"Check for pasted threads, logs or repeated text; trim the {what} to what the task needs."
-             if long else f"Check that the {what} is complete."),
-            part, score=round(r, 2),
-        ))
+        out.append(
+            Finding(  # very long is a warning (pasted threads, logs); short ones are often right
+                int(index[k]),
+                "length_outlier",
+                "warning" if r >= 10 else "info",
+                f"the {what} is {plural(n, unit)}, {times} ({typical})",
+                (
+                    f"Check for pasted threads, logs or repeated text; trim the {what} to what the task needs."
+                    if long
+                    else f"Check that the {what} is complete."
+                ),
+                part,
+                score=round(r, 2),
+            )
+        )
     return out
 
 
@@ -305,8 +337,9 @@ TRUNCATIONS = ("keep_start", "keep_end")
 """Which end truncation keeps: the start (the trainer default: the answer's end is cut) or the end."""
 
 
-def check_too_long(examples: Sequence[Example], lengths: Lengths, max_length: int,
-                   truncation: str = "keep_start") -> list[Finding]:
+def check_too_long(
+    examples: Sequence[Example], lengths: Lengths, max_length: int, truncation: str = "keep_start"
+) -> list[Finding]:
     """Examples over ``max_length``, with what truncation would cut: part of the answer, or only the prompt."""
     out = []
     approx = "~" if lengths.estimated else ""

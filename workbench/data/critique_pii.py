@@ -93,8 +93,9 @@ _PATTERNS = (
     _Pattern("API key", re.compile(r"\b(?:sk|rk)-(?:proj-|ant-|live-|test-)?[A-Za-z0-9_-]{16,}"), "error", TOKEN),
     _Pattern("API key", re.compile(r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"), "error", TOKEN),
     _Pattern("AWS access key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "error", TOKEN),
-    _Pattern("GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"), "error",
-             TOKEN),
+    _Pattern(
+        "GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"), "error", TOKEN
+    ),
     _Pattern("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), "error", TOKEN),
     _Pattern("Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"), "error", TOKEN),
     _Pattern("JWT", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), "error", TOKEN),
@@ -104,17 +105,29 @@ _PATTERNS = (
             r"(?i)\b(?:api[_ -]?key|secret(?:[_ -]?key)?|access[_ -]?key|auth[_ -]?token|token|password|passwd|pwd)\b"
             r"[\"']?\s*(?:is|=|:|=>)?\s*[\"']?([A-Za-z0-9_\-+/=.!@#$%^&*]{8,})"
         ),
-        "error", TEXT, ("key", "secret", "token", "passw", "pwd"), _secret,
+        "error",
+        TEXT,
+        ("key", "secret", "token", "passw", "pwd"),
+        _secret,
     ),
     _Pattern("card number", re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"), "error", NUMBER, valid=_card),
     _Pattern("email address", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}"), "warning", TEXT, ("@",)),
-    _Pattern("IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"), "warning", NUMBER,
-             valid=_iban),
+    _Pattern(
+        "IBAN",
+        re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
+        "warning",
+        NUMBER,
+        valid=_iban,
+    ),
     _Pattern(
         "phone number",
-        re.compile(r"(?<![\w#@/.+-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,5}){1,4}"
-                   r"(?![\w/@-]|[.,]\d)"),
-        "warning", NUMBER, valid=_phone,
+        re.compile(
+            r"(?<![\w#@/.+-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,5}){1,4}"
+            r"(?![\w/@-]|[.,]\d)"
+        ),
+        "warning",
+        NUMBER,
+        valid=_phone,
     ),
 )
 _KEY_PREFIXES = ("k-", "k_", "AKIA", "ASIA", "gh", "_pat_", "xox", "AIza", "eyJ")
@@ -135,8 +148,11 @@ def scan(text: str) -> tuple[Hit, ...]:
     seen: list[tuple[int, int]] = []
     low = text.lower()
     keys = mentions(text, _KEY_PREFIXES)
-    numbers = [(max(0, m.start() - _BEFORE_RUN), m.end() + 2) for m in _NUMBER_RUN.finditer(text)
-               if not _DATE_LIKE.fullmatch(m.group(0))]
+    numbers = [
+        (max(0, m.start() - _BEFORE_RUN), m.end() + 2)
+        for m in _NUMBER_RUN.finditer(text)
+        if not _DATE_LIKE.fullmatch(m.group(0))
+    ]
     for pattern in _PATTERNS:
         if pattern.where == TOKEN:
             if not keys:
@@ -173,10 +189,16 @@ def check_pii(ex: Example) -> list[Finding]:
         shown = ", ".join(f"{h.kind} {mask(h.value)}" for h in hits[:4])
         more = f" and {len(hits) - 4} more" if len(hits) > 4 else ""
         secret = severity == "error"
-        out.append(Finding(
-            ex.index, "pii", severity, f"the {field} contains {shown}{more}",
-            "Remove or replace it with a fake value of the same shape; revoke any real key."
-            if secret else "Replace it with a made-up value unless the model must learn to handle it.",
-            field,
-        ))
+        out.append(
+            Finding(
+                ex.index,
+                "pii",
+                severity,
+                f"the {field} contains {shown}{more}",
+                "Remove or replace it with a fake value of the same shape; revoke any real key."
+                if secret
+                else "Replace it with a made-up value unless the model must learn to handle it.",
+                field,
+            )
+        )
     return out

@@ -30,21 +30,39 @@ def check_empty_output(ex: Example) -> list[Finding]:
     """The answer (or the rejected answer, or an earlier assistant turn) is empty or whitespace only."""
     out = []
     if ex.format == "empty":
-        out.append(Finding(
-            ex.index, "empty_output", "error", f"the answer is empty ({quote(ex.response_text)})",
-            "Write the answer, or drop the example: it teaches the model to say nothing.", RESPONSE,
-        ))
+        out.append(
+            Finding(
+                ex.index,
+                "empty_output",
+                "error",
+                f"the answer is empty ({quote(ex.response_text)})",
+                "Write the answer, or drop the example: it teaches the model to say nothing.",
+                RESPONSE,
+            )
+        )
     if ex.has_rejected and not ex.view.rejected_text.strip():
-        out.append(Finding(
-            ex.index, "empty_output", "error", f"the rejected answer is empty ({quote(ex.view.rejected_text)})",
-            "Give a real rejected answer: an empty one teaches only 'say something'.", REJECTED,
-        ))
+        out.append(
+            Finding(
+                ex.index,
+                "empty_output",
+                "error",
+                f"the rejected answer is empty ({quote(ex.view.rejected_text)})",
+                "Give a real rejected answer: an empty one teaches only 'say something'.",
+                REJECTED,
+            )
+        )
     for n, turn in enumerate(ex.view.prompt, 1):
         if turn.role == "assistant" and not turn.content.strip():
-            out.append(Finding(
-                ex.index, "empty_output", "warning", f"assistant turn {n} is empty",
-                "Fill in the earlier answer or cut the conversation before it.", PROMPT,
-            ))
+            out.append(
+                Finding(
+                    ex.index,
+                    "empty_output",
+                    "warning",
+                    f"assistant turn {n} is empty",
+                    "Fill in the earlier answer or cut the conversation before it.",
+                    PROMPT,
+                )
+            )
             break
     return out
 
@@ -63,8 +81,19 @@ _SLOT = re.compile(
     r"\[(?:your|insert|enter|name of|add)\b[^\]\n]{0,40}\]|\{\{\s*\w+\s*\}\}|<(?:insert|your)\b[^>\n]{0,40}>",
     re.IGNORECASE,
 )
-_REFUSAL_WORDS = ("ai ", "language model", "sorry", "afraid", "unable", "can't", "cannot", "not able", "won't",
-                  "don't have", "do not have")
+_REFUSAL_WORDS = (
+    "ai ",
+    "language model",
+    "sorry",
+    "afraid",
+    "unable",
+    "can't",
+    "cannot",
+    "not able",
+    "won't",
+    "don't have",
+    "do not have",
+)
 _INPUT_PLACEHOLDER = re.compile(r"\s*<?(?:noinput|no input|no_input|n/a|none|null|nan|empty)>?\s*", re.IGNORECASE)
 
 
@@ -78,10 +107,16 @@ def check_placeholder_output(ex: Example) -> list[Finding]:
     for turn in ex.user_turns:
         tail = turn.content.rsplit("\n\n", 1)[-1] if "\n\n" in turn.content else ""
         if tail and _INPUT_PLACEHOLDER.fullmatch(tail):
-            out.append(Finding(
-                ex.index, "placeholder_output", "warning", f"the input is a placeholder ({quote(tail)})",
-                "Leave the input empty instead: the model would learn to expect the placeholder.", PROMPT,
-            ))
+            out.append(
+                Finding(
+                    ex.index,
+                    "placeholder_output",
+                    "warning",
+                    f"the input is a placeholder ({quote(tail)})",
+                    "Leave the input empty instead: the model would learn to expect the placeholder.",
+                    PROMPT,
+                )
+            )
             break
     return out
 
@@ -99,30 +134,51 @@ def _placeholder(index: int, field: str, text: str) -> Finding | None:
     if severity and field == REJECTED:
         severity = "warning"  # a placeholder rejected answer teaches little, but nothing wrong
     if severity:
-        return Finding(index, "placeholder_output", severity, f"{which} is a placeholder: {quote(text)}",
-                       "Write the real answer or drop the example.", field)
+        return Finding(
+            index,
+            "placeholder_output",
+            severity,
+            f"{which} is a placeholder: {quote(text)}",
+            "Write the real answer or drop the example.",
+            field,
+        )
     low = text.lower()
     if "lorem" in low and _LOREM.search(text):
-        return Finding(index, "placeholder_output", "error", f"{which} is lorem ipsum filler: {quote(text)}",
-                       "Replace the filler text with the real answer.", field)
+        return Finding(
+            index,
+            "placeholder_output",
+            "error",
+            f"{which} is lorem ipsum filler: {quote(text)}",
+            "Replace the filler text with the real answer.",
+            field,
+        )
     refusal = _REFUSAL.search(text) if field == RESPONSE and mentions(low, _REFUSAL_WORDS) else None
     if refusal:
-        return Finding(index, "placeholder_output", "warning",
-                       f"the answer is a canned refusal: {quote(refusal.group(0))}",
-                       "Replace it with an answer, or keep it only if refusing is the behaviour you want.", field)
+        return Finding(
+            index,
+            "placeholder_output",
+            "warning",
+            f"the answer is a canned refusal: {quote(refusal.group(0))}",
+            "Replace it with an answer, or keep it only if refusing is the behaviour you want.",
+            field,
+        )
     slot = _SLOT.search(text) if mentions(text, ("[", "{{", "<")) else None
     if slot:
-        return Finding(index, "placeholder_output", "warning", f"{which} has an unfilled slot {quote(slot.group(0))}",
-                       "Fill in the slot: the model would learn to write it.", field)
+        return Finding(
+            index,
+            "placeholder_output",
+            "warning",
+            f"{which} has an unfilled slot {quote(slot.group(0))}",
+            "Fill in the slot: the model would learn to write it.",
+            field,
+        )
     return None
 
 
 # -- invisible_input ----------------------------------------------------------------
 
 _UNSEEABLE_WORDS = frozenset(
-    "attach attached attachment attachments enclosed image images picture pictures photo photos img screenshot "
-    "screenshots diagram diagrams chart charts graph graphs figure figures video videos recording recordings audio "
-    "file files csv xls xlsx pdf doc docx txt json png jpg jpeg gif zip log logs ppt pptx mp".split()
+    ["attach", "attached", "attachment", "attachments", "enclosed", "image", "images", "picture", "pictures", "photo", "photos", "img", "screenshot", "screenshots", "diagram", "diagrams", "chart", "charts", "graph", "graphs", "figure", "figures", "video", "videos", "recording", "recordings", "audio", "file", "files", "csv", "xls", "xlsx", "pdf", "doc", "docx", "txt", "json", "png", "jpg", "jpeg", "gif", "zip", "log", "logs", "ppt", "pptx", "mp"]
 )
 """Words one of which every _UNSEEABLE match holds: a prompt without any is skipped at once."""
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"')\]]+", re.IGNORECASE)
@@ -153,28 +209,38 @@ def check_invisible_input(ex: Example) -> list[Finding]:
         low = turn.content.lower()
         hit = _UNSEEABLE.search(turn.content) if maybe_unseeable else None
         if hit:
-            return [Finding(
-                ex.index, "invisible_input", "warning",
-                f"the prompt refers to something the model can't see: {quote(hit.group(0))}",
-                "Paste the content into the prompt, or drop the example: "
-                "the answer relies on information the model never gets.", PROMPT,
-            )]
+            return [
+                Finding(
+                    ex.index,
+                    "invisible_input",
+                    "warning",
+                    f"the prompt refers to something the model can't see: {quote(hit.group(0))}",
+                    "Paste the content into the prompt, or drop the example: "
+                    "the answer relies on information the model never gets.",
+                    PROMPT,
+                )
+            ]
         for url in _URL.finditer(turn.content) if mentions(low, ("http", "www.")) else ():
             before = _clause_before(turn.content, url.start())
             if _READ_CUE.search(before):
-                return [Finding(
-                    ex.index, "invisible_input", "warning",
-                    f"the prompt asks to use a page the model can't open: {quote(before + url.group(0), 90)}",
-                    "Paste the page's text into the prompt: the model cannot follow links during training.", PROMPT,
-                )]
+                return [
+                    Finding(
+                        ex.index,
+                        "invisible_input",
+                        "warning",
+                        f"the prompt asks to use a page the model can't open: {quote(before + url.group(0), 90)}",
+                        "Paste the page's text into the prompt: the model cannot follow links during training.",
+                        PROMPT,
+                    )
+                ]
     return []
 
 
 def _clause_before(text: str, end: int) -> str:
     """The sentence that leads up to ``end`` (at most 120 characters): where a 'read this' cue would be."""
-    before = text[max(0, end - 120): end]
+    before = text[max(0, end - 120) : end]
     cut = max(before.rfind(". "), before.rfind("? "), before.rfind("! "), before.rfind("\n"))
-    return before[cut + 1:].lstrip() if cut >= 0 else before
+    return before[cut + 1 :].lstrip() if cut >= 0 else before
 
 
 # -- merged_instructions ------------------------------------------------------------
@@ -201,31 +267,45 @@ def check_merged_instructions(ex: Example) -> list[Finding]:
     if ex.answered:
         marker = _ROLE_MARKER.search(ex.response_text)
         if marker and ex.response_text[: marker.start()].strip():
-            out.append(Finding(
-                ex.index, "merged_instructions", "warning",
-                f"the answer runs on into a new turn or task at {quote(marker.group(0).strip())}: "
-                f"{quote(ex.response_text[marker.start():], 70)}",
-                "Cut the answer before the marker; make the rest its own example if it is useful.", RESPONSE,
-            ))
+            out.append(
+                Finding(
+                    ex.index,
+                    "merged_instructions",
+                    "warning",
+                    f"the answer runs on into a new turn or task at {quote(marker.group(0).strip())}: "
+                    f"{quote(ex.response_text[marker.start() :], 70)}",
+                    "Cut the answer before the marker; make the rest its own example if it is useful.",
+                    RESPONSE,
+                )
+            )
     for turn in ex.user_turns if mentions(ex.prompt_text, (":", "#")) else ():
         markers = _PROMPT_MARKER.findall(turn.content)
         if len(markers) >= 2:
             shown = ", ".join(quote(m.strip(), 20) for m in markers[:3])
-            out.append(Finding(
-                ex.index, "merged_instructions", "warning",
-                f"one user turn holds {len(markers)} instructions or turns ({shown})",
-                "Split it into separate examples, or into separate turns of a conversation.", PROMPT,
-            ))
+            out.append(
+                Finding(
+                    ex.index,
+                    "merged_instructions",
+                    "warning",
+                    f"one user turn holds {len(markers)} instructions or turns ({shown})",
+                    "Split it into separate examples, or into separate turns of a conversation.",
+                    PROMPT,
+                )
+            )
             break
     for field, text in ex.parts():
         token = _SPECIAL_TOKEN.search(text) if mentions(text, ("<", "[")) else None
         if token:
-            out.append(Finding(
-                ex.index, "merged_instructions", "warning",
-                f"the {field} text contains the chat token {token.group(0)!r}",
-                "Remove template tokens from the text: the chat template adds them, and a stray one splits the turn.",
-                field,
-            ))
+            out.append(
+                Finding(
+                    ex.index,
+                    "merged_instructions",
+                    "warning",
+                    f"the {field} text contains the chat token {token.group(0)!r}",
+                    "Remove template tokens from the text: the chat template adds them, and a stray one splits the turn.",
+                    field,
+                )
+            )
             break
     return out
 
@@ -242,11 +322,16 @@ def check_role_order(ex: Example) -> list[Finding]:
     if problem is None:
         return []
     severity, message = problem
-    return [Finding(
-        ex.index, "role_order", severity, message,
-        "Order the turns system (optional), then user and assistant alternating, ending on the assistant's answer.",
-        PROMPT,
-    )]
+    return [
+        Finding(
+            ex.index,
+            "role_order",
+            severity,
+            message,
+            "Order the turns system (optional), then user and assistant alternating, ending on the assistant's answer.",
+            PROMPT,
+        )
+    ]
 
 
 @lru_cache(maxsize=1024)
@@ -286,7 +371,13 @@ def check_preference_pair(ex: Example) -> list[Finding]:
         return []
     if " ".join(ex.response_text.split()) != " ".join(ex.view.rejected_text.split()):
         return []
-    return [Finding(
-        ex.index, "preference_pair", "error", f"chosen and rejected are the same answer: {quote(ex.response_text)}",
-        "Give a worse rejected answer, or drop the pair.", REJECTED,
-    )]
+    return [
+        Finding(
+            ex.index,
+            "preference_pair",
+            "error",
+            f"chosen and rejected are the same answer: {quote(ex.response_text)}",
+            "Give a worse rejected answer, or drop the pair.",
+            REJECTED,
+        )
+    ]

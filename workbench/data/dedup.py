@@ -166,27 +166,43 @@ class Cluster:
         elif m.exact:
             check, severity, what = "exact_duplicate", "warning", f"an exact duplicate of {kept}"
         else:
-            check, severity, what = "near_duplicate", "warning", f"a near duplicate (Jaccard {m.similarity:.2f}) of {kept}"
+            check, severity, what = (
+                "near_duplicate",
+                "warning",
+                f"a near duplicate (Jaccard {m.similarity:.2f}) of {kept}",
+            )
         return Finding(
-            index=m.index, check=check, severity=severity,
+            index=m.index,
+            check=check,
+            severity=severity,
             message=f"{what}, which is kept (cluster {self.id}, {self.size} examples)",
             suggestion=f"Remove it, or change it so it teaches something {kept} does not.",
-            field=field, group=self.id, score=m.similarity,
+            field=field,
+            group=self.id,
+            score=m.similarity,
         )
 
     def _leak(self, m: Match, field: str | None) -> Finding:
         copy = "an exact copy" if m.exact else f"a near copy (Jaccard {m.similarity:.2f})"
         return Finding(
-            index=m.index, check="leakage", severity="error",
+            index=m.index,
+            check="leakage",
+            severity="error",
             message=f"{m.split} example #{m.index} is {copy} of {m.twin_split} example #{m.twin}",
             suggestion=f"Remove it from {m.split}, or split with groups so that copies stay in one split.",
-            field=field, group=self.id, score=m.similarity,
+            field=field,
+            group=self.id,
+            score=m.similarity,
         )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "id": self.id, "kind": self.kind, "members": list(self.members), "representative": self.representative,
-            "min_similarity": round(self.min_similarity, 4), "max_similarity": round(self.max_similarity, 4),
+            "id": self.id,
+            "kind": self.kind,
+            "members": list(self.members),
+            "representative": self.representative,
+            "min_similarity": round(self.min_similarity, 4),
+            "max_similarity": round(self.max_similarity, 4),
             "matches": [m.to_dict() for m in self.matches],
         }
         if self.representative_split is not None:
@@ -214,9 +230,15 @@ class LshParams:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "method": "minhash", "threshold": self.threshold, "num_perm": self.num_perm, "bands": self.bands,
-            "rows": self.rows, "shingle_size": self.shingle_size, "seed": self.seed,
-            "false_positive_weight": self.false_positive_weight, "false_negative_weight": self.false_negative_weight,
+            "method": "minhash",
+            "threshold": self.threshold,
+            "num_perm": self.num_perm,
+            "bands": self.bands,
+            "rows": self.rows,
+            "shingle_size": self.shingle_size,
+            "seed": self.seed,
+            "false_positive_weight": self.false_positive_weight,
+            "false_negative_weight": self.false_negative_weight,
             "midpoint": round(self.midpoint, 4),
         }
 
@@ -256,7 +278,8 @@ class DedupResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "params": self.params.to_dict(), "stats": dict(self.stats),
+            "params": self.params.to_dict(),
+            "stats": dict(self.stats),
             "clusters": [c.to_dict() for c in self.clusters],
             "pairs": [[p.a, p.b, round(p.similarity, 4)] for p in self.pairs],
         }
@@ -357,8 +380,13 @@ class _Index:
 
 
 def _search(
-    texts: Sequence[str], threshold: float, num_perm: int, shingle_size: int, seed: int,
-    progress: Progress | None, cancel: CancelEvent | None,
+    texts: Sequence[str],
+    threshold: float,
+    num_perm: int,
+    shingle_size: int,
+    seed: int,
+    progress: Progress | None,
+    cancel: CancelEvent | None,
 ) -> _Index:
     """Exact groups by folded-text hash, then near pairs among the distinct texts by MinHash LSH."""
     bands, rows = optimal_bands(threshold, num_perm)
@@ -442,8 +470,12 @@ def find_duplicates(
     """
     index = _search(texts, threshold, num_perm, shingle_size, seed, progress, cancel)
     clusters = [_cluster(cid, "near", g, index.similarity, index.same) for cid, g in enumerate(index.uf.groups())]
-    stats = {"texts": len(texts), "unique": len(index.shingles), "candidates": index.candidates,
-             "pairs": len(index.pairs)}
+    stats = {
+        "texts": len(texts),
+        "unique": len(index.shingles),
+        "candidates": index.candidates,
+        "pairs": len(index.pairs),
+    }
     return DedupResult(clusters, index.pairs, index.params, stats)
 
 
@@ -483,20 +515,39 @@ def find_leakage(
         for g, split in zip(group, spans):
             twin, sim = None, 0.0
             if split == side:
-                twin, sim = max(((o, index.similarity(g, o)) for o, s in zip(group, spans) if s != side),
-                                key=lambda pair: (pair[1], -pair[0]))
+                twin, sim = max(
+                    ((o, index.similarity(g, o)) for o, s in zip(group, spans) if s != side),
+                    key=lambda pair: (pair[1], -pair[0]),
+                )
                 if sim < threshold - 1e-9:
                     twin = None
-            matches.append(Match(where[g][1], sim, where[twin][1] if twin is not None else None,
-                                 twin is not None and index.same(g, twin), split,
-                                 where[twin][0] if twin is not None else None))
+            matches.append(
+                Match(
+                    where[g][1],
+                    sim,
+                    where[twin][1] if twin is not None else None,
+                    twin is not None and index.same(g, twin),
+                    split,
+                    where[twin][0] if twin is not None else None,
+                )
+            )
         linked = [m for m in matches if m.twin is not None]
         if not linked:
             continue
         kind = "exact" if all(m.exact for m in linked) else "near"
         sims = [m.similarity for m in linked]
-        clusters.append(Cluster(len(clusters), kind, tuple(where[g][1] for g in group), where[rep][1],
-                                min(sims), max(sims), tuple(matches), where[rep][0]))
+        clusters.append(
+            Cluster(
+                len(clusters),
+                kind,
+                tuple(where[g][1] for g in group),
+                where[rep][1],
+                min(sims),
+                max(sims),
+                tuple(matches),
+                where[rep][0],
+            )
+        )
     return clusters
 
 
@@ -588,6 +639,10 @@ def semantic_duplicates(
 
     clusters = [_cluster(cid, "semantic", g, cosine, same) for cid, g in enumerate(uf.groups())]
     steps(2, 0, 1)
-    stats = {"texts": len(texts), "unique": len({texts[i] for i in words}),
-             "candidates": len(words) * (len(words) - 1) // 2, "pairs": len(pairs)}
+    stats = {
+        "texts": len(texts),
+        "unique": len({texts[i] for i in words}),
+        "candidates": len(words) * (len(words) - 1) // 2,
+        "pairs": len(pairs),
+    }
     return DedupResult(clusters, pairs, SemanticParams(threshold, model, int(emb.shape[1])), stats)

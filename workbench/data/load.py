@@ -54,8 +54,15 @@ class BadRow:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, without the raw bytes."""
-        return {"file": self.file, "line": self.line, "index": self.index, "field": self.field,
-                "message": self.message, "raw": self.raw, "text": str(self)}
+        return {
+            "file": self.file,
+            "line": self.line,
+            "index": self.index,
+            "field": self.field,
+            "message": self.message,
+            "raw": self.raw,
+            "text": str(self),
+        }
 
 
 @dataclass

@@ -190,7 +190,9 @@ def lsh_candidates(signatures: np.ndarray, bands: int, rows: int, max_bucket: in
     """
     n = len(signatures)
     if bands * rows > signatures.shape[1]:
-        raise WorkbenchError(f"{bands} bands of {rows} rows need {bands * rows} permutations, not {signatures.shape[1]}")
+        raise WorkbenchError(
+            f"{bands} bands of {rows} rows need {bands * rows} permutations, not {signatures.shape[1]}"
+        )
     codes: list[np.ndarray] = []
     for band in range(bands):
         key = signatures[:, band * rows].astype(np.uint64)

@@ -23,7 +23,12 @@ from workbench.data.formats import type_name
 from workbench.errors import DataError
 
 _EXTENSIONS = {
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
 }
 _LIST_KEYS = ("data", "train", "rows", "examples", "records", "items", "instances")
 _MESSAGE_FIELDS = frozenset({"messages", "conversations", "prompt", "completion", "chosen", "rejected"})
@@ -337,4 +342,3 @@ def _line_at(text: str, line: int) -> str:
 
 def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
-

@@ -208,8 +208,7 @@ class DatasetSession:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()
-            self.readonly_reason = (f"read-only: {holder} has this dataset open for editing; "
-                                    "close it there to edit here")
+            self.readonly_reason = f"read-only: {holder} has this dataset open for editing; close it there to edit here"
             return
         fh.seek(0)
         fh.truncate()
@@ -238,8 +237,9 @@ class DatasetSession:
             parsed = _readable(bad)
             if parsed is not None and self.file_type in ("jsonl", "json"):
                 # Readable but the wrong shape: an example to fix, not a line to keep aside.
-                entries.append((origin, Example(0, parsed, status="flagged", origin=origin, line=bad.line,
-                                                problems=[bad.message])))
+                entries.append(
+                    (origin, Example(0, parsed, status="flagged", origin=origin, line=bad.line, problems=[bad.message]))
+                )
             else:
                 entries.append((origin, KeptLine(bad, origin)))
         entries.sort(key=lambda e: e[0])
@@ -252,8 +252,10 @@ class DatasetSession:
         self._next_id = len(self.examples)
         if self.kept:
             where = ", ".join(str(k.line) for k in self.kept[:10] if k.line) + (" …" if len(self.kept) > 10 else "")
-            self.notes.append(f"{len(self.kept)} line(s) could not be read ({where}); "
-                              "they are kept as they are and written back on save")
+            self.notes.append(
+                f"{len(self.kept)} line(s) could not be read ({where}); "
+                "they are kept as they are and written back on save"
+            )
         fixable = sum(1 for e in self.examples if e.problems)
         if fixable:
             self.notes.append(f"{fixable} row(s) do not fit the {self.shape.label} shape; they are flagged to fix")
@@ -282,8 +284,10 @@ class DatasetSession:
                 ex.source = entry.get("source", ex.source)
         unmatched = sum(len(b) for b in by_hash.values())
         if unmatched:
-            self.notes.append(f"{unmatched} review entries in {self.review_path.name} match no row "
-                              "(the file was changed outside the workbench); those rows start as pending")
+            self.notes.append(
+                f"{unmatched} review entries in {self.review_path.name} match no row "
+                "(the file was changed outside the workbench); those rows start as pending"
+            )
         self._saved_hash = saved.get("file_sha256")
 
     def _recover(self) -> None:
@@ -303,8 +307,10 @@ class DatasetSession:
                 return
             aside = self.journal_path.with_name(f"{self.journal_path.name}.orphan-{time.strftime('%Y%m%d-%H%M%S')}")
             os.replace(self.journal_path, aside)
-            self.notes.append(f"The file changed outside the workbench since unsaved edits were made; "
-                              f"those edits were not applied and are kept in {aside.name}")
+            self.notes.append(
+                f"The file changed outside the workbench since unsaved edits were made; "
+                f"those edits were not applied and are kept in {aside.name}"
+            )
             return
         replayed = 0
         for raw in lines[1:]:
@@ -414,9 +420,11 @@ class DatasetSession:
         if key == "length":
             return sorted(items, key=lambda e: len(e.search_text(self.shape)), reverse=reverse)
         if key == "score":
+
             def score(e: Example) -> float:
                 scores = [f.score for f in findings.get(e.id, ()) if f.score is not None]
                 return min(scores) if scores else float("inf")
+
             return sorted(items, key=score, reverse=reverse)
         if key == "findings":
             from workbench.data.findings import severity_rank
@@ -424,6 +432,7 @@ class DatasetSession:
             def worst(e: Example) -> tuple[int, int]:
                 mine = findings.get(e.id, ())
                 return (min((severity_rank(f.severity) for f in mine), default=9), -len(mine))
+
             return sorted(items, key=worst, reverse=reverse)
         raise DataError(f"unknown sort {how!r}; expected length, score or findings (prefix - to reverse)")
 
@@ -449,14 +458,28 @@ class DatasetSession:
             if spec["id"] >= len(self.examples):
                 while len(self.examples) < spec["id"]:  # ids are dense; fill any gap defensively
                     self.examples.append(Example(len(self.examples), {}, deleted=True, source="gap"))
-                self.examples.append(Example(spec["id"], spec["row"], status=spec.get("status", "pending"),
-                                             deleted=True, source=spec.get("source", "added")))
+                self.examples.append(
+                    Example(
+                        spec["id"],
+                        spec["row"],
+                        status=spec.get("status", "pending"),
+                        deleted=True,
+                        source=spec.get("source", "added"),
+                    )
+                )
                 self._next_id = max(self._next_id, spec["id"] + 1)
         if record:
             self._seq += 1
-            self._write_journal({"seq": self._seq, "kind": kind, "label": change.label,
-                                 "atoms": [list(a) for a in change.atoms], "created": change.created,
-                                 "time": round(time.time(), 3)})
+            self._write_journal(
+                {
+                    "seq": self._seq,
+                    "kind": kind,
+                    "label": change.label,
+                    "atoms": [list(a) for a in change.atoms],
+                    "created": change.created,
+                    "time": round(time.time(), 3),
+                }
+            )
         for example_id, key, _old, new in change.atoms:
             ex = self.examples[example_id]
             if not ex.deleted:
@@ -561,8 +584,10 @@ class DatasetSession:
         """Write the dataset in its own type and shape, atomically; the original is kept as NAME.orig."""
         self._check_writable()
         if self.file_type == "datasets":
-            raise DataError(f"{self.path}: saving a datasets directory in place is not supported; "
-                            "export it to a .jsonl or .parquet file instead")
+            raise DataError(
+                f"{self.path}: saving a datasets directory in place is not supported; "
+                "export it to a .jsonl or .parquet file instead"
+            )
         if not self.original_path.exists():
             shutil.copy2(self.path, self.original_path)
         data = self._encode(self._ordered(self.visible()), keep_bad=True)
@@ -577,8 +602,10 @@ class DatasetSession:
         self._saved_seq = self._seq
         if self._journal_fh is not None:
             self._journal_fh.close()
-        _write(self.journal_path, json.dumps({"base": self.base_hash, "file": self.path.name,
-                                                      "version": REVIEW_VERSION}).encode() + b"\n")
+        _write(
+            self.journal_path,
+            json.dumps({"base": self.base_hash, "file": self.path.name, "version": REVIEW_VERSION}).encode() + b"\n",
+        )
         self._journal_fh = open(self.journal_path, "ab")
         return self.path
 
@@ -592,8 +619,10 @@ class DatasetSession:
         path = Path(path)
         target_type = file_type_for_name(path)
         if target_type is None:
-            raise DataError(f"{path}: cannot tell the file type from {path.suffix or 'no extension'!r}; "
-                            "use .jsonl, .json, .csv or .parquet")
+            raise DataError(
+                f"{path}: cannot tell the file type from {path.suffix or 'no extension'!r}; "
+                "use .jsonl, .json, .csv or .parquet"
+            )
         _write(path, self._encode(list(examples), keep_bad=False, file_type=target_type))
         return len(examples)
 
@@ -626,8 +655,10 @@ class DatasetSession:
                     buf.write(json.dumps(item.row, ensure_ascii=False).encode() + b"\n")
             return buf.getvalue()
         if file_type == "json":
-            parts = [item.bad.raw if isinstance(item, KeptLine) else json.dumps(item.row, ensure_ascii=False, indent=2)
-                     for item in items]
+            parts = [
+                item.bad.raw if isinstance(item, KeptLine) else json.dumps(item.row, ensure_ascii=False, indent=2)
+                for item in items
+            ]
             body = "[\n" + ",\n".join(parts) + "\n]\n"
             return (self._rewrap_json(body) if keep_bad else body).encode()  # in place: keep a wrapper object
         if file_type == "csv":
@@ -676,8 +707,14 @@ class DatasetSession:
             if ex.source != "file":
                 entry["source"] = ex.source
             rows.append(entry)
-        payload = {"version": REVIEW_VERSION, "file": self.path.name, "file_sha256": content_hash,
-                   "journal_seq": self._seq, "saved": time.strftime("%Y-%m-%dT%H:%M:%S"), "rows": rows}
+        payload = {
+            "version": REVIEW_VERSION,
+            "file": self.path.name,
+            "file_sha256": content_hash,
+            "journal_seq": self._seq,
+            "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "rows": rows,
+        }
         _write(self.review_path, json.dumps(payload, ensure_ascii=False).encode())
 
     # --- analysis helpers ---------------------------------------------------
@@ -727,4 +764,3 @@ def _csv_cell(value: Any) -> str:
 def open_dataset(path: str | Path, *, readonly: bool = False) -> DatasetSession:
     """Open a dataset for review and editing (read-only when another session holds it)."""
     return DatasetSession(Path(path), readonly=readonly)
-

@@ -49,8 +49,13 @@ class Rejected:
     """The whole reply, kept when nothing could be read from it."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "kind": self.kind, "reason": self.reason, "candidate": self.candidate,
-                "raw": self.raw}
+        return {
+            "seed": self.seed,
+            "kind": self.kind,
+            "reason": self.reason,
+            "candidate": self.candidate,
+            "raw": self.raw,
+        }
 
 
 @dataclass
@@ -67,9 +72,12 @@ class SynthResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "cancelled": self.cancelled, "requested": self.requested,
+            "model": self.model,
+            "cancelled": self.cancelled,
+            "requested": self.requested,
             "rows": [{"seed": r.seed, "row": r.row} for r in self.rows],
-            "rejected": [r.to_dict() for r in self.rejected], "usage": self.usage.to_dict(),
+            "rejected": [r.to_dict() for r in self.rejected],
+            "usage": self.usage.to_dict(),
         }
 
 
@@ -167,4 +175,3 @@ def _single_list(value: Mapping[str, Any]) -> list[Any] | None:
     """The list inside a wrapper object like ``{"examples": [...]}``; None when it is not one."""
     lists = [v for v in value.values() if isinstance(v, list)]
     return lists[0] if len(value) == 1 and len(lists) == 1 else None
-

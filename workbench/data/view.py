@@ -169,7 +169,7 @@ def view(row: Any, shape: Shape | str | None = None) -> ExampleView:
         return ExampleView((), chosen, rejected, problems=tuple(problems))
     try:
         prompt_raw, chosen_raw, rejected_raw = extract_prompt(chosen_raw, rejected_raw)
-    except Exception:  # noqa: BLE001  a half-edited row: show it unsplit
+    except Exception:
         prompt_raw = [] if isinstance(chosen_raw, list) else ""
     prompt = _turns(prompt_raw, "user", problems, "prompt") if prompt_raw else ()
     chosen = _turns(chosen_raw, "assistant", problems, "chosen")

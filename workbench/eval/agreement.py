@@ -103,8 +103,13 @@ def score_agreement(
     if scale == "pass/fail":
         return Agreement(scale, item, n, exact, kappa=cohen_kappa(judge, human, (0, 1)))
     return Agreement(
-        scale, item, n, exact, within_one=float(np.mean(np.abs(j - h) <= 1)),
-        kappa=cohen_kappa(judge, human, (1, 2, 3, 4, 5), weights="quadratic"), spearman=spearman_rho(judge, human),
+        scale,
+        item,
+        n,
+        exact,
+        within_one=float(np.mean(np.abs(j - h) <= 1)),
+        kappa=cohen_kappa(judge, human, (1, 2, 3, 4, 5), weights="quadratic"),
+        spearman=spearman_rho(judge, human),
     )
 
 

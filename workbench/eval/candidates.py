@@ -72,12 +72,19 @@ def list_candidates(workspace: str | Path) -> list[ModelRef]:
         key = base_key(spec)
         if key not in bases:
             remote = any(r.trust_remote_code for r in refs)
-            bases[key] = ModelRef(key="base" if not bases else _unique_base_key(spec, bases), label=_base_label(spec),
-                                  kind="base", path=spec, base_model=spec, trust_remote_code=remote)
+            bases[key] = ModelRef(
+                key="base" if not bases else _unique_base_key(spec, bases),
+                label=_base_label(spec),
+                kind="base",
+                path=spec,
+                base_model=spec,
+                trust_remote_code=remote,
+            )
         trained += refs
     if not bases:
-        bases["bundled"] = ModelRef(key="base", label=_base_label("bundled"), kind="base", path="bundled",
-                                    base_model="bundled")
+        bases["bundled"] = ModelRef(
+            key="base", label=_base_label("bundled"), kind="base", path="bundled", base_model="bundled"
+        )
     return [*bases.values(), *trained]
 
 
@@ -91,18 +98,33 @@ def run_models(run: RunDir, name: str | None = None, created: float | None = Non
     refs = []
     if run.adapter_path.is_dir() and _loadable(run.adapter_path):
         best = _best_step(run)
-        refs.append(ModelRef(
-            key=f"{run.id}/adapter", label=f"{short} · final" + (f" (best, step {best})" if best else ""),
-            kind="adapter", path=str(run.adapter_path.resolve()), base_model=spec, run_id=run.id, step=best,
-            trust_remote_code=remote,
-        ))
+        refs.append(
+            ModelRef(
+                key=f"{run.id}/adapter",
+                label=f"{short} · final" + (f" (best, step {best})" if best else ""),
+                kind="adapter",
+                path=str(run.adapter_path.resolve()),
+                base_model=spec,
+                run_id=run.id,
+                step=best,
+                trust_remote_code=remote,
+            )
+        )
     for ckpt in reversed(run.checkpoints(complete=True)):
         if _loadable(ckpt):
             step = int(ckpt.name.split("-")[-1])
-            refs.append(ModelRef(
-                key=f"{run.id}/ckpt-{step}", label=f"{short} · step {step}", kind="checkpoint",
-                path=str(ckpt.resolve()), base_model=spec, run_id=run.id, step=step, trust_remote_code=remote,
-            ))
+            refs.append(
+                ModelRef(
+                    key=f"{run.id}/ckpt-{step}",
+                    label=f"{short} · step {step}",
+                    kind="checkpoint",
+                    path=str(ckpt.resolve()),
+                    base_model=spec,
+                    run_id=run.id,
+                    step=step,
+                    trust_remote_code=remote,
+                )
+            )
     return spec, refs
 
 
@@ -151,8 +173,10 @@ def resolve_models(workspace: str | Path, names: Sequence[str]) -> list[ModelRef
         ref = by_key.get(name) or _by_run_prefix(workspace, name, candidates) or _by_path(workspace, name, candidates)
         if ref is None:
             keys = ", ".join(c.key for c in candidates[:8]) + (" …" if len(candidates) > 8 else "")
-            raise EvalError(f"no model {name!r}: expected base, RUN/adapter, RUN/ckpt-N or a path "
-                            f"(candidates: {keys}; see `workbench eval candidates`)")
+            raise EvalError(
+                f"no model {name!r}: expected base, RUN/adapter, RUN/ckpt-N or a path "
+                f"(candidates: {keys}; see `workbench eval candidates`)"
+            )
         if ref.key in {r.key for r in out}:
             raise EvalError(f"model {name!r} is listed twice")
         out.append(ref)
@@ -194,8 +218,9 @@ def _by_path(workspace: str | Path, name: str, candidates: Sequence[ModelRef]) -
         base = config.get("base_model_name_or_path") or "bundled"
         return ModelRef(key=path.name, label=f"adapter · {path.name}", kind="adapter", path=resolved, base_model=base)
     if (path / "config.json").is_file():
-        return ModelRef(key=f"base:{path.name}", label=f"base · {path.name}", kind="base", path=resolved,
-                        base_model=resolved)
+        return ModelRef(
+            key=f"base:{path.name}", label=f"base · {path.name}", kind="base", path=resolved, base_model=resolved
+        )
     return None
 
 
@@ -203,7 +228,11 @@ def _by_path(workspace: str | Path, name: str, candidates: Sequence[ModelRef]) -
 
 
 def examples_from_dataset(
-    path: str | Path, *, selection: Sequence[int] | None = None, limit: int | None = None, skip_bad: bool = False,
+    path: str | Path,
+    *,
+    selection: Sequence[int] | None = None,
+    limit: int | None = None,
+    skip_bad: bool = False,
 ) -> list[dict[str, Any]]:
     """A dataset's rows as eval examples: ``{id, index, messages, reference}``.
 
@@ -226,23 +255,31 @@ def examples_from_dataset(
     if limit is not None:
         rows, indexes = rows[:limit], indexes[:limit]
     turns = _prompts_and_references(rows, loaded.shape, Path(path))
-    return [{"id": str(index), "index": index, "messages": prompt, "reference": reference}
-            for index, (prompt, reference) in zip(indexes, turns)]
+    return [
+        {"id": str(index), "index": index, "messages": prompt, "reference": reference}
+        for index, (prompt, reference) in zip(indexes, turns)
+    ]
 
 
-def _prompts_and_references(rows: list[dict[str, Any]], shape: Shape, path: Path) -> list[tuple[list[dict[str, Any]], str | None]]:
+def _prompts_and_references(
+    rows: list[dict[str, Any]], shape: Shape, path: Path
+) -> list[tuple[list[dict[str, Any]], str | None]]:
     if shape is Shape.PROMPT_ONLY:
         return [(as_messages(r["prompt"], "user"), None) for r in rows]
     if shape is Shape.UNPAIRED_PREFERENCE:  # a completion labelled false is no reference
-        return [(as_messages(r["prompt"], "user"), _text(as_messages(r["completion"], "assistant")) if r["label"] else None)
-                for r in rows]
+        return [
+            (as_messages(r["prompt"], "user"), _text(as_messages(r["completion"], "assistant")) if r["label"] else None)
+            for r in rows
+        ]
     if shape in (Shape.PREFERENCE, Shape.IMPLICIT_PREFERENCE):
         return [(r["prompt"], _text(r["chosen"])) for r in normalize(rows, shape, "dpo")]
     out = []
     for row in normalize(rows, shape, "sft"):
         if "text" in row:
-            raise DataError(f"{path}: plain-text rows have no prompt and answer turns to generate from; "
-                            "use a conversational, prompt-completion, alpaca or ShareGPT dataset")
+            raise DataError(
+                f"{path}: plain-text rows have no prompt and answer turns to generate from; "
+                "use a conversational, prompt-completion, alpaca or ShareGPT dataset"
+            )
         if "prompt" in row:
             out.append((row["prompt"], _text(row["completion"])))
         else:
@@ -258,7 +295,9 @@ def _split_last_answer(turns: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
 
 
 def _text(turns: list[dict[str, Any]]) -> str:
-    parts = [m.get("content") for m in turns if m.get("role", "assistant") == "assistant"] or [m.get("content") for m in turns]
+    parts = [m.get("content") for m in turns if m.get("role", "assistant") == "assistant"] or [
+        m.get("content") for m in turns
+    ]
     return "\n".join(p if isinstance(p, str) else json.dumps(p, ensure_ascii=False) for p in parts if p is not None)
 
 
@@ -299,6 +338,13 @@ def default_dataset(workspace: str | Path) -> Path | None:
 
 
 __all__ = [
-    "base_key", "default_dataset", "default_models", "examples_from_dataset", "examples_from_suite",
-    "config_test_file", "list_candidates", "resolve_models", "run_models",
+    "base_key",
+    "config_test_file",
+    "default_dataset",
+    "default_models",
+    "examples_from_dataset",
+    "examples_from_suite",
+    "list_candidates",
+    "resolve_models",
+    "run_models",
 ]

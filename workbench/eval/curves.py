@@ -46,7 +46,8 @@ class Curve:
         m, loss = self.best_by_metric, self.best_by_loss
         if self.tied:
             return f"every checkpoint scores the same on {self.metric}: it cannot choose" + (
-                f"; eval loss picks step {loss}" if loss is not None else "")
+                f"; eval loss picks step {loss}" if loss is not None else ""
+            )
         if m is None:
             return "no checkpoint of this run has a score yet"
         if loss is None or m == loss:
@@ -106,6 +107,7 @@ def checkpoint_curve(results: Results, run_id: str, metric: str | None = None) -
     m, loss_pick = curve.best_by_metric, curve.best_by_loss
     if m is not None and loss_pick is not None and m != loss_pick:
         key_m, key_l = (next(k for k, st in by_key.items() if st == step) for step in (m, loss_pick))
-        curve.gap = paired_difference([r.cells[key_m].value(metric) for r in results.rows],
-                                      [r.cells[key_l].value(metric) for r in results.rows])
+        curve.gap = paired_difference(
+            [r.cells[key_m].value(metric) for r in results.rows], [r.cells[key_l].value(metric) for r in results.rows]
+        )
     return curve

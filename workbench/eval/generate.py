@@ -93,8 +93,9 @@ def load_model(ref: ModelRef, *, merge: bool = True) -> tuple[Any, Any]:
     elif (path / "config.json").is_file():
         model_dir = path
     else:
-        raise ModelError(f"model {ref.key!r}: {path} holds neither a PEFT adapter (adapter_config.json) "
-                         "nor a model (config.json)")
+        raise ModelError(
+            f"model {ref.key!r}: {path} holds neither a PEFT adapter (adapter_config.json) nor a model (config.json)"
+        )
     tokenizer_dir = path if ref.kind != "base" and (path / "tokenizer_config.json").is_file() else model_dir
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
@@ -104,7 +105,9 @@ def load_model(ref: ModelRef, *, merge: bool = True) -> tuple[Any, Any]:
             warnings.simplefilter("ignore", FutureWarning)  # peft calls a transformers method deprecated in v5
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(
-                model_dir, dtype=dtype, trust_remote_code=trust_remote_code,
+                model_dir,
+                dtype=dtype,
+                trust_remote_code=trust_remote_code,
                 **({"device_map": device} if device != "cpu" else {}),
             )
             if adapter is not None:
@@ -117,8 +120,10 @@ def load_model(ref: ModelRef, *, merge: bool = True) -> tuple[Any, Any]:
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ModelError(f"model {ref.key!r}: its tokenizer ({tokenizer_dir}) has no chat template, "
-                         "so the examples' messages cannot be rendered as a prompt")
+        raise ModelError(
+            f"model {ref.key!r}: its tokenizer ({tokenizer_dir}) has no chat template, "
+            "so the examples' messages cannot be rendered as a prompt"
+        )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device).eval(), tokenizer
@@ -141,7 +146,12 @@ def stop_ids(model: Any, tokenizer: Any) -> list[int]:
 
 
 def generate_batch(
-    model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], settings: GenerationSettings, *, seed: int | None = None,
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Sequence[int]],
+    settings: GenerationSettings,
+    *,
+    seed: int | None = None,
 ) -> list[Generated]:
     """Generate for a batch of tokenized prompts, left-padded together; only the new tokens are decoded."""
     import torch
@@ -164,17 +174,21 @@ def generate_batch(
     for row, prompt in zip(out[:, width:].tolist(), prompts):
         end = next((i for i, token in enumerate(row) if token in eos), None)
         tokens = row if end is None else row[:end]
-        results.append(Generated(
-            output=tokenizer.decode(tokens, skip_special_tokens=True), prompt_tokens=len(prompt),
-            output_tokens=len(tokens), finish="length" if end is None else "stop",
-        ))
+        results.append(
+            Generated(
+                output=tokenizer.decode(tokens, skip_special_tokens=True),
+                prompt_tokens=len(prompt),
+                output_tokens=len(tokens),
+                finish="length" if end is None else "stop",
+            )
+        )
     return results
 
 
 def batches(lengths: Sequence[int], size: int) -> list[list[int]]:
     """Indexes grouped into batches of similar length, longest first (an out-of-memory shows at once)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i:i + size] for i in range(0, len(order), size)]
+    return [order[i : i + size] for i in range(0, len(order), size)]
 
 
 def _batch_seed(seed: int, model: str, ids: Sequence[str]) -> int:
@@ -219,12 +233,24 @@ def generate(
                     return "stopped"
                 batch_ids = [str(todo[i]["id"]) for i in batch]
                 t0 = time.perf_counter()
-                outputs = generate_batch(model, tokenizer, [prompts[i] for i in batch], settings,
-                                         seed=_batch_seed(settings.seed, ref.key, batch_ids))
+                outputs = generate_batch(
+                    model,
+                    tokenizer,
+                    [prompts[i] for i in batch],
+                    settings,
+                    seed=_batch_seed(settings.seed, ref.key, batch_ids),
+                )
                 each = (time.perf_counter() - t0) / len(batch)
                 ev.append_predictions(
-                    {"model": ref.key, "id": example_id, "output": g.output, "prompt_tokens": g.prompt_tokens,
-                     "output_tokens": g.output_tokens, "finish": g.finish, "seconds": round(each, 4)}
+                    {
+                        "model": ref.key,
+                        "id": example_id,
+                        "output": g.output,
+                        "prompt_tokens": g.prompt_tokens,
+                        "output_tokens": g.output_tokens,
+                        "finish": g.finish,
+                        "seconds": round(each, 4),
+                    }
                     for example_id, g in zip(batch_ids, outputs)
                 )
                 generated += len(batch)
@@ -235,8 +261,11 @@ def generate(
         finally:
             del model
             _free_memory()
-    report(GenerationProgress("done", spec.models[-1].key if spec.models else "", done, total,
-                              len(examples), len(examples)))
+    report(
+        GenerationProgress(
+            "done", spec.models[-1].key if spec.models else "", done, total, len(examples), len(examples)
+        )
+    )
     return "completed"
 
 
@@ -252,6 +281,13 @@ def _free_memory() -> None:
 
 
 __all__ = [
-    "Generated", "GenerationProgress", "batches", "device_and_dtype", "generate", "generate_batch", "load_model",
-    "prompt_ids", "stop_ids",
+    "Generated",
+    "GenerationProgress",
+    "batches",
+    "device_and_dtype",
+    "generate",
+    "generate_batch",
+    "load_model",
+    "prompt_ids",
+    "stop_ids",
 ]

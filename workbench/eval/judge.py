@@ -90,8 +90,14 @@ class Rubric:
     def parse(cls, text: str, scale: str = "1-5") -> Rubric:
         """A rubric from the pane's editor; the scale may be spelt loosely (``1-5``, ``pass-fail``, ``binary``)."""
         key = re.sub(r"[\s_/-]+", "", scale.lower())
-        aliases = {"15": "1-5", "1to5": "1-5", "5": "1-5", "likert": "1-5",
-                   "passfail": "pass/fail", "binary": "pass/fail"}
+        aliases = {
+            "15": "1-5",
+            "1to5": "1-5",
+            "5": "1-5",
+            "likert": "1-5",
+            "passfail": "pass/fail",
+            "binary": "pass/fail",
+        }
         return cls(text if text.strip() else DEFAULT_RUBRIC, aliases.get(key, scale))
 
     @property
@@ -162,17 +168,28 @@ class SingleVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "example_id": self.example_id, "model": self.model, "score": self.score,
-            "item_scores": dict(self.item_scores), "reasons": self.reasons, "raw": self.raw, "scale": self.scale,
-            "unparsed": self.unparsed, "usage": self.usage.to_dict(),
+            "example_id": self.example_id,
+            "model": self.model,
+            "score": self.score,
+            "item_scores": dict(self.item_scores),
+            "reasons": self.reasons,
+            "raw": self.raw,
+            "scale": self.scale,
+            "unparsed": self.unparsed,
+            "usage": self.usage.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SingleVerdict:
         return cls(
-            example_id=data["example_id"], model=str(data["model"]), score=data.get("score"),
-            item_scores=dict(data.get("item_scores") or {}), reasons=str(data.get("reasons", "")),
-            raw=str(data.get("raw", "")), scale=str(data.get("scale", "1-5")), usage=_usage(data.get("usage")),
+            example_id=data["example_id"],
+            model=str(data["model"]),
+            score=data.get("score"),
+            item_scores=dict(data.get("item_scores") or {}),
+            reasons=str(data.get("reasons", "")),
+            raw=str(data.get("raw", "")),
+            scale=str(data.get("scale", "1-5")),
+            usage=_usage(data.get("usage")),
         )
 
 
@@ -276,8 +293,9 @@ def judge_single(
     """
     rubric = rubric or Rubric()
     system = single_system_prompt(rubric)
-    requests = [_messages(system, _conversation(case) + [f"[answer to grade]\n{_answer(case.output)}"])
-                for case in cases]
+    requests = [
+        _messages(system, _conversation(case) + [f"[answer to grade]\n{_answer(case.output)}"]) for case in cases
+    ]
     replies = llm.complete_many(requests, workers=workers, progress=progress, cancel=cancel, temperature=temperature)
     return [_single(case, reply, rubric) for case, reply in zip(cases, replies, strict=True) if reply is not None]
 
@@ -287,17 +305,24 @@ def single_system_prompt(rubric: Rubric) -> str:
     items = rubric.items
     if rubric.pass_fail:
         shown = ", ".join(f'"{name}": "pass" | "fail"' for name in items)
-        reply = ("Grade the answer pass or fail, overall and on each item.\n"
-                 "Reply with one JSON object and nothing else:\n"
-                 f'{{"verdict": "pass" | "fail", "criteria": {{{shown}}}, "reason": "<one sentence>"}}')
+        reply = (
+            "Grade the answer pass or fail, overall and on each item.\n"
+            "Reply with one JSON object and nothing else:\n"
+            f'{{"verdict": "pass" | "fail", "criteria": {{{shown}}}, "reason": "<one sentence>"}}'
+        )
     else:
         reply = f"Score the answer from 1 (bad) to 5 (excellent), overall and on each item.\n{reply_format(items)}"
     return f"{rubric.text.strip()}\n\n{reply}"
 
 
 def parse_single(
-    text: str, rubric: Rubric | None = None, *, example_id: ExampleId = "", model: str = "",
-    usage: Usage | None = None, truncated: bool = False,
+    text: str,
+    rubric: Rubric | None = None,
+    *,
+    example_id: ExampleId = "",
+    model: str = "",
+    usage: Usage | None = None,
+    truncated: bool = False,
 ) -> SingleVerdict:
     """A verdict from a reply; one without a readable grade on the rubric's scale is unparsed, never an error.
 
@@ -352,8 +377,18 @@ def judge_pairwise(
     verdicts = []
     for n, (a, b) in enumerate(pairs):
         if n not in rounds:
-            verdicts.append(PairVerdict(a.example_id, a.model, b.model, "tie", "tie", "tie",
-                                        "the two answers are identical", "the two answers are identical"))
+            verdicts.append(
+                PairVerdict(
+                    a.example_id,
+                    a.model,
+                    b.model,
+                    "tie",
+                    "tie",
+                    "tie",
+                    "the two answers are identical",
+                    "the two answers are identical",
+                )
+            )
         else:
             first, second = rounds[n]
             if first is not None and second is not None:  # else cancelled before both were answered
@@ -377,8 +412,13 @@ def parse_choice(text: str) -> tuple[str | None, str]:
             if choice is None:
                 return None, f"the winner {obj[key]!r} is not A, B or tie"
             return choice, _reason(obj)
-    line = re.search(_LINE_START + r"(?:the\s+)?(?:winner|better(?: answer)?|verdict|choice|preferred(?: answer)?)"
-                     + _SEP + r"[\"'\[(]*(?:answer\s+|response\s+|assistant\s+)?(\w+)", text)
+    line = re.search(
+        _LINE_START
+        + r"(?:the\s+)?(?:winner|better(?: answer)?|verdict|choice|preferred(?: answer)?)"
+        + _SEP
+        + r"[\"'\[(]*(?:answer\s+|response\s+|assistant\s+)?(\w+)",
+        text,
+    )
     bracket = re.search(r"\[\[\s*(A|B|C|tie)\s*\]\]", text, re.IGNORECASE)
     bare = re.fullmatch(r"[\s\"'*\[(]*(?:answer\s+)?(a|b|tie)[\s\"'*\].)!]*", text, re.IGNORECASE)
     for found in (line, bracket, bare):
@@ -392,8 +432,14 @@ def parse_choice(text: str) -> tuple[str | None, str]:
 
 
 def _single(case: JudgeCase, reply: Reply, rubric: Rubric) -> SingleVerdict:
-    return parse_single(reply.text, rubric, example_id=case.example_id, model=case.model,
-                        usage=Usage.of([reply]), truncated=reply.truncated)
+    return parse_single(
+        reply.text,
+        rubric,
+        example_id=case.example_id,
+        model=case.model,
+        usage=Usage.of([reply]),
+        truncated=reply.truncated,
+    )
 
 
 def _pair(a: JudgeCase, b: JudgeCase, first: Reply, second: Reply) -> PairVerdict:
@@ -401,8 +447,19 @@ def _pair(a: JudgeCase, b: JudgeCase, first: Reply, second: Reply) -> PairVerdic
     two, reason_two = parse_choice(second.text)
     two = {"a": "b", "b": "a"}.get(two or "", two)  # model_b stood in place A in the second round
     winner = None if one is None or two is None else one if one == two else "tie"
-    return PairVerdict(a.example_id, a.model, b.model, winner, one, two, reason_one, reason_two,
-                       _clip(first.text), _clip(second.text), Usage.of([first, second]))
+    return PairVerdict(
+        a.example_id,
+        a.model,
+        b.model,
+        winner,
+        one,
+        two,
+        reason_one,
+        reason_two,
+        _clip(first.text),
+        _clip(second.text),
+        Usage.of([first, second]),
+    )
 
 
 def _messages(system: str, parts: list[str]) -> Messages:

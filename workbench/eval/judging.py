@@ -57,8 +57,9 @@ def _sha(text: str) -> str:
 class Verdicts:
     """The judge's verdicts of one eval that still match the answers they graded."""
 
-    def __init__(self, single: dict[Key, SingleVerdict], pairs: dict[tuple[str, str, str], PairVerdict],
-                 judge_model: str | None) -> None:
+    def __init__(
+        self, single: dict[Key, SingleVerdict], pairs: dict[tuple[str, str, str], PairVerdict], judge_model: str | None
+    ) -> None:
         self.single = single  # (model, example id) -> verdict
         self.pairs = pairs  # (example id, model_a, model_b) -> verdict
         self.judge_model = judge_model
@@ -97,45 +98,82 @@ def load_verdicts(ev: EvalDir, predictions: Mapping[Key, Mapping[str, Any]] | No
 
 
 def _case(example: Mapping[str, Any], model: str, output: str) -> JudgeCase:
-    return JudgeCase(example_id=str(example["id"]), prompt=prompt_text(example.get("messages") or []),
-                     reference=example.get("reference"), output=output, model=model)
+    return JudgeCase(
+        example_id=str(example["id"]),
+        prompt=prompt_text(example.get("messages") or []),
+        reference=example.get("reference"),
+        output=output,
+        model=model,
+    )
 
 
-def judge_eval(ev: EvalDir, llm: LLM, *, models: Sequence[str], ids: Sequence[str] | None = None,
-               rubric: Rubric | None = None, progress: Callable[[int, int], None] | None = None,
-               cancel: threading.Event | None = None, workers: int = 4) -> list[SingleVerdict]:
+def judge_eval(
+    ev: EvalDir,
+    llm: LLM,
+    *,
+    models: Sequence[str],
+    ids: Sequence[str] | None = None,
+    rubric: Rubric | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+    workers: int = 4,
+) -> list[SingleVerdict]:
     """Grade each model's answers (of the examples ``ids``, default all) against the rubric; verdicts are kept."""
     rubric = rubric or load_rubric(ev)
     examples = {str(e["id"]): e for e in ev.examples()}
     predictions = ev.predictions()
     wanted = [i for i in (ids if ids is not None else examples) if i in examples]
-    cases = [_case(examples[i], m, str(predictions[(m, i)].get("output") or ""))
-             for i in wanted for m in models if (m, i) in predictions]
+    cases = [
+        _case(examples[i], m, str(predictions[(m, i)].get("output") or ""))
+        for i in wanted
+        for m in models
+        if (m, i) in predictions
+    ]
     verdicts = judge_single(llm, cases, rubric, progress=progress, cancel=cancel, workers=workers)
     graded = {(c.model, c.example_id): c.output for c in cases}  # a cancelled run returns fewer verdicts
     for v in verdicts:
-        append_jsonl(judge_path(ev), {"kind": "single", "judge": llm.model,
-                                      "sha": _sha(graded[(v.model, str(v.example_id))]), **v.to_dict()})
+        append_jsonl(
+            judge_path(ev),
+            {"kind": "single", "judge": llm.model, "sha": _sha(graded[(v.model, str(v.example_id))]), **v.to_dict()},
+        )
     return verdicts
 
 
-def judge_pairs(ev: EvalDir, llm: LLM, *, model_a: str, model_b: str, ids: Sequence[str] | None = None,
-                rubric: Rubric | None = None, progress: Callable[[int, int], None] | None = None,
-                cancel: threading.Event | None = None, workers: int = 4) -> list[PairVerdict]:
+def judge_pairs(
+    ev: EvalDir,
+    llm: LLM,
+    *,
+    model_a: str,
+    model_b: str,
+    ids: Sequence[str] | None = None,
+    rubric: Rubric | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+    workers: int = 4,
+) -> list[PairVerdict]:
     """Pairwise A/B of two models on each example, asked in both orders (see judge.judge_pairwise)."""
     rubric = rubric or load_rubric(ev)
     examples = {str(e["id"]): e for e in ev.examples()}
     predictions = ev.predictions()
-    wanted = [i for i in (ids if ids is not None else examples)
-              if i in examples and (model_a, i) in predictions and (model_b, i) in predictions]
-    pairs = [(_case(examples[i], model_a, str(predictions[(model_a, i)].get("output") or "")),
-              _case(examples[i], model_b, str(predictions[(model_b, i)].get("output") or ""))) for i in wanted]
+    wanted = [
+        i
+        for i in (ids if ids is not None else examples)
+        if i in examples and (model_a, i) in predictions and (model_b, i) in predictions
+    ]
+    pairs = [
+        (
+            _case(examples[i], model_a, str(predictions[(model_a, i)].get("output") or "")),
+            _case(examples[i], model_b, str(predictions[(model_b, i)].get("output") or "")),
+        )
+        for i in wanted
+    ]
     verdicts = judge_pairwise(llm, pairs, rubric, progress=progress, cancel=cancel, workers=workers)
     shown = {a.example_id: (a.output, b.output) for a, b in pairs}
     for v in verdicts:
         out_a, out_b = shown[str(v.example_id)]
-        append_jsonl(judge_path(ev), {"kind": "pair", "judge": llm.model, "sha": [_sha(out_a), _sha(out_b)],
-                                      **v.to_dict()})
+        append_jsonl(
+            judge_path(ev), {"kind": "pair", "judge": llm.model, "sha": [_sha(out_a), _sha(out_b)], **v.to_dict()}
+        )
     return verdicts
 
 
@@ -143,5 +181,6 @@ def pair_tally(verdicts: Sequence[PairVerdict], model_a: str, model_b: str) -> s
     """'a 3 · b 1 · ties 2 (1 counted as a tie: ...)': the A/B judge's wins, said the same by the pane and the CLI."""
     wins = {k: sum(v.winner_model == k for v in verdicts) for k in (model_a, model_b, "tie")}
     swayed = sum(not v.consistent and not v.unparsed for v in verdicts)
-    return (f"{model_a} {wins[model_a]} · {model_b} {wins[model_b]} · ties {wins['tie']}"
-            + (f" ({swayed} counted as ties: the judge changed its mind when the order was swapped)" if swayed else ""))
+    return f"{model_a} {wins[model_a]} · {model_b} {wins[model_b]} · ties {wins['tie']}" + (
+        f" ({swayed} counted as ties: the judge changed its mind when the order was swapped)" if swayed else ""
+    )

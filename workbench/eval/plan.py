@@ -85,13 +85,22 @@ def suite_files(workspace: str | Path) -> list[Path]:
     """Regression and red-team suites in the workspace (two levels deep)."""
     root = Path(workspace).expanduser().resolve()
     found = [*root.glob("*.jsonl"), *root.glob("*/*.jsonl"), *root.glob("*/*/*.jsonl")]
-    return sorted(p for p in found if "evals" not in p.parts[len(root.parts):] and is_suite(p))
+    return sorted(p for p in found if "evals" not in p.parts[len(root.parts) :] and is_suite(p))
 
 
-def plan_eval(models: Sequence[ModelRef], *, data: str | Path | None = None, suites: Sequence[str | Path] = (),
-              limit: int | None = None, selection: Sequence[int] | None = None,
-              settings: GenerationSettings | None = None, name: str | None = None,
-              schema: str | Path | None = None, regex: str | None = None, auto_schema: bool = True) -> Plan:
+def plan_eval(
+    models: Sequence[ModelRef],
+    *,
+    data: str | Path | None = None,
+    suites: Sequence[str | Path] = (),
+    limit: int | None = None,
+    selection: Sequence[int] | None = None,
+    settings: GenerationSettings | None = None,
+    name: str | None = None,
+    schema: str | Path | None = None,
+    regex: str | None = None,
+    auto_schema: bool = True,
+) -> Plan:
     """The spec and frozen examples of an eval of ``models`` on a dataset and/or suites."""
     if not models:
         raise EvalError("choose at least one model to evaluate")
@@ -109,10 +118,15 @@ def plan_eval(models: Sequence[ModelRef], *, data: str | Path | None = None, sui
         schema = schema_beside(data)
     first = Path(data) if data is not None else Path(suites[0])
     spec = EvalSpec(
-        name=name or first.stem, dataset=str(first.resolve()), source="dataset" if data is not None else "suite",
-        selection=list(selection) if selection else None, models=list(models),
-        generation=settings or GenerationSettings(), schema=str(Path(schema).resolve()) if schema else None,
-        regex=regex, suites=[str(Path(s).resolve()) for s in suites],
+        name=name or first.stem,
+        dataset=str(first.resolve()),
+        source="dataset" if data is not None else "suite",
+        selection=list(selection) if selection else None,
+        models=list(models),
+        generation=settings or GenerationSettings(),
+        schema=str(Path(schema).resolve()) if schema else None,
+        regex=regex,
+        suites=[str(Path(s).resolve()) for s in suites],
     )
     return Plan(spec, examples, problems)
 

@@ -40,11 +40,30 @@ class Rating:
     def records(self) -> list[dict[str, Any]]:
         """The rating in the shape workbench.eval.agreement reads: one record per model score and per choice."""
         models = list(dict.fromkeys([*self.scores, *(m for m, graded in self.items.items() if graded)]))
-        out: list[dict[str, Any]] = [{"id": self.id, "model": m, "score": self.scores.get(m),
-                                      "items": dict(self.items.get(m, {})), "choice": None, "pair": None,
-                                      "note": self.note} for m in models]
-        out += [{"id": self.id, "model": None, "score": None, "items": {}, "choice": c, "pair": list(pair),
-                 "note": self.note} for pair, c in self.choices.items()]
+        out: list[dict[str, Any]] = [
+            {
+                "id": self.id,
+                "model": m,
+                "score": self.scores.get(m),
+                "items": dict(self.items.get(m, {})),
+                "choice": None,
+                "pair": None,
+                "note": self.note,
+            }
+            for m in models
+        ]
+        out += [
+            {
+                "id": self.id,
+                "model": None,
+                "score": None,
+                "items": {},
+                "choice": c,
+                "pair": list(pair),
+                "note": self.note,
+            }
+            for pair, c in self.choices.items()
+        ]
         return out
 
 
@@ -155,8 +174,11 @@ class Ratings:
     def rated_count(self, models: Iterable[str] | None = None) -> int:
         """Examples with at least one score (of one of models) or choice."""
         wanted = set(models) if models is not None else None
-        return sum(1 for r in self.by_id.values()
-                   if r.choices or any(wanted is None or m in wanted for m in [*r.scores, *r.items]))
+        return sum(
+            1
+            for r in self.by_id.values()
+            if r.choices or any(wanted is None or m in wanted for m in [*r.scores, *r.items])
+        )
 
 
 def blind_order(models: Sequence[str], example_id: str, seed: str) -> list[str]:

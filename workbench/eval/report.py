@@ -43,8 +43,11 @@ def _delta(d: Any, metric: str) -> str:
 
 def _metrics(results: Results) -> list[str]:
     keys = [k for k in METRICS if any(row.cells[m].value(k) is not None for row in results.rows for m in results.keys)]
-    return keys + [k for k in ("judge", "human") if any(row.cells[m].value(k) is not None
-                                                         for row in results.rows for m in results.keys)]
+    return keys + [
+        k
+        for k in ("judge", "human")
+        if any(row.cells[m].value(k) is not None for row in results.rows for m in results.keys)
+    ]
 
 
 def _summary_of(s: ModelSummary, metric: str) -> Any:
@@ -72,23 +75,55 @@ def report_data(results: Results, curves: list[Curve] | None = None) -> dict[str
     curves = curves_of(results) if curves is None else curves
     agreement = {k: a.to_dict() for k, a in results.agreement().items()}
     return {
-        "eval": results.ev.id, "dataset": results.spec.dataset, "examples": len(results.rows),
-        "generation": results.spec.generation.model_dump(), "main_metric": results.primary,
-        "models": [{"key": s.model.key, "label": s.model.label, "kind": s.model.kind, "done": s.done,
-                    "metrics": {m: asdict(v) for m in metrics if (v := _summary_of(s, m)) is not None},
-                    "against_base": {m: asdict(d) for m, d in s.delta.items()},
-                    "cases_passed": s.cases[0], "cases": s.cases[1]} for s in summaries],
+        "eval": results.ev.id,
+        "dataset": results.spec.dataset,
+        "examples": len(results.rows),
+        "generation": results.spec.generation.model_dump(),
+        "main_metric": results.primary,
+        "models": [
+            {
+                "key": s.model.key,
+                "label": s.model.label,
+                "kind": s.model.kind,
+                "done": s.done,
+                "metrics": {m: asdict(v) for m in metrics if (v := _summary_of(s, m)) is not None},
+                "against_base": {m: asdict(d) for m, d in s.delta.items()},
+                "cases_passed": s.cases[0],
+                "cases": s.cases[1],
+            }
+            for s in summaries
+        ],
         "gate": {"ok": ok, "summary": gate_text},
-        "judge": {"model": results.verdicts.judge_model, "rubric": results.rubric.to_dict(),
-                  "verdicts": len(results.verdicts.single), "pairs": len(results.verdicts.pairs),
-                  "usage": results.verdicts.usage.to_dict(), "agreement": agreement},
-        "checkpoints": [{"run": c.run_id, "metric": c.metric, "best_by_metric": c.best_by_metric,
-                         "best_by_loss": c.best_by_loss, "verdict": c.verdict(),
-                         "points": [{"step": st, "model": k, **asdict(s)} for st, k, s in c.points],
-                         "eval_loss": c.eval_loss} for c in curves],
-        "worst": [{"id": r.id, "prompt": r.prompt, "reference": r.reference,
-                   "answers": {m: r.cells[m].output for m in results.keys}, "note": r.note}
-                  for r in worst_rows(results)],
+        "judge": {
+            "model": results.verdicts.judge_model,
+            "rubric": results.rubric.to_dict(),
+            "verdicts": len(results.verdicts.single),
+            "pairs": len(results.verdicts.pairs),
+            "usage": results.verdicts.usage.to_dict(),
+            "agreement": agreement,
+        },
+        "checkpoints": [
+            {
+                "run": c.run_id,
+                "metric": c.metric,
+                "best_by_metric": c.best_by_metric,
+                "best_by_loss": c.best_by_loss,
+                "verdict": c.verdict(),
+                "points": [{"step": st, "model": k, **asdict(s)} for st, k, s in c.points],
+                "eval_loss": c.eval_loss,
+            }
+            for c in curves
+        ],
+        "worst": [
+            {
+                "id": r.id,
+                "prompt": r.prompt,
+                "reference": r.reference,
+                "answers": {m: r.cells[m].output for m in results.keys},
+                "note": r.note,
+            }
+            for r in worst_rows(results)
+        ],
         "ratings": {"rated_examples": results.ratings.rated_count()},
     }
 
@@ -113,25 +148,47 @@ def _text_chart(curve: Curve) -> str:
 
 def markdown(results: Results, data: dict[str, Any], curves: list[Curve]) -> str:
     metrics = _metrics(results)
-    out = [f"# Eval {data['eval']}", "",
-           f"{data['examples']} examples from `{data['dataset']}`; main metric **{data['main_metric']}**; "
-           f"greedy={results.spec.generation.greedy}, max_new_tokens={results.spec.generation.max_new_tokens}.", "",
-           "Means with 95% bootstrap intervals; changes against the base are paired over the same examples "
-           "and called significant only when the interval excludes 0.", "",
-           "| model | done | " + " | ".join(metrics) + " |", "|---|---:|" + "---:|" * len(metrics)]
+    out = [
+        f"# Eval {data['eval']}",
+        "",
+        f"{data['examples']} examples from `{data['dataset']}`; main metric **{data['main_metric']}**; "
+        f"greedy={results.spec.generation.greedy}, max_new_tokens={results.spec.generation.max_new_tokens}.",
+        "",
+        "Means with 95% bootstrap intervals; changes against the base are paired over the same examples "
+        "and called significant only when the interval excludes 0.",
+        "",
+        "| model | done | " + " | ".join(metrics) + " |",
+        "|---|---:|" + "---:|" * len(metrics),
+    ]
     summaries = results.summaries([m for m in metrics if m in METRICS])
     for s in summaries:
         out.append(f"| {s.model.label} | {s.done} | " + " | ".join(_fmt(_summary_of(s, m), m) for m in metrics) + " |")
     if results.base:
-        out += ["", "## Against the base", "", "| model | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+        out += [
+            "",
+            "## Against the base",
+            "",
+            "| model | " + " | ".join(metrics) + " |",
+            "|---|" + "---|" * len(metrics),
+        ]
         for s in summaries:
             if s.delta:
                 out.append(f"| {s.model.label} | " + " | ".join(_delta(s.delta.get(m), m) for m in metrics) + " |")
-    out += ["", "## Regression and red-team gate", "", ("PASS: " if data["gate"]["ok"] else "FAIL: ") + data["gate"]["summary"]]
+    out += [
+        "",
+        "## Regression and red-team gate",
+        "",
+        ("PASS: " if data["gate"]["ok"] else "FAIL: ") + data["gate"]["summary"],
+    ]
     judge = data["judge"]
     if judge["verdicts"] or judge["pairs"]:
-        out += ["", "## LLM judge", "", f"Judge `{judge['model']}`, {judge['verdicts']} graded answers, "
-                f"{judge['pairs']} A/B pairs; {judge['usage'].get('total_tokens', 0)} tokens."]
+        out += [
+            "",
+            "## LLM judge",
+            "",
+            f"Judge `{judge['model']}`, {judge['verdicts']} graded answers, "
+            f"{judge['pairs']} A/B pairs; {judge['usage'].get('total_tokens', 0)} tokens.",
+        ]
         for item, a in results.agreement().items():
             out.append(f"- agreement with your ratings on {item}: {a.describe()}")
     for c in data["checkpoints"]:
@@ -144,7 +201,13 @@ def markdown(results: Results, data: dict[str, Any], curves: list[Curve]) -> str
         if w["reference"] is not None:
             out += ["**Reference:**", "", "```", w["reference"], "```"]
         for key, answer in w["answers"].items():
-            out += [f"**{labels.get(key, key)}:**", "", "```", answer if answer is not None else "(not generated)", "```"]
+            out += [
+                f"**{labels.get(key, key)}:**",
+                "",
+                "```",
+                answer if answer is not None else "(not generated)",
+                "```",
+            ]
         if w["note"]:
             out += [f"_Note: {w['note']}_"]
         out.append("")
@@ -153,23 +216,31 @@ def markdown(results: Results, data: dict[str, Any], curves: list[Curve]) -> str
 
 def _svg_chart(curve: Curve, width: int = 520, height: int = 180) -> str:
     """A small SVG line chart: the metric (green) and the eval loss (orange, own scale) by step."""
+
     def line(points: list[tuple[float, float]], color: str) -> str:
         if len(points) < 1:
             return ""
         xs, ys = [p[0] for p in points], [p[1] for p in points]
         x0, x1 = min(xs), max(xs) or 1
         y0, y1 = min(ys), max(ys)
+
         def sx(x: float) -> float:
             return 30 + (x - x0) / ((x1 - x0) or 1) * (width - 40)
+
         def sy(y: float) -> float:
             return height - 20 - (y - y0) / ((y1 - y0) or 1) * (height - 40)
+
         pts = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
         return f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{pts}"/>'
+
     metric = [(p[0], p[2].mean) for p in curve.points if p[2].mean is not None]
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'style="background:#fafafa;border:1px solid #ddd">'
-            + line(metric, "#2a9d4a") + line(list(curve.eval_loss), "#e07b00")
-            + f'<text x="30" y="14" font-size="12">{html.escape(curve.metric)} (green) and eval loss (orange) by step</text></svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'style="background:#fafafa;border:1px solid #ddd">'
+        + line(metric, "#2a9d4a")
+        + line(list(curve.eval_loss), "#e07b00")
+        + f'<text x="30" y="14" font-size="12">{html.escape(curve.metric)} (green) and eval loss (orange) by step</text></svg>'
+    )
 
 
 def _inline(text: str) -> str:
@@ -191,7 +262,7 @@ def _markdown_html(md: str, charts: dict[str, str]) -> str:
         line = lines[i]
         if line.startswith("```"):
             end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("```")), len(lines))
-            block = "\n".join(lines[i + 1:end])
+            block = "\n".join(lines[i + 1 : end])
             if not (block.strip() and any(h in out[-3:] for h in charts.values())):  # the SVG replaces the text chart
                 out.append(f"<pre>{html.escape(block)}</pre>")
             i = end + 1
@@ -204,13 +275,17 @@ def _markdown_html(md: str, charts: dict[str, str]) -> str:
                     rows.append(cells)
                 i += 1
             head, *body = rows
-            out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>"
-                       + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
-                       + "</table>")
+            out.append(
+                "<table><tr>"
+                + "".join(f"<th>{_inline(c)}</th>" for c in head)
+                + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
+                + "</table>"
+            )
             continue
         level = len(line) - len(line.lstrip("#"))
-        if 0 < level <= 3 and line[level:level + 1] == " ":
-            title = line[level + 1:]
+        if 0 < level <= 3 and line[level : level + 1] == " ":
+            title = line[level + 1 :]
             out.append(f"<h{level}>{_inline(title)}</h{level}>")
             if title in charts:
                 out.append(charts[title])
@@ -223,12 +298,18 @@ def _markdown_html(md: str, charts: dict[str, str]) -> str:
 def html_report(results: Results, data: dict[str, Any], curves: list[Curve]) -> str:
     """A standalone page: the Markdown report's tables as HTML, with SVG charts of the checkpoint curves."""
     charts = {f"Checkpoints of {c.run_id}": _svg_chart(c) for c in curves}
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
-             "th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}th:first-child,td:first-child{text-align:left}"
-             "th{background:#f4f4f4}pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap;font-size:13px}")
-    return ("<!doctype html>\n<html><head><meta charset='utf-8'><title>Eval " + html.escape(data["eval"]) + "</title>"
-            f"<style>{style}</style></head><body>\n" + _markdown_html(markdown(results, data, curves), charts) + "\n</body></html>\n")
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
+        "th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}th:first-child,td:first-child{text-align:left}"
+        "th{background:#f4f4f4}pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap;font-size:13px}"
+    )
+    return (
+        "<!doctype html>\n<html><head><meta charset='utf-8'><title>Eval " + html.escape(data["eval"]) + "</title>"
+        f"<style>{style}</style></head><body>\n"
+        + _markdown_html(markdown(results, data, curves), charts)
+        + "\n</body></html>\n"
+    )
 
 
 def write_report(results: Results, directory: Path | None = None) -> list[Path]:

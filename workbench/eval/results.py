@@ -97,7 +97,11 @@ class ModelSummary:
 
 
 def _higher_is_better(metric: str) -> bool:
-    return metric in ("judge", "human", "case") or METRICS.get(metric) is None or METRICS[metric].higher_is_better is not False
+    return (
+        metric in ("judge", "human", "case")
+        or METRICS.get(metric) is None
+        or METRICS[metric].higher_is_better is not False
+    )
 
 
 class Results:
@@ -176,9 +180,15 @@ class Results:
                 scores = dict(self.scores.get((key, eid), {}))
                 if (key, eid) in self.similarity:
                     scores["similarity"] = self.similarity[(key, eid)]
-                cells[key] = Cell(key, None if record is None else str(record.get("output") or ""), record or {},
-                                  scores, self.cases.get((key, eid)), self.verdicts.single.get((key, eid)),
-                                  self.ratings.score_of(eid, key))
+                cells[key] = Cell(
+                    key,
+                    None if record is None else str(record.get("output") or ""),
+                    record or {},
+                    scores,
+                    self.cases.get((key, eid)),
+                    self.verdicts.single.get((key, eid)),
+                    self.ratings.score_of(eid, key),
+                )
             rating = self.ratings.get(eid)
             rows.append(Row(example, cells, rating.note if rating else ""))
         self.rows = rows
@@ -232,17 +242,25 @@ class Results:
             return any(self.fails(c) for c in row.cells.values())
         if name == "unrated":
             return all(c.human is None for c in row.cells.values() if c.output is not None) and not (
-                self.ratings.get(row.id) and self.ratings.get(row.id).choices)
+                self.ratings.get(row.id) and self.ratings.get(row.id).choices
+            )
         return True
 
-    def view(self, filter_name: str = "all", search: str = "", sort: str = "order",
-             model: str | None = None) -> list[Row]:
+    def view(
+        self, filter_name: str = "all", search: str = "", sort: str = "order", model: str | None = None
+    ) -> list[Row]:
         """The rows the grid shows: filtered, searched (prompt, reference, answers, note), sorted."""
         needle = search.casefold().strip()
         rows = [r for r in self.rows if self.matches(r, filter_name)]
         if needle:
-            rows = [r for r in rows if needle in "\n".join(
-                [r.prompt, r.reference or "", r.note, *(c.output or "" for c in r.cells.values())]).casefold()]
+            rows = [
+                r
+                for r in rows
+                if needle
+                in "\n".join(
+                    [r.prompt, r.reference or "", r.note, *(c.output or "" for c in r.cells.values())]
+                ).casefold()
+            ]
         model = model or (self.keys[-1] if self.keys else None)
         if sort == "order" or model is None:
             return rows
@@ -256,6 +274,7 @@ class Results:
                 base = row.cells[self.base].value(self.primary)
                 return float("inf") if base is None else sign * (value - base)
             return sign * value
+
         return sorted(rows, key=key)  # worst first
 
     # --- the whole eval ------------------------------------------------------------------
@@ -274,9 +293,17 @@ class Results:
                 for k in [*keys, "judge", "human"]:
                     delta[k] = paired_difference([c.value(k) for c in cells], [b.value(k) for b in base_cells])
             results = [c.case for c in done if c.case is not None]
-            out.append(ModelSummary(ref, len(done), per, delta, (sum(r.passed for r in results), len(results)),
-                                    bootstrap_ci([c.value("judge") for c in done], metric="judge"),
-                                    bootstrap_ci([c.value("human") for c in done], metric="human")))
+            out.append(
+                ModelSummary(
+                    ref,
+                    len(done),
+                    per,
+                    delta,
+                    (sum(r.passed for r in results), len(results)),
+                    bootstrap_ci([c.value("judge") for c in done], metric="judge"),
+                    bootstrap_ci([c.value("human") for c in done], metric="human"),
+                )
+            )
         return out
 
     def has_metric(self, metric: str) -> bool:
@@ -290,16 +317,16 @@ class Results:
         if metric == "similarity":
             return bool(self.similarity)
         if metric in ("exact_match", "token_f1", "rouge_l"):
-            return metric == self.primary or (metric in ("exact_match", "token_f1")
-                                              and any(e.get("reference") for e in self.examples))
+            return metric == self.primary or (
+                metric in ("exact_match", "token_f1") and any(e.get("reference") for e in self.examples)
+            )
         if metric == "schema_valid":
             return self.schema is not None or bool(self.regex)
         return metric == "refusal"
 
     def agreement(self) -> dict[str, Agreement]:
         """Judge against human, per rubric item (and overall), on the answers both graded."""
-        return agreement_by_item(list(self.verdicts.single.values()), self.ratings.records(),
-                                 scale=self.rubric.scale)
+        return agreement_by_item(list(self.verdicts.single.values()), self.ratings.records(), scale=self.rubric.scale)
 
     def pair_agreement(self) -> Agreement:
         return pairwise_agreement(list(self.verdicts.pairs.values()), self.ratings.records())

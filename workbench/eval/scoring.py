@@ -45,24 +45,36 @@ def case_of(example: Mapping[str, Any]) -> Case | None:
     return Case(id=str(example["id"]), messages=list(example.get("messages") or []), expect=expect, kind=kind, line=0)
 
 
-def score_predictions(examples: list[dict[str, Any]], predictions: Mapping[Key, Mapping[str, Any]], *,
-                      schema: dict[str, Any] | None = None,
-                      regex: str | None = None) -> dict[Key, dict[str, float | None]]:
+def score_predictions(
+    examples: list[dict[str, Any]],
+    predictions: Mapping[Key, Mapping[str, Any]],
+    *,
+    schema: dict[str, Any] | None = None,
+    regex: str | None = None,
+) -> dict[Key, dict[str, float | None]]:
     """Every metric but similarity for every prediction whose example is known."""
     by_id = {str(e["id"]): e for e in examples}
-    return {key: metrics.score_example(str(record.get("output") or ""), by_id[key[1]].get("reference"),
-                                       schema=schema, regex=regex)
-            for key, record in predictions.items() if key[1] in by_id}
+    return {
+        key: metrics.score_example(
+            str(record.get("output") or ""), by_id[key[1]].get("reference"), schema=schema, regex=regex
+        )
+        for key, record in predictions.items()
+        if key[1] in by_id
+    }
 
 
 def check_cases(examples: list[dict[str, Any]], predictions: Mapping[Key, Mapping[str, Any]]) -> dict[Key, CaseResult]:
     """The suite verdict of each prediction whose example is a regression or red-team case."""
     cases = {str(e["id"]): c for e in examples if (c := case_of(e)) is not None}
-    return {key: check_case(cases[key[1]], str(record.get("output") or ""))
-            for key, record in predictions.items() if key[1] in cases}
+    return {
+        key: check_case(cases[key[1]], str(record.get("output") or ""))
+        for key, record in predictions.items()
+        if key[1] in cases
+    }
 
 
 # --- similarity (MiniLM), cached ---------------------------------------------------------------
+
 
 def _sha(text: str | None) -> str:
     return hashlib.sha1((text or "").encode("utf-8")).hexdigest()[:16]
@@ -72,8 +84,9 @@ def similarity_path(ev: EvalDir) -> Path:
     return ev.path / "similarity.jsonl"
 
 
-def load_similarity(ev: EvalDir, examples: list[dict[str, Any]],
-                    predictions: Mapping[Key, Mapping[str, Any]]) -> dict[Key, float | None]:
+def load_similarity(
+    ev: EvalDir, examples: list[dict[str, Any]], predictions: Mapping[Key, Mapping[str, Any]]
+) -> dict[Key, float | None]:
     """Cached similarities that still match the output and the reference."""
     refs = {str(e["id"]): e.get("reference") for e in examples}
     cached = {(r["model"], r["id"]): r for r in read_jsonl(similarity_path(ev))[0] if "model" in r and "id" in r}
@@ -85,8 +98,13 @@ def load_similarity(ev: EvalDir, examples: list[dict[str, Any]],
     return out
 
 
-def compute_similarity(ev: EvalDir, *, embedder: Any = None, progress: Callable[[str], None] | None = None,
-                       cancel: threading.Event | None = None) -> dict[Key, float | None]:
+def compute_similarity(
+    ev: EvalDir,
+    *,
+    embedder: Any = None,
+    progress: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> dict[Key, float | None]:
     """MiniLM similarity of each output with its reference, computing only what the cache lacks."""
     examples, predictions = ev.examples(), ev.predictions()
     have = load_similarity(ev, examples, predictions)
@@ -95,11 +113,22 @@ def compute_similarity(ev: EvalDir, *, embedder: Any = None, progress: Callable[
     if todo and not (cancel and cancel.is_set()):
         if progress:
             progress(f"similarity: embedding {len(todo)} answer(s) with MiniLM…")
-        values = metrics.semantic_similarity([str(predictions[k].get("output") or "") for k in todo],
-                                             [refs[k[1]] for k in todo], embedder=embedder)
+        values = metrics.semantic_similarity(
+            [str(predictions[k].get("output") or "") for k in todo], [refs[k[1]] for k in todo], embedder=embedder
+        )
         have.update(zip(todo, values))
-    lines = [json.dumps({"model": k[0], "id": k[1], "similarity": v, "out": _sha(predictions[k].get("output")),
-                         "ref": _sha(refs.get(k[1]))}) for k, v in have.items()]
+    lines = [
+        json.dumps(
+            {
+                "model": k[0],
+                "id": k[1],
+                "similarity": v,
+                "out": _sha(predictions[k].get("output")),
+                "ref": _sha(refs.get(k[1])),
+            }
+        )
+        for k, v in have.items()
+    ]
     atomic_write_text(similarity_path(ev), "".join(line + "\n" for line in lines))
     return have
 

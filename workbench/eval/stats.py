@@ -77,8 +77,9 @@ def _resampled_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarra
     return means
 
 
-def _interval(values: np.ndarray, confidence: float, resamples: int,
-              seed: int) -> tuple[float | None, float | None, float | None]:
+def _interval(
+    values: np.ndarray, confidence: float, resamples: int, seed: int
+) -> tuple[float | None, float | None, float | None]:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, not {confidence}")
     if len(values) == 0:
@@ -95,8 +96,9 @@ def _present(values: Sequence[float | None]) -> np.ndarray:
     return np.array([float(v) for v in values if v is not None], dtype=np.float64)
 
 
-def bootstrap_ci(values: Sequence[float | None], *, confidence: float = 0.95, resamples: int = 2000,
-                 seed: int = 0, metric: str = "") -> Summary:
+def bootstrap_ci(
+    values: Sequence[float | None], *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0, metric: str = ""
+) -> Summary:
     """The mean of the values (None skipped and counted as missing) and its percentile bootstrap interval.
 
     No value: mean None. One value: an interval of zero width at it (there is no spread to resample).
@@ -106,8 +108,14 @@ def bootstrap_ci(values: Sequence[float | None], *, confidence: float = 0.95, re
     return Summary(metric, mean, lo, hi, len(present), len(values) - len(present))
 
 
-def paired_difference(a: Sequence[float | None], b: Sequence[float | None], *, confidence: float = 0.95,
-                      resamples: int = 2000, seed: int = 0) -> Difference:
+def paired_difference(
+    a: Sequence[float | None],
+    b: Sequence[float | None],
+    *,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> Difference:
     """How much ``a`` beats ``b`` on the same examples (aligned by position), with a paired bootstrap interval.
 
     Only examples where both have a value count; each resample draws the same examples for both.
@@ -116,17 +124,21 @@ def paired_difference(a: Sequence[float | None], b: Sequence[float | None], *, c
         raise ValueError(f"paired scores must be aligned: {len(a)} against {len(b)}")
     diffs = np.array([float(x) - float(y) for x, y in zip(a, b) if x is not None and y is not None], dtype=np.float64)
     mean, lo, hi = _interval(diffs, confidence, resamples, seed)
-    significant = (lo is not None and hi is not None and len(diffs) >= MIN_SIGNIFICANT_N
-                   and (lo > 0 or hi < 0))
+    significant = lo is not None and hi is not None and len(diffs) >= MIN_SIGNIFICANT_N and (lo > 0 or hi < 0)
     return Difference(mean, lo, hi, len(diffs), significant)
 
 
-def aggregate(per_example: Sequence[Mapping[str, float | None]], *, confidence: float = 0.95,
-              resamples: int = 2000, seed: int = 0) -> dict[str, Summary]:
+def aggregate(
+    per_example: Sequence[Mapping[str, float | None]], *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> dict[str, Summary]:
     """A :class:`Summary` per metric key found in any example (in first-seen order), skipping None.
 
     An example without the key, or with None, counts as missing for that metric.
     """
     keys = list(dict.fromkeys(k for scores in per_example for k in scores))
-    return {k: bootstrap_ci([scores.get(k) for scores in per_example], confidence=confidence,
-                            resamples=resamples, seed=seed, metric=k) for k in keys}
+    return {
+        k: bootstrap_ci(
+            [scores.get(k) for scores in per_example], confidence=confidence, resamples=resamples, seed=seed, metric=k
+        )
+        for k in keys
+    }

@@ -68,8 +68,12 @@ class ModelRef(_Section):
 
 class GenerationSettings(_Section):
     max_new_tokens: int = Field(256, ge=1, description="stop each answer after this many new tokens")
-    temperature: float = Field(0.0, ge=0.0, description="0: greedy (deterministic); above 0: sample at this temperature")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling: keep the smallest token set with this much probability")
+    temperature: float = Field(
+        0.0, ge=0.0, description="0: greedy (deterministic); above 0: sample at this temperature"
+    )
+    top_p: float = Field(
+        1.0, gt=0.0, le=1.0, description="nucleus sampling: keep the smallest token set with this much probability"
+    )
     # 16, not 8: on two CPU cores (SmolLM2, bench/eval_throughput.py) batch 8 gave 3.2x the
     # examples/s of one at a time, batch 16 4.2-4.5x, batch 32 about 6x but a long wait between
     # progress updates and for a stop; a 16-prompt cache is small next to a model's weights.
@@ -87,7 +91,9 @@ class EvalSpec(_Section):
     name: str = Field("eval", description="a short name; the eval id is built from it")
     created: float = Field(default_factory=time.time, description="creation time (Unix seconds)")
     dataset: str | None = Field(None, description="absolute path of the dataset or suite the examples came from")
-    source: Literal["dataset", "suite"] = Field("dataset", description="dataset: a dataset's rows; suite: regression/red-team cases")
+    source: Literal["dataset", "suite"] = Field(
+        "dataset", description="dataset: a dataset's rows; suite: regression/red-team cases"
+    )
     selection: list[int] | None = Field(None, description="the dataset row indexes chosen (None: all, or the first N)")
     models: list[ModelRef] = Field(default_factory=list, description="the models compared, in order")
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
@@ -253,8 +259,16 @@ def create_eval(workspace: str | Path, spec: EvalSpec, examples: list[dict[str, 
     frozen = [{**e, "id": str(e["id"])} for e in examples]
     atomic_write_text(ev.examples_path, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in frozen))
     atomic_write_text(ev.spec_path, dump_spec(spec))
-    ev.write_status({"eval_id": ev.id, "name": spec.name, "state": "created", "created": spec.created,
-                     "done": 0, "total": len(frozen) * len(spec.models)})
+    ev.write_status(
+        {
+            "eval_id": ev.id,
+            "name": spec.name,
+            "state": "created",
+            "created": spec.created,
+            "done": 0,
+            "total": len(frozen) * len(spec.models),
+        }
+    )
     return ev
 
 
@@ -288,10 +302,19 @@ def summarize(ev: EvalDir) -> EvalSummary:
     n_examples = len(ev.examples())
     per_model = ev.progress()
     return EvalSummary(
-        id=ev.id, name=spec.name, state=status.state, models=[m.key for m in spec.models],
-        labels=[m.label for m in spec.models], examples=n_examples, done=sum(per_model.values()),
-        total=n_examples * len(spec.models), created=spec.created, path=str(ev.path), dataset=spec.dataset,
-        error=status.error, per_model=per_model,
+        id=ev.id,
+        name=spec.name,
+        state=status.state,
+        models=[m.key for m in spec.models],
+        labels=[m.label for m in spec.models],
+        examples=n_examples,
+        done=sum(per_model.values()),
+        total=n_examples * len(spec.models),
+        created=spec.created,
+        path=str(ev.path),
+        dataset=spec.dataset,
+        error=status.error,
+        per_model=per_model,
     )
 
 
@@ -327,6 +350,20 @@ def find_eval(workspace: str | Path, ref: str) -> EvalDir:
 
 
 __all__ = [
-    "LIVE_STATES", "STATES", "EvalDir", "EvalError", "EvalSpec", "EvalStatus", "EvalSummary", "GenerationSettings",
-    "ModelRef", "create_eval", "dump_spec", "evals_dir", "find_eval", "list_evals", "parse_spec", "summarize",
+    "LIVE_STATES",
+    "STATES",
+    "EvalDir",
+    "EvalError",
+    "EvalSpec",
+    "EvalStatus",
+    "EvalSummary",
+    "GenerationSettings",
+    "ModelRef",
+    "create_eval",
+    "dump_spec",
+    "evals_dir",
+    "find_eval",
+    "list_evals",
+    "parse_spec",
+    "summarize",
 ]

@@ -91,8 +91,10 @@ class Suite:
 
     def examples(self) -> list[dict[str, Any]]:
         """The cases as eval examples: prompt messages, no reference, the checks to run on the output."""
-        return [{"id": c.id, "messages": [dict(m) for m in c.messages], "reference": None, "expect": dict(c.expect)}
-                for c in self.cases]
+        return [
+            {"id": c.id, "messages": [dict(m) for m in c.messages], "reference": None, "expect": dict(c.expect)}
+            for c in self.cases
+        ]
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -121,9 +123,11 @@ def load_suite(path: str | Path) -> Suite:
             suite.cases.append(case)
     if not suite.cases:
         listed = "".join(f"\n  {p}" for p in suite.problems[:MAX_LISTED])
-        raise DataError(f"{path}: no usable case in the suite" + (f" ({len(suite.problems)} bad lines){listed}"
-                                                                  if suite.problems else " (the file is empty)"),
-                        suite.problems)
+        raise DataError(
+            f"{path}: no usable case in the suite"
+            + (f" ({len(suite.problems)} bad lines){listed}" if suite.problems else " (the file is empty)"),
+            suite.problems,
+        )
     return suite
 
 
@@ -147,8 +151,9 @@ def _parse_case(raw: str, line: int, stem: str) -> tuple[Case | None, Problems]:
     messages = _messages(data, problems)
     expect = data.get("expect")
     if not isinstance(expect, dict) or not expect:
-        problems.append(("expect", "expected an object with at least one of " + ", ".join(EXPECT_KEYS)
-                         + f", found {expect!r}"))
+        problems.append(
+            ("expect", "expected an object with at least one of " + ", ".join(EXPECT_KEYS) + f", found {expect!r}")
+        )
     else:
         problems += _check_expect(expect)
     kind = data.get("suite")
@@ -165,8 +170,13 @@ def _messages(data: dict[str, Any], problems: Problems) -> list[dict[str, str]] 
     """The prompt messages from ``prompt`` (+ ``system``) or ``messages``; problems added to the list."""
     prompt, messages, system = data.get("prompt"), data.get("messages"), data.get("system")
     if (prompt is None) == (messages is None):
-        problems.append(("prompt", "expected either 'prompt' (a string) or 'messages' (a list), not "
-                         + ("both" if prompt is not None else "neither")))
+        problems.append(
+            (
+                "prompt",
+                "expected either 'prompt' (a string) or 'messages' (a list), not "
+                + ("both" if prompt is not None else "neither"),
+            )
+        )
         return None
     if system is not None and (messages is not None or not isinstance(system, str)):
         problems.append(("system", "expected a string next to 'prompt' (with 'messages', put a system turn in them)"))
@@ -180,14 +190,19 @@ def _messages(data: dict[str, Any], problems: Problems) -> list[dict[str, str]] 
         problems.append(("messages", f"expected a non-empty list of {{role, content}} objects, found {messages!r}"))
         return None
     for i, m in enumerate(messages):
-        if (not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant")
-                or not isinstance(m.get("content"), str)):
-            problems.append(("messages", f"item {i}: expected {{\"role\": system|user|assistant, "
-                             f"\"content\": string}}, found {m!r}"))
+        if (
+            not isinstance(m, dict)
+            or m.get("role") not in ("system", "user", "assistant")
+            or not isinstance(m.get("content"), str)
+        ):
+            problems.append(
+                ("messages", f'item {i}: expected {{"role": system|user|assistant, "content": string}}, found {m!r}')
+            )
             return None
     if messages[-1]["role"] != "user":
-        problems.append(("messages", f"the last turn must be the user's (the model answers it), found "
-                         f"{messages[-1]['role']!r}"))
+        problems.append(
+            ("messages", f"the last turn must be the user's (the model answers it), found {messages[-1]['role']!r}")
+        )
         return None
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
@@ -257,8 +272,12 @@ def check_case(case: Case, output: str) -> CaseResult:
 
 def check_suite(suite: Suite, outputs: Mapping[str, str]) -> list[CaseResult]:
     """Check every case against its output (by case id); a case with no output fails."""
-    return [check_case(c, outputs[c.id]) if c.id in outputs
-            else CaseResult(c.id, c.kind, False, ["no output was generated for this case"]) for c in suite.cases]
+    return [
+        check_case(c, outputs[c.id])
+        if c.id in outputs
+        else CaseResult(c.id, c.kind, False, ["no output was generated for this case"])
+        for c in suite.cases
+    ]
 
 
 def gate(results: Iterable[CaseResult]) -> tuple[bool, str]:
@@ -271,8 +290,9 @@ def gate(results: Iterable[CaseResult]) -> tuple[bool, str]:
     if not failed:
         return True, f"all {len(results)} cases pass (" + ", ".join(f"{n} {k}" for k, n in counts.items() if n) + ")"
     by_kind = {k: sum(r.kind == k for r in failed) for k in KINDS}
-    lines = [f"{len(failed)} of {len(results)} cases fail ("
-             + ", ".join(f"{n} {k}" for k, n in by_kind.items() if n) + ")"]
+    lines = [
+        f"{len(failed)} of {len(results)} cases fail (" + ", ".join(f"{n} {k}" for k, n in by_kind.items() if n) + ")"
+    ]
     lines += [f"  {r.case_id} [{r.kind}]: " + "; ".join(r.failures) for r in failed[:MAX_LISTED]]
     if len(failed) > MAX_LISTED:
         lines.append(f"  ... and {len(failed) - MAX_LISTED} more")

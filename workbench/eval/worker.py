@@ -55,6 +55,7 @@ def run_eval(
     say = log or (lambda text: print(text, flush=True))
     previous = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
+
         def on_signal(signum: int, _frame: object) -> None:
             if signum == signal.SIGINT and cancel.is_set():
                 raise KeyboardInterrupt  # a second Ctrl-C does not wait for the batch
@@ -72,12 +73,23 @@ def run_eval(
 
 
 def _run_locked(
-    ev: EvalDir, cancel: threading.Event, progress: Callable[[GenerationProgress], None] | None,
+    ev: EvalDir,
+    cancel: threading.Event,
+    progress: Callable[[GenerationProgress], None] | None,
     say: Callable[[str], None],
 ) -> str:
     with ev.exclusive():
-        status = StatusWriter(ev.writer, {**ev.read_status_raw(), "eval_id": ev.id, "pid": os.getpid(),
-                                          "host": socket.gethostname(), "error": None, "finished": None})
+        status = StatusWriter(
+            ev.writer,
+            {
+                **ev.read_status_raw(),
+                "eval_id": ev.id,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "error": None,
+                "finished": None,
+            },
+        )
         status.update(state="starting", started=time.time())
         if ev.stop_path.exists():  # stopped while it was starting up
             cancel.set()
@@ -87,13 +99,23 @@ def _run_locked(
 
         def on_progress(p: GenerationProgress) -> None:
             state = "stopping" if cancel.is_set() else "running"
-            status.update(state=state, done=p.done, total=p.total, model=p.model, phase=p.phase,
-                          model_done=p.model_done, model_total=p.model_total, examples_per_s=p.examples_per_s)
+            status.update(
+                state=state,
+                done=p.done,
+                total=p.total,
+                model=p.model,
+                phase=p.phase,
+                model_done=p.model_done,
+                model_total=p.model_total,
+                examples_per_s=p.examples_per_s,
+            )
             if p.phase == "loading":
                 say(f"[workbench] loading {p.model}")
             elif p.phase == "generating":
-                say(f"[workbench] {p.model}: {p.model_done}/{p.model_total} "
-                    f"({p.examples_per_s or 0:.2f} examples/s); {p.done}/{p.total} in all")
+                say(
+                    f"[workbench] {p.model}: {p.model_done}/{p.model_total} "
+                    f"({p.examples_per_s or 0:.2f} examples/s); {p.done}/{p.total} in all"
+                )
             if progress is not None:
                 progress(p)
 
@@ -104,11 +126,15 @@ def _run_locked(
             if final == "completed":  # before the status says so: whoever sees 'completed' finds the scores
                 try:
                     say(f"[workbench] scores written to {write_scores(ev).name}")
-                except Exception as exc:  # noqa: BLE001  the predictions are what matters; the pane rescores anyway
+                except Exception as exc:
                     say(f"[workbench] could not write scores.jsonl: {type(exc).__name__}: {exc}")
             counts = ev.progress()
-            status.update(state=final, finished=time.time(), done=sum(counts.values()),
-                          total=len(ev.examples()) * len(spec.models))
+            status.update(
+                state=final,
+                finished=time.time(),
+                done=sum(counts.values()),
+                total=len(ev.examples()) * len(spec.models),
+            )
             say(f"[workbench] eval {final}")
             return final
         except KeyboardInterrupt:  # the foreground user insisted: the batch in hand is lost, the rest kept
@@ -117,8 +143,12 @@ def _run_locked(
         except BaseException as exc:
             say(traceback.format_exc().rstrip())
             summary = f"{type(exc).__name__}: {exc}".strip()
-            status.update(state="failed", error=summary[:2000], finished=time.time(),
-                          error_tail=traceback.format_exc().splitlines()[-15:])
+            status.update(
+                state="failed",
+                error=summary[:2000],
+                finished=time.time(),
+                error_tail=traceback.format_exc().splitlines()[-15:],
+            )
             return "failed"
         finally:
             done.set()
@@ -128,15 +158,22 @@ def _run_locked(
 
 def append_to_log(ev: EvalDir) -> Callable[[str], None]:
     """A ``log`` for :func:`run_eval` that appends to the eval's eval.log."""
+
     def log(text: str) -> None:
         with open(ev.log_path, "a", encoding="utf-8") as fh:
             fh.write(text + "\n")
+
     return log
 
 
 def main(argv: list[str] | None = None) -> int:
-    return worker_main(sys.argv[1:] if argv is None else argv, "python -m workbench.eval.worker EVAL_DIR",
-                       lambda path, _extra: run_eval(EvalDir(path)), EvalDir, EvalError)
+    return worker_main(
+        sys.argv[1:] if argv is None else argv,
+        "python -m workbench.eval.worker EVAL_DIR",
+        lambda path, _extra: run_eval(EvalDir(path)),
+        EvalDir,
+        EvalError,
+    )
 
 
 if __name__ == "__main__":

@@ -12,9 +12,14 @@ from workbench.train.detector import OK, Verdict, diagnose
 from workbench.train.rundir import RunDir, StatusWriter, append_jsonl
 
 _KEYS = {
-    "loss": "loss", "eval_loss": "eval_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm",
-    "rewards/accuracies": "reward_accuracy", "eval_rewards/accuracies": "eval_reward_accuracy",
-    "rewards/margins": "reward_margin", "eval_rewards/margins": "eval_reward_margin",
+    "loss": "loss",
+    "eval_loss": "eval_loss",
+    "learning_rate": "learning_rate",
+    "grad_norm": "grad_norm",
+    "rewards/accuracies": "reward_accuracy",
+    "eval_rewards/accuracies": "eval_reward_accuracy",
+    "rewards/margins": "reward_margin",
+    "eval_rewards/margins": "eval_reward_margin",
 }
 
 

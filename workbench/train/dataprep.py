@@ -61,16 +61,24 @@ def prepare_data(config: RunConfig) -> PreparedData:
         val, _, bad_val = _load(config, config.resolve(config.data.val), "validation")  # type: ignore[arg-type]
         bad += bad_val
     elif config.data.val_ratio > 0:
-        split = split_rows(train, ratios=(1 - config.data.val_ratio, config.data.val_ratio, 0.0), seed=config.data.split_seed)
+        split = split_rows(
+            train, ratios=(1 - config.data.val_ratio, config.data.val_ratio, 0.0), seed=config.data.split_seed
+        )
         train, val = split.train, split.val
-        notes.append(f"held out {len(val)} of the training examples for eval (val_ratio {config.data.val_ratio}, seed {config.data.split_seed})")
+        notes.append(
+            f"held out {len(val)} of the training examples for eval (val_ratio {config.data.val_ratio}, seed {config.data.split_seed})"
+        )
     else:
         val = []
     if config.data.max_train_examples and len(train) > config.data.max_train_examples:
-        notes.append(f"training on the first {config.data.max_train_examples} of {len(train)} examples (max_train_examples)")
+        notes.append(
+            f"training on the first {config.data.max_train_examples} of {len(train)} examples (max_train_examples)"
+        )
         train = train[: config.data.max_train_examples]
     if config.data.max_eval_examples and len(val) > config.data.max_eval_examples:
-        notes.append(f"evaluating on the first {config.data.max_eval_examples} of {len(val)} validation examples (max_eval_examples)")
+        notes.append(
+            f"evaluating on the first {config.data.max_eval_examples} of {len(val)} validation examples (max_eval_examples)"
+        )
         val = val[: config.data.max_eval_examples]
     test: list[dict[str, Any]] = []
     if config.data.test:

@@ -73,7 +73,9 @@ def _divergence(records: list[dict[str, Any]], explode_factor: float) -> Verdict
         if base > 0 and last > explode_factor * base:
             start = next(s for s, v in train if v > explode_factor * base)
             return Verdict(
-                "diverged", step, start,
+                "diverged",
+                step,
+                start,
                 f"train loss {last:.3g} at step {step} is {last / base:.1f}x its starting level {base:.3g}",
             )
     return OK
@@ -106,7 +108,9 @@ def _overfitting(records: list[dict[str, Any]], patience: int, min_rise: float) 
     if not before or not since or sum(since) / len(since) >= sum(before) / len(before):
         return OK  # both rising is not overfitting; divergence or a bad LR would show elsewhere
     return Verdict(
-        "overfitting", step, best_step,
+        "overfitting",
+        step,
+        best_step,
         f"eval loss rose from {best:.4f} at step {best_step} to {last:.4f} at step {step} "
         f"while train loss kept falling: the model is memorizing the training set",
     )

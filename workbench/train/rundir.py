@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.fileio import atomic_write_text
 from workbench.errors import RunError
+from workbench.fileio import atomic_write_text
 
 LIVE_STATES = ("starting", "running", "stopping")
 FINAL_STATES = ("stopped", "completed", "failed", "diverged")

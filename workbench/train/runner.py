@@ -24,10 +24,13 @@ def runs_dir(workspace: str | Path) -> Path:
 
 def resolved_copy(config: RunConfig) -> RunConfig:
     """The config with every path made absolute, as the run directory records it."""
-    data = config.data.model_copy(update={
-        name: str(config.resolve(getattr(config.data, name)).resolve())  # type: ignore[union-attr]
-        for name in ("train", "val", "test") if getattr(config.data, name)
-    })
+    data = config.data.model_copy(
+        update={
+            name: str(config.resolve(getattr(config.data, name)).resolve())  # type: ignore[union-attr]
+            for name in ("train", "val", "test")
+            if getattr(config.data, name)
+        }
+    )
     return config.model_copy(update={"data": data, "model": config.resolved_model(), "base_dir": None})
 
 
@@ -45,14 +48,18 @@ def launch(config: RunConfig | str | Path, workspace: str | Path, *, check: bool
 
         report = check_config(config)
         if report.errors:
-            raise ConfigError("the config has errors; the run was not started:\n" + "\n".join(f"  {f}" for f in report.errors))
+            raise ConfigError(
+                "the config has errors; the run was not started:\n" + "\n".join(f"  {f}" for f in report.errors)
+            )
     root = runs_dir(workspace)
     root.mkdir(parents=True, exist_ok=True)
     run = RunDir(root / new_dir_id(root, config.name))
     run.path.mkdir()
     atomic_write_text(run.config_path, dump_config(resolved_copy(config)))
     now = time.time()
-    run.write_status({"run_id": run.id, "name": config.name, "state": "starting", "created": now, "heartbeat": now, "step": 0})
+    run.write_status(
+        {"run_id": run.id, "name": config.name, "state": "starting", "created": now, "heartbeat": now, "step": 0}
+    )
     run.stop_path.unlink(missing_ok=True)
     pid = _spawn(run)
     _record_pid(run, pid)
@@ -139,8 +146,15 @@ def summarize(run: RunDir) -> RunSummary:
         best = min(evals) if evals else None
     created = raw.get("created") or run.path.stat().st_mtime
     return RunSummary(
-        id=run.id, name=raw.get("name", run.id), state=status.state, step=status.step,
-        total_steps=status.total_steps, best_eval_loss=best, created=created, path=str(run.path), error=status.error,
+        id=run.id,
+        name=raw.get("name", run.id),
+        state=status.state,
+        step=status.step,
+        total_steps=status.total_steps,
+        best_eval_loss=best,
+        created=created,
+        path=str(run.path),
+        error=status.error,
         verdict=raw.get("verdict"),
     )
 
@@ -154,4 +168,14 @@ def list_runs(workspace: str | Path) -> list[RunSummary]:
     return sorted(runs, key=lambda r: r.created, reverse=True)
 
 
-__all__ = ["FINAL_STATES", "LIVE_STATES", "RunSummary", "find_run", "launch", "list_runs", "resume", "stop", "summarize"]
+__all__ = [
+    "FINAL_STATES",
+    "LIVE_STATES",
+    "RunSummary",
+    "find_run",
+    "launch",
+    "list_runs",
+    "resume",
+    "stop",
+    "summarize",
+]

@@ -17,8 +17,8 @@ import time
 import traceback
 from typing import Any
 
-from workbench.detach import worker_main
 from workbench.config.schema import RunConfig, load_config
+from workbench.detach import worker_main
 from workbench.errors import DataError, RunError
 from workbench.train.rundir import HEARTBEAT_INTERVAL, RunDir, StatusWriter, append_jsonl
 from workbench.train.telemetry import SystemSampler
@@ -95,7 +95,9 @@ def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, A
         from transformers import BitsAndBytesConfig
 
         load_kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.bfloat16,
             bnb_4bit_use_double_quant=True,
         )
     model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
@@ -104,8 +106,13 @@ def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, A
     if config.finetune in ("lora", "qlora"):
         lora = config.lora
         peft_config = PeftLoraConfig(
-            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-            use_rslora=lora.rslora, use_dora=lora.dora, task_type="CAUSAL_LM",
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            use_rslora=lora.rslora,
+            use_dora=lora.dora,
+            task_type="CAUSAL_LM",
         )
 
     t, e = config.train, config.eval
@@ -113,21 +120,42 @@ def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, A
     has_eval = eval_ds is not None and len(eval_ds) > 0
     every = eval_interval(config, steps)
     common: dict[str, Any] = dict(
-        output_dir=str(run.path), seed=config.seed, data_seed=config.seed,
-        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum, learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm, optim=t.optimizer, num_train_epochs=t.epochs,
-        max_steps=t.max_steps or -1, max_length=t.max_length,
-        logging_steps=e.logging_steps, logging_first_step=True,
-        eval_strategy="steps" if has_eval else "no", eval_steps=every,
-        save_strategy="steps", save_steps=e.save_steps or every, save_total_limit=e.save_total_limit,
-        load_best_model_at_end=e.load_best and has_eval, metric_for_best_model="eval_loss", greater_is_better=False,
-        report_to="none", disable_tqdm=True, include_num_input_tokens_seen="non_padding",
-        dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), **amp,
+        output_dir=str(run.path),
+        seed=config.seed,
+        data_seed=config.seed,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optimizer,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        max_length=t.max_length,
+        logging_steps=e.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=every,
+        save_strategy="steps",
+        save_steps=e.save_steps or every,
+        save_total_limit=e.save_total_limit,
+        load_best_model_at_end=e.load_best and has_eval,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        report_to="none",
+        disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+        **amp,
     )
     # TRL turns checkpointing on by default; transformers 5 renamed it. Say exactly what the config says.
-    common["activation_checkpointing" if _has_arg("activation_checkpointing") else "gradient_checkpointing"] = t.gradient_checkpointing
+    common["activation_checkpointing" if _has_arg("activation_checkpointing") else "gradient_checkpointing"] = (
+        t.gradient_checkpointing
+    )
     callbacks = [callback]
     if e.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=e.early_stopping_patience))
@@ -136,16 +164,26 @@ def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, A
 
         args = DPOConfig(beta=t.dpo_beta, **common)
         trainer = DPOTrainer(
-            model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if has_eval else None,
-            processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
+            model=model,
+            args=args,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds if has_eval else None,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=callbacks,
         )
     else:
         from trl import SFTConfig, SFTTrainer
 
         args = SFTConfig(packing=t.packing, **common)
         trainer = SFTTrainer(
-            model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if has_eval else None,
-            processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
+            model=model,
+            args=args,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds if has_eval else None,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=callbacks,
         )
     if len(trainer.train_dataset) == 0:
         raise DataError(
@@ -167,7 +205,9 @@ def run_worker(run: RunDir, resume: bool = False) -> str:
     with run.exclusive():
         previous = run.read_status_raw()
         elapsed_before = float(previous.get("elapsed_s") or 0.0) if resume else 0.0
-        status = StatusWriter(run, {**previous, "run_id": run.id, "pid": os.getpid(), "host": socket.gethostname(), "error": None})
+        status = StatusWriter(
+            run, {**previous, "run_id": run.id, "pid": os.getpid(), "host": socket.gethostname(), "error": None}
+        )
         status.update(state="starting", started=time.time(), resumed=resume, elapsed_before=elapsed_before)
         done = threading.Event()
         telemetry = threading.Thread(target=_telemetry_loop, args=(run, status, done), daemon=True)
@@ -176,15 +216,21 @@ def run_worker(run: RunDir, resume: bool = False) -> str:
         try:
             config = load_config(run.config_path)
             callback = RunDirCallback(
-                run, status, stop_event, stop_on_overfit=config.eval.stop_on_overfit,
+                run,
+                status,
+                stop_event,
+                stop_on_overfit=config.eval.stop_on_overfit,
             )
             trainer, tokenizer = build_trainer(run, config, callback)
             checkpoint = str(run.checkpoints()[-1]) if resume and run.checkpoints() else None
             if resume:
                 partial = [p.name for p in run.checkpoints(complete=False) if p not in run.checkpoints()]
                 if partial:
-                    print(f"[workbench] skipping incomplete checkpoint(s) {', '.join(partial)} "
-                          "(the worker was killed while saving)", flush=True)
+                    print(
+                        f"[workbench] skipping incomplete checkpoint(s) {', '.join(partial)} "
+                        "(the worker was killed while saving)",
+                        flush=True,
+                    )
                 print(f"[workbench] resuming from {checkpoint or 'the start (no checkpoint)'}", flush=True)
             trainer.train(resume_from_checkpoint=checkpoint)
             if callback.verdict.kind == "diverged":
@@ -196,8 +242,12 @@ def run_worker(run: RunDir, resume: bool = False) -> str:
                 error = None
             best = trainer.state.best_metric
             status.update(
-                state=final, error=error, stop_reason=callback.stop_reason, ended=time.time(),
-                step=trainer.state.global_step, best_eval_loss=best,
+                state=final,
+                error=error,
+                stop_reason=callback.stop_reason,
+                ended=time.time(),
+                step=trainer.state.global_step,
+                best_eval_loss=best,
                 best_checkpoint=trainer.state.best_model_checkpoint,
                 elapsed_s=elapsed_before + time.time() - t0,
             )
@@ -208,7 +258,10 @@ def run_worker(run: RunDir, resume: bool = False) -> str:
             sys.stderr.flush()
             summary = f"{type(exc).__name__}: {exc}".strip()
             status.update(
-                state="failed", error=summary[:2000], ended=time.time(), elapsed_s=elapsed_before + time.time() - t0,
+                state="failed",
+                error=summary[:2000],
+                ended=time.time(),
+                elapsed_s=elapsed_before + time.time() - t0,
                 error_tail=traceback.format_exc().splitlines()[-15:],
             )
             return "failed"
@@ -219,9 +272,14 @@ def run_worker(run: RunDir, resume: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return worker_main(sys.argv[1:] if argv is None else argv, "python -m workbench.train.worker RUN_DIR [--resume]",
-                       lambda path, extra: run_worker(RunDir(path), resume="--resume" in extra), RunDir, RunError,
-                       end_key="ended")
+    return worker_main(
+        sys.argv[1:] if argv is None else argv,
+        "python -m workbench.train.worker RUN_DIR [--resume]",
+        lambda path, extra: run_worker(RunDir(path), resume="--resume" in extra),
+        RunDir,
+        RunError,
+        end_key="ended",
+    )
 
 
 if __name__ == "__main__":
