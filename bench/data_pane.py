@@ -97,7 +97,7 @@ async def drive(ws: Path, state: Path, presses: int) -> dict[str, list[float]]:
             out[key].append((painted - sent) * 1000)
             await asyncio.sleep(0.05)
 
-        for i in range(presses):
+        for _i in range(presses):
             before = lst.cursor
             await press("a", lambda b=before: lst.cursor == b + 1)  # accepted and moved on
             await press("k", lambda b=before: lst.cursor == b)

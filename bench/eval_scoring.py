@@ -190,7 +190,7 @@ def breakdown(pairs: list[tuple[str, str]]) -> None:
         ("schema valid", lambda o, r: schema_valid(o, SCHEMA)),
         ("refusal", lambda o, r: is_refusal(o)),
     ]:
-        _, seconds = timed(lambda: [fn(o, r) for o, r in pairs])
+        _, seconds = timed(lambda fn=fn: [fn(o, r) for o, r in pairs])
         row(f"  {name}", seconds)
 
 

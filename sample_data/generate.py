@@ -134,7 +134,7 @@ def generate() -> dict:
 def main(argv: list[str]) -> int:
     info = generate()
     self_check(info, OUT)
-    counts = {p.name: sum(1 for _ in open(p, encoding="utf-8")) for p in sorted(OUT.glob("*.jsonl"))}
+    counts = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in sorted(OUT.glob("*.jsonl"))}
     counts["alpaca_sample.json"] = len(json.loads((OUT / "alpaca_sample.json").read_text(encoding="utf-8")))
     print("wrote " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
     print(f"planted {len(info['defects'])} defects in messy.jsonl (see DEFECTS.md)")

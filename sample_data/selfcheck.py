@@ -6,6 +6,7 @@ where DEFECTS.md says it is. Also the optional token-length report (needs
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -174,7 +175,7 @@ def token_report(out: Path) -> None:
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(
-            list(spec.submodule_search_locations)[0], gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
+            next(iter(spec.submodule_search_locations)), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
         )
     except Exception as e:
         print(f"(token lengths skipped: {type(e).__name__}: {e})")
@@ -199,8 +200,6 @@ def token_report(out: Path) -> None:
     stats("preferences (rejected)", [n_tokens(p["prompt"] + p["rejected"]) for p in prefs])
     messy = []
     for line in (out / "messy.jsonl").read_text(encoding="utf-8").splitlines():
-        try:
+        with contextlib.suppress(json.JSONDecodeError):
             messy.append(n_tokens(json.loads(line)["messages"]))
-        except json.JSONDecodeError:
-            pass
     stats("messy.jsonl (parsable)", messy)

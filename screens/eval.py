@@ -611,7 +611,7 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
         found = self._answer()
         if found is None or self.results is None:
             return
-        row, model = found
+        _row, model = found
         index = self._row_index()
         self.app.push_screen(
             CellScreen(self.results, self.rows, index, self.orders, model, self.blind), lambda _=None: self.rebuild()

@@ -435,7 +435,7 @@ class TrainPane(Vertical):
 
     def _launch_chosen(self, chosen: Path | RunConfig | None) -> None:
         if chosen is not None:
-            self.notify(f"Checking {chosen.name if isinstance(chosen, Path) else chosen.name}…")
+            self.notify(f"Checking {chosen.name}…")
             self.launch_config(chosen)
 
     @work(thread=True, exclusive=True, group="launch", exit_on_error=False)

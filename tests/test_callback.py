@@ -64,7 +64,7 @@ def test_nan_loss_stops_without_saving(tmp_path):
 
 
 def test_stop_request_by_signal_or_file(tmp_path):
-    run, cb, state, stop = make(tmp_path)
+    run, cb, state, _stop = make(tmp_path)
     control = TrainerControl()
     cb.on_step_end(None, state, control)
     assert not control.should_training_stop

@@ -64,7 +64,7 @@ def test_preset_diff_lists_what_would_change():
 
 
 def test_unknown_preset_names_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown preset 'fast'.*style, domain, deep, dpo"):
+    with pytest.raises(ConfigError, match=r"unknown preset 'fast'.*style, domain, deep, dpo"):
         apply_preset(make(), "fast")
 
 

@@ -205,7 +205,7 @@ def test_preference_for_sft_is_allowed_with_a_note() -> None:
 
 
 def test_prompt_only_cannot_be_used_for_sft() -> None:
-    with pytest.raises(DataError, match="SFT needs a response.*prompt-only"):
+    with pytest.raises(DataError, match=r"SFT needs a response.*prompt-only"):
         normalize([{"prompt": "q"}], Shape.PROMPT_ONLY, "sft")
 
 

@@ -32,7 +32,7 @@ def test_local_directory(tiny_model_dir):
 
 
 def test_local_directory_without_config_is_explained(tmp_path):
-    with pytest.raises(ModelError, match="has no config.json"):
+    with pytest.raises(ModelError, match=r"has no config\.json"):
         resolve_model(str(tmp_path))
 
 

@@ -7,6 +7,7 @@ so closing the terminal, losing SSH or quitting the app never reaches it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -72,10 +73,8 @@ def stop_worker(target: WorkerDir, *, timeout: float = 0.0) -> str:
     status = target.status()
     atomic_write_text(target.stop_path, str(time.time()))
     if status.pid and target.locked():
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(status.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.time() + timeout
     while time.time() < deadline:
         state = target.status().state

@@ -481,8 +481,8 @@ def _match_patterns(text: str, config: RunConfig | None) -> list[tuple[int, Diag
     found = []
     for p in PATTERNS:
         last = None
-        for last in p.regex.finditer(text):
-            pass
+        for match in p.regex.finditer(text):
+            last = match
         if last is not None:
             diagnosis = Diagnosis(
                 p.key, p.cause, p.fix(last, config), _line_at(text, last.start(), last.end()), p.confidence

@@ -549,7 +549,7 @@ def _transients(s: _Spec, fused: bool) -> list[MemoryItem]:
 def _per_layer(s: _Spec) -> tuple[float, str]:
     """Bytes one decoder layer keeps for backward per token, and how they add up."""
     f, d = s.facts, s.prec.compute
-    h, I, q = f.hidden_size, f.intermediate_size, f.q_dim
+    h, inter, q = f.hidden_size, f.intermediate_size, f.q_dim
     flash = (f.attn_implementation or "").startswith("flash")
     kv = q if f.num_kv_heads < f.num_heads and not flash else f.kv_dim
     parts = {
@@ -558,7 +558,7 @@ def _per_layer(s: _Spec) -> tuple[float, str]:
         + d * q
         + 4 * f.num_heads
         + ((4 + d) * f.num_heads * s.length if f.attn_implementation == "eager" else 0),
-        "mlp": d * I * (3 if f.gated_mlp else 1),
+        "mlp": d * inter * (3 if f.gated_mlp else 1),
         "linear inputs": _linear_inputs(s) / f.num_layers,
         "lora": len(s.adapted) * d * s.config.lora.r / f.num_layers,
         # SDPA turns the boolean mask into an additive one at every call and keeps it for backward

@@ -7,6 +7,7 @@ evidence quoted in the message, so a reader can tell at once whether it is real.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from functools import lru_cache
@@ -178,7 +179,55 @@ def _placeholder(index: int, field: str, text: str) -> Finding | None:
 # -- invisible_input ----------------------------------------------------------------
 
 _UNSEEABLE_WORDS = frozenset(
-    ["attach", "attached", "attachment", "attachments", "enclosed", "image", "images", "picture", "pictures", "photo", "photos", "img", "screenshot", "screenshots", "diagram", "diagrams", "chart", "charts", "graph", "graphs", "figure", "figures", "video", "videos", "recording", "recordings", "audio", "file", "files", "csv", "xls", "xlsx", "pdf", "doc", "docx", "txt", "json", "png", "jpg", "jpeg", "gif", "zip", "log", "logs", "ppt", "pptx", "mp"]
+    [
+        "attach",
+        "attached",
+        "attachment",
+        "attachments",
+        "enclosed",
+        "image",
+        "images",
+        "picture",
+        "pictures",
+        "photo",
+        "photos",
+        "img",
+        "screenshot",
+        "screenshots",
+        "diagram",
+        "diagrams",
+        "chart",
+        "charts",
+        "graph",
+        "graphs",
+        "figure",
+        "figures",
+        "video",
+        "videos",
+        "recording",
+        "recordings",
+        "audio",
+        "file",
+        "files",
+        "csv",
+        "xls",
+        "xlsx",
+        "pdf",
+        "doc",
+        "docx",
+        "txt",
+        "json",
+        "png",
+        "jpg",
+        "jpeg",
+        "gif",
+        "zip",
+        "log",
+        "logs",
+        "ppt",
+        "pptx",
+        "mp",
+    ]
 )
 """Words one of which every _UNSEEABLE match holds: a prompt without any is skipped at once."""
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"')\]]+", re.IGNORECASE)
@@ -348,7 +397,7 @@ def _role_problems(roles: tuple[str, ...], needs_answer: bool) -> tuple[str, str
     talk = [(n, role) for n, role in enumerate(roles, 1) if role != "system"]
     if talk and talk[0][1] == "assistant":
         problems.append(("error", f"assistant turn {talk[0][0]} comes before any user turn"))
-    for (_, before), (n, role) in zip(talk, talk[1:]):
+    for (_, before), (n, role) in itertools.pairwise(talk):
         if role == before and role in ("user", "assistant"):
             problems.append(("warning", f"turns {n - 1} and {n} are both {role}"))
             break

@@ -129,10 +129,7 @@ def messages(value: str | Sequence[Mapping[str, Any]], role: str) -> list[Row]:
 
 
 def _message(message: Mapping[str, Any]) -> Row:
-    if message.get("role") is not None:
-        role = message["role"]
-    else:
-        role = SHAREGPT_ROLES[message["from"]]
+    role = message["role"] if message.get("role") is not None else SHAREGPT_ROLES[message["from"]]
     content = message.get("content") if message.get("content") is not None else message.get("value")
     extra = {k: v for k, v in message.items() if v is not None and k not in ("role", "content", "from", "value")}
     return {"role": role, "content": content, **extra}

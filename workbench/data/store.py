@@ -196,7 +196,7 @@ class DatasetSession:
 
     def _take_lock(self) -> None:
         try:
-            fh = open(self.lock_path, "a+")
+            fh = open(self.lock_path, "a+")  # noqa: SIM115 - held open for the session: the flock lives as long as it does
         except OSError as err:
             self.readonly_reason = f"read-only: cannot create {self.lock_path.name} beside the file ({err.strerror})"
             return
@@ -328,7 +328,7 @@ class DatasetSession:
 
     def _open_journal(self) -> None:
         fresh = not self.journal_path.exists() or self.journal_path.stat().st_size == 0
-        self._journal_fh = open(self.journal_path, "ab")
+        self._journal_fh = open(self.journal_path, "ab")  # noqa: SIM115 - the journal stays open until close()
         if fresh:
             self._write_journal({"base": self.base_hash, "file": self.path.name, "version": REVIEW_VERSION})
 
@@ -606,7 +606,7 @@ class DatasetSession:
             self.journal_path,
             json.dumps({"base": self.base_hash, "file": self.path.name, "version": REVIEW_VERSION}).encode() + b"\n",
         )
-        self._journal_fh = open(self.journal_path, "ab")
+        self._journal_fh = open(self.journal_path, "ab")  # noqa: SIM115 - the journal stays open until close()
         return self.path
 
     def export(self, path: str | Path, *, statuses: Iterable[str] = ("accepted",)) -> int:

@@ -234,7 +234,7 @@ class RunDir:
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
         """Hold the run's writer lock; a second writer gets a RunError, never interleaving."""
-        fh = open(self.lock_path, "a+")
+        fh = open(self.lock_path, "a+")  # noqa: SIM115 - the lock is held until the context exits, closed in finally
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
