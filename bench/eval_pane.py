@@ -70,6 +70,8 @@ async def drive(ws: Path, state: Path, presses: int) -> dict[str, Any]:
         out["open_s"] = time.perf_counter() - started
         grid = app.query_one("#eval-grid", DataTable)
         await pilot.pause(0.5)
+        await pilot.press("r")  # rating mode: digits rate only there
+        await pilot.pause(0.1)
 
         async def press(kind: str, key: str, effect) -> None:
             sent = send_key(app, key)

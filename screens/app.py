@@ -162,8 +162,15 @@ class WorkbenchApp(App[None]):
         if widget and hasattr(widget.first(), "ensure_loaded"):
             widget.first().ensure_loaded()
         focus = {"train": "#runs", "data": "#examples", "config": "#form", "eval": "#eval-grid"}.get(pane)
-        if focus:  # the pane's keys work from the first moment
-            self.call_after_refresh(lambda: self.query_one(focus).focus())
+        if not focus:
+            return
+        # The pane's keys work from the first moment: focus now, before the screen's auto-focus
+        # can hand the first key to the tab bar (it focuses the first focusable widget, the tabs,
+        # when nothing has focus), and again after the refresh in case the tab was not shown yet.
+        target = self.query_one(focus)
+        if self.screen.focused is not target:
+            self.screen.set_focus(target, scroll_visible=False)
+        self.call_after_refresh(lambda: self.query_one(focus).focus())
 
     def action_pane(self, pane: str) -> None:
         self.screen.set_focus(None)  # focus left in the old tab would pull the tabs back to it
@@ -193,7 +200,7 @@ class WorkbenchApp(App[None]):
                     "Eval pane",
                     [
                         ("↑ ↓ ← →", "move between examples and answers"),
-                        ("Esc", "leave the grid: then 1-4 switch panes (F1-F4 always do)"),
+                        ("Esc", "leave rating mode; again: leave the grid (F1-F4 always switch panes)"),
                     ]
                     + [k for k in _keys(EvalPane.BINDINGS) if k[0] not in ("2", "3", "4", "5")],
                 )

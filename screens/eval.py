@@ -79,12 +79,19 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
             tooltip="The full answer beside the reference, with a word diff",
         ),
         Binding(
+            "r",
+            "rating_mode",
+            "Rate",
+            id="eval.rating",
+            tooltip="Rating mode: 1-5 rate the highlighted answer, 0 clears, a/b/t pick A/B; Esc leaves it",
+        ),
+        Binding(
             "1",
             "rate(1)",
             "Rate",
             key_display="1-5",
             id="eval.rate1",
-            tooltip="Rate the highlighted answer 1 (bad) to 5 (good)",
+            tooltip="Rate the highlighted answer 1 (bad) to 5 (good) (in rating mode, r)",
         ),
         *(
             Binding(
@@ -173,10 +180,10 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
         Binding(
             "escape",
             "leave_grid",
-            "Leave grid",
+            "Leave",
             id="eval.leave",
             show=False,
-            tooltip="Leave the grid: 1-4 switch panes again (F1-F4 always do)",
+            tooltip="Leave rating mode; pressed again, leave the grid (F1-F4 always switch panes)",
         ),
         Binding("x", "stop", "Stop", id="eval.stop", show=False, tooltip="Stop generating after the batch in hand"),
         Binding("g", "resume", "Go on", id="eval.resume", show=False, tooltip="Resume a stopped or lost generation"),
@@ -192,6 +199,9 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
         self.sort = "order"
         self.search = ""
         self.blind = False
+        # Digits rate only in rating mode, entered with r and left with Esc: a digit pressed to
+        # switch panes never becomes a rating. Never remembered across sessions.
+        self.rating = False
         self.rows: list[Row] = []
         self.orders: list[list[str]] = []  # per shown row: the model keys in column order
         self._busy = ""  # what a worker is doing, for the header
@@ -346,6 +356,8 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
         self.refresh_bindings()
 
     def on_descendant_blur(self) -> None:
+        if self.rating and not self.query_one("#eval-grid").has_focus:
+            self._set_rating(False)  # rating mode belongs to the grid: leaving it ends the mode
         self.refresh_bindings()
 
     def _width(self) -> int:
@@ -371,7 +383,15 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
                 header.update(self._busy)
             return
         line = header_text(
-            res, ev.status(), len(self.rows), self.filter, self.sort, self.search, self.blind, self._busy
+            res,
+            ev.status(),
+            len(self.rows),
+            self.filter,
+            self.sort,
+            self.search,
+            self.blind,
+            self._busy,
+            rating=self.rating,
         )
         header.update(line, layout=False)  # a fixed two lines: no need to lay out the whole pane again
 
@@ -473,12 +493,31 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
     # --- rating ----------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Digits rate only while an eval's answers are on screen; otherwise they switch panes as everywhere."""
+        """Digits rate only in rating mode, on the grid of an eval with answers; otherwise they switch panes."""
+        on_grid = self.results is not None and bool(self.rows) and self.query_one("#eval-grid").has_focus
         if action in ("rate", "rate_clear", "choose"):
-            return self.results is not None and bool(self.rows) and self.query_one("#eval-grid").has_focus
+            return self.rating and on_grid
+        if action == "rating_mode":
+            return on_grid and not self.rating
         return True
 
+    def action_rating_mode(self) -> None:
+        self._set_rating(True)
+        self.notify("Rating mode: 1-5 rate, 0 clears, a/b/t pick A/B. Esc leaves it.", timeout=3)
+
+    def _set_rating(self, on: bool) -> None:
+        if self.rating == on:
+            return
+        self.rating = on
+        self.set_class(on, "-rating")
+        self._render_header()
+        self.refresh_bindings()
+
     def action_leave_grid(self) -> None:
+        if self.rating:
+            self._set_rating(False)
+            self.notify("Rating mode off: 1-4 switch panes again.", timeout=3)
+            return
         self.screen.set_focus(None)
         self.notify("1-4 switch panes now; Tab goes back to the grid.", timeout=3)
 

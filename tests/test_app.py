@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -93,13 +94,30 @@ async def test_failed_run_shows_the_error_and_log(tmp_path):
         await until(pilot, lambda: pane.last is not None)
         alert = str(app.query_one("#alert", Static).render())
         assert "FAILED" in alert and "train.jsonl:17" in alert
-        assert app.focused is app.query_one("#runs")
+        await until(pilot, lambda: app.focused is app.query_one("#runs"), what="focus on the runs list")
         await pilot.press("l")
         await until(
             pilot,
             lambda: pane.last.log is not None and any("DataError" in line for line in pane.last.log),
             what="log tail",
         )
+
+
+@pytest.mark.parametrize("pane", ["train", "data", "eval"])
+async def test_the_pane_has_the_focus_from_the_first_frame(tmp_path, pane):
+    """Never the tab bar, not even for a moment: a key pressed at once goes to the pane."""
+    fake_run(tmp_path, "demo-1")
+    (tmp_path / "state.json").write_text(
+        json.dumps({"workspaces": {str(tmp_path.resolve()): {"pane": pane}}}), encoding="utf-8"
+    )
+    app = app_for(tmp_path, tmp_path)
+    target = {"train": "runs", "data": "examples", "eval": "eval-grid"}[pane]
+    seen = []
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(10):
+            seen.append(app.focused.id if app.focused is not None else None)
+            await pilot.pause(0.02)
+    assert seen == [target] * 10, seen
 
 
 async def test_select_compare_and_remember_last_run(tmp_path):

@@ -11,7 +11,7 @@ import yaml
 from appkit import make_app, until
 from evalkit import make_eval
 from test_eval_results import judge_reply
-from textual.widgets import DataTable, Input, SelectionList, Static
+from textual.widgets import DataTable, Input, SelectionList, Static, TabbedContent
 
 from screens.eval import EvalPane
 from screens.eval_screens import CellScreen, NewEvalScreen, RubricScreen
@@ -47,6 +47,8 @@ async def test_rate_blind_by_keys_and_ratings_land_on_the_real_models(tmp_path: 
         assert [str(c.label) for c in table.columns.values()][2:] == ["Model A", "Model B"]
         assert "hidden" in str(app.query_one("#eval-summary", Static).render())
         rated = {}
+        await pilot.press("r")  # rating mode: only now do digits rate
+        assert pane.rating and "RATING" in header(app)
         for row_index in range(3):
             table.move_cursor(row=row_index, column=2)
             await pilot.press("4")
@@ -61,6 +63,59 @@ async def test_rate_blind_by_keys_and_ratings_land_on_the_real_models(tmp_path: 
     for example_id, scores in rated.items():
         for model, score in scores.items():
             assert saved.score_of(example_id, model) == score
+
+
+async def test_a_digit_pressed_to_switch_panes_never_becomes_a_rating(tmp_path: Path):
+    """The app reopens on the Eval pane with the grid focused; 3 goes to the Train pane and rates nothing."""
+    ev = make_eval(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await opened(pilot)  # the app now remembers the Eval pane
+    ratings = ev.path / "ratings.jsonl"
+    before = ratings.read_bytes() if ratings.exists() else b""
+    again = make_app(tmp_path)
+    async with again.run_test(size=SIZE) as pilot:
+        pane = again.query_one(EvalPane)
+        tabs = again.query_one(TabbedContent)
+        await until(pilot, lambda: pane.results is not None and pane.rows, what="the eval to load")
+        grid = again.query_one("#eval-grid", DataTable)
+        await until(pilot, lambda: grid.has_focus, what="the grid to have the focus")
+        grid.move_cursor(row=0, column=2)
+        await pilot.pause()
+        await pilot.press("3")
+        await until(pilot, lambda: tabs.active == "train", what="the Train pane")
+        await pilot.press("4")
+        await until(pilot, lambda: tabs.active == "eval" and grid.has_focus, what="the grid again")
+        for key in ("5", "0", "a", "b", "t"):
+            await pilot.press(key)
+            await pilot.press("4")  # back to the Eval pane if a digit switched away
+            await until(pilot, lambda: tabs.active == "eval", what="the Eval pane")
+    after = ratings.read_bytes() if ratings.exists() else b""
+    assert after == before
+    assert Ratings(ratings).rated_count() == 0
+
+
+async def test_rating_mode_is_entered_with_r_shown_and_left_with_escape(tmp_path: Path):
+    ev = make_eval(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await opened(pilot)
+        tabs = app.query_one(TabbedContent)
+        grid = app.query_one("#eval-grid", DataTable)
+        grid.move_cursor(row=0, column=2)
+        await pilot.press("r")
+        assert pane.rating and "RATING" in header(app)
+        footer_keys = {b.binding.key for b in app.active_bindings.values() if b.enabled}
+        assert "3" in footer_keys and pane.check_action("rate", (3,))
+        await pilot.press("3")
+        assert tabs.active == "eval" and pane.rows[0].cells[pane.orders[0][0]].human == 3
+        await pilot.press("escape")
+        assert not pane.rating and "RATING" not in header(app)
+        assert grid.has_focus  # the first Esc leaves rating mode, not the grid
+        await pilot.press("3")
+        await until(pilot, lambda: tabs.active == "train", what="the Train pane")
+        assert not pane.rating
+    assert Ratings(ev.path / "ratings.jsonl").score_of(pane.rows[0].id, pane.orders[0][0]) == 3
 
 
 async def test_filter_regressions_search_note_and_ab(tmp_path: Path):
@@ -81,7 +136,10 @@ async def test_filter_regressions_search_note_and_ab(tmp_path: Path):
         app.screen.query_one(Input).value = "omar"
         await pilot.press("enter")
         assert [r.id for r in pane.rows] == ["3"]
-        await pilot.press("b")  # the second column (the adapter) is better
+        await pilot.press("b")  # not in rating mode: no A/B choice is made
+        assert "your A/B" not in str(app.query_one("#eval-detail", Static).render())
+        await pilot.press("r", "b")  # the second column (the adapter) is better
+        await pilot.press("escape")
         assert "your A/B: run/adapter better" in str(app.query_one("#eval-detail", Static).render())
         await pilot.press("N")
         app.screen.query_one(Input).value = "base got the issue wrong"

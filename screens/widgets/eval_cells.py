@@ -173,11 +173,25 @@ def summary_table(results: Results, summaries: list[ModelSummary], metrics: list
 
 
 def header_text(
-    res: Results, status: Any, shown: int, filter_name: str, sort: str, search: str, blind: bool, busy: str
+    res: Results,
+    status: Any,
+    shown: int,
+    filter_name: str,
+    sort: str,
+    search: str,
+    blind: bool,
+    busy: str,
+    *,
+    rating: bool = False,
 ) -> Text:
     """The pane's two header lines: the eval, its generation's state, and how the grid is filtered and sorted."""
     state = status.state
-    line = Text.assemble(
+    line = (
+        Text("● RATING  1-5 rate · 0 clear · a/b/t A/B · Esc leaves  ", style="bold black on yellow")
+        if rating
+        else Text()
+    )
+    line += Text.assemble(
         (res.ev.id, "bold"),
         f" · {Path(res.spec.dataset or '').name} · {len(res.rows)} examples × {len(res.keys)} models · ",
     )
