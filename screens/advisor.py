@@ -32,7 +32,7 @@ class AdvisorScreen(ModalScreen[str | None]):
 
     def __init__(self) -> None:
         super().__init__()
-        from workbench.config.advisor import QUESTIONS
+        from workbench.advise.questions import QUESTIONS
 
         self.questions = QUESTIONS
         self.answers: dict[str, str] = {}
@@ -87,7 +87,7 @@ class AdvisorScreen(ModalScreen[str | None]):
             self._ask()
 
     def _show_advice(self) -> None:
-        from workbench.config.advisor import advise
+        from workbench.advise.advisor import advise
 
         self.advice = advise(self.answers)
         self.query_one("#advisor-options").display = False
@@ -121,7 +121,7 @@ class AdvisorScreen(ModalScreen[str | None]):
 
     @work(thread=True, exclusive=True, group="advisor-llm", exit_on_error=False)
     def _ask_llm(self, model: str) -> None:
-        from workbench.config.advisor import deeper_advice
+        from workbench.advise.advisor import deeper_advice
         from workbench.data.analyze import LLM_FACTORY, llm_cache_dir
 
         try:
@@ -175,7 +175,7 @@ class DiagnoseScreen(ModalScreen[None]):
         self.query_one("#advisor-text", Static).update(out)
 
     def action_diagnose_text(self) -> None:
-        from workbench.config.diagnose import diagnose_text
+        from workbench.advise.diagnose import diagnose_text
 
         text = self.query_one(TextArea).text
         if text.strip():
@@ -192,7 +192,7 @@ class DiagnoseScreen(ModalScreen[None]):
 
         def done(run_id: str | None) -> None:
             if run_id:
-                from workbench.config.diagnose import diagnose_run
+                from workbench.advise.diagnose import diagnose_run
 
                 run_dir = runner.runs_dir(self.workspace) / run_id
                 self._show(diagnose_run(run_dir), f"Run {run_id}")

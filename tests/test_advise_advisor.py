@@ -7,21 +7,11 @@ import socket
 
 import pytest
 
+from workbench.advise.advisor import Advice, advise, deeper_advice
+from workbench.advise.evidence import DPO_PAPER, LIMA, OVADIA, QLORA
+from workbench.advise.options import RECOMMENDATIONS
+from workbench.advise.questions import QUESTIONS, QUESTIONS_BY_ID, Answers, describe_answers
 from workbench.config import Context, Hardware, has_errors, parse_config, validate
-from workbench.config.advisor import (
-    DPO_PAPER,
-    LIMA,
-    OVADIA,
-    QLORA,
-    QUESTIONS,
-    QUESTIONS_BY_ID,
-    RECOMMENDATIONS,
-    Advice,
-    Answers,
-    advise,
-    deeper_advice,
-    describe_answers,
-)
 from workbench.llm import LLM
 
 GPU = Context(hardware=Hardware(cuda=True, bf16=True, bitsandbytes=True))

@@ -9,8 +9,10 @@ import time
 
 import pytest
 
+from workbench.advise.diagnose import diagnose_run, diagnose_text, llm_diagnosis, run_text
+from workbench.advise.metric_checks import records_from_text
+from workbench.advise.patterns import PATTERNS
 from workbench.config import RunConfig, dump_config
-from workbench.config.diagnose import PATTERNS, diagnose_run, diagnose_text, llm_diagnosis, records_from_text, run_text
 from workbench.errors import RunError
 from workbench.llm import LLM
 from workbench.train.rundir import RunDir, append_jsonl

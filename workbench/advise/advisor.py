@@ -1,298 +1,44 @@
 """The question to settle before fine-tuning: prompting, RAG, SFT (LoRA, QLoRA, full) or DPO?
 
-:data:`QUESTIONS` is a short questionnaire (the Advisor pane shows one question
-at a time); :func:`advise` turns the answers into an :class:`Advice`: a
+:func:`advise` turns the answers to the questionnaire
+(:data:`workbench.advise.questions.QUESTIONS`) into an :class:`Advice`: a
 recommendation with the reason behind each answer, the data it needs and the
-published results that estimate rests on, the alternatives and why not, a
-starter run config, and caveats. It is rule-based and works without any LLM;
-:func:`deeper_advice` asks the user's LLM for a second opinion on top.
+published results that estimate rests on (:mod:`workbench.advise.evidence`),
+the alternatives and why not, a starter run config
+(:mod:`workbench.advise.starter`), and caveats. It is rule-based and works
+without any LLM; :func:`deeper_advice` asks the user's LLM for a second
+opinion on top.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Literal, get_args
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from workbench.config.schema import DataConfig, EvalConfig, LoraConfig, RunConfig, TrainConfig, dump_config
+from workbench.advise.evidence import (
+    ALPACA,
+    BIDERMAN,
+    DPO_PAPER,
+    FEW_SHOT,
+    GEKHMAN,
+    LIMA,
+    LORA,
+    OVADIA,
+    PREFERENCE_SIZES,
+    QLORA,
+    QLORA_DATA,
+    RAG_LEWIS,
+    S1,
+    ZERO,
+    Citation,
+)
+from workbench.advise.options import NAMES, RECOMMENDATIONS, TITLES, Recommendation
+from workbench.advise.questions import QUESTIONS_BY_ID, Answers, describe_answers
+from workbench.advise.starter import config_note, config_text, starter_config
 
 if TYPE_CHECKING:
     from workbench.llm import LLM
-
-Recommendation = Literal["prompting", "rag", "sft_lora", "sft_qlora", "sft_full", "dpo"]
-RECOMMENDATIONS: tuple[Recommendation, ...] = get_args(Recommendation)
-
-TITLES: dict[Recommendation, str] = {
-    "prompting": "Prompting: a strong model, a careful prompt and a few examples",
-    "rag": "RAG: retrieve your documents into the prompt",
-    "sft_lora": "SFT with LoRA adapters",
-    "sft_qlora": "SFT with QLoRA (4-bit base model, LoRA adapters)",
-    "sft_full": "Full supervised fine-tuning",
-    "dpo": "DPO on your preference pairs",
-}
-
-NAMES: dict[Recommendation, str] = {
-    "prompting": "Prompting",
-    "rag": "RAG",
-    "sft_lora": "SFT + LoRA",
-    "sft_qlora": "SFT + QLoRA",
-    "sft_full": "Full fine-tune",
-    "dpo": "DPO",
-}
-
-PLACEHOLDER_TRAIN = "data/train.jsonl"
-PLACEHOLDER_VAL = "data/val.jsonl"
-
-
-# --- the questionnaire ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Question:
-    """One question of the questionnaire, with its options as (id, label) pairs."""
-
-    id: str
-    label: str  # a short name for summaries ("Hardware")
-    text: str
-    help: str
-    options: tuple[tuple[str, str], ...]
-    default: str  # assumed when the question is left unanswered
-
-    def option_label(self, option_id: str) -> str:
-        """The label of one of this question's options."""
-        for oid, label in self.options:
-            if oid == option_id:
-                return label
-        raise ValueError(f"question {self.id!r} has no option {option_id!r}; options: {', '.join(self.option_ids)}")
-
-    @property
-    def option_ids(self) -> tuple[str, ...]:
-        return tuple(oid for oid, _ in self.options)
-
-
-QUESTIONS: list[Question] = [
-    Question(
-        "task",
-        "Task",
-        "What should the model get better at?",
-        "Pick the closest one; it separates teaching facts from teaching behaviour.",
-        (
-            ("format", "Output format, style, extraction or classification"),
-            ("knowledge", "Domain knowledge or facts"),
-            ("behaviour", "Chat behaviour or tone"),
-            ("reasoning", "Reasoning or a skill (maths, code, multi-step work)"),
-        ),
-        "format",
-    ),
-    Question(
-        "change",
-        "What must change",
-        "What must change in the model's answers?",
-        "Knowledge is what it knows; behaviour is how it answers (format, tone, procedure).",
-        (
-            ("knowledge", "What it knows: facts, documents, data that changes"),
-            ("behaviour", "How it answers: format, tone, following a procedure"),
-            ("both", "Both"),
-        ),
-        "behaviour",
-    ),
-    Question(
-        "data",
-        "Labelled data",
-        "How many labelled examples (an input and a good output) do you have?",
-        "Count only examples you would stand behind; a tenth or so is held out for evaluation.",
-        (
-            ("none", "None"),
-            ("under_100", "Fewer than 100"),
-            ("100_1k", "100 to 1,000"),
-            ("1k_10k", "1,000 to 10,000"),
-            ("over_10k", "More than 10,000"),
-        ),
-        "none",
-    ),
-    Question(
-        "preferences",
-        "Preference pairs",
-        "Do you have preference pairs: for one prompt, a better and a worse answer?",
-        "From ratings, A/B choices or corrected outputs; a few hundred pairs or more.",
-        (("yes", "Yes"), ("no", "No")),
-        "no",
-    ),
-    Question(
-        "prompting",
-        "Prompting so far",
-        "Have you tried a strong model with a careful prompt and a few examples?",
-        "Prompting is the baseline every fine-tune has to beat.",
-        (
-            ("good", "Yes, and it is good enough"),
-            ("not_enough", "Yes, and it falls short"),
-            ("not_tried", "Not yet"),
-        ),
-        "not_tried",
-    ),
-    Question(
-        "deployment",
-        "Latency and cost",
-        "What are the latency and cost limits when it runs?",
-        "How the model will be served decides whether a big hosted model is an option.",
-        (
-            ("hosted", "A big hosted model per request is fine"),
-            ("local", "It must be small and run locally"),
-            ("volume", "It must be cheap at high volume"),
-        ),
-        "hosted",
-    ),
-    Question(
-        "hardware",
-        "Hardware",
-        "What hardware can you train on?",
-        "The memory of your largest GPU, or several GPUs.",
-        (
-            ("cpu", "CPU only, or an Apple-silicon Mac"),
-            ("gpu_small", "A CUDA GPU under 16 GB"),
-            ("gpu_medium", "A CUDA GPU with 16 to 48 GB"),
-            ("gpu_large", "More than 48 GB, or several GPUs"),
-        ),
-        "cpu",
-    ),
-]
-
-QUESTIONS_BY_ID: dict[str, Question] = {q.id: q for q in QUESTIONS}
-
-
-@dataclass(frozen=True)
-class Answers:
-    """The answers to :data:`QUESTIONS`, validated, with defaults for the unanswered."""
-
-    task: str
-    change: str
-    data: str
-    preferences: str
-    prompting: str
-    deployment: str
-    hardware: str
-    unanswered: tuple[str, ...] = ()
-
-    @classmethod
-    def parse(cls, answers: Mapping[str, str]) -> Answers:
-        """Check every answer against its question; an unknown question or option is a ValueError."""
-        unknown = sorted(set(answers) - set(QUESTIONS_BY_ID))
-        if unknown:
-            raise ValueError(f"unknown question(s) {', '.join(unknown)}; questions: {', '.join(QUESTIONS_BY_ID)}")
-        values: dict[str, str] = {}
-        for q in QUESTIONS:
-            value = answers.get(q.id)
-            if value is not None:
-                q.option_label(value)  # raises on an unknown option
-            values[q.id] = q.default if value is None else value
-        missing = tuple(q.id for q in QUESTIONS if answers.get(q.id) is None)
-        return cls(**values, unanswered=missing)
-
-    def label(self, question_id: str) -> str:
-        """The label of the answer given (or assumed) to a question."""
-        return QUESTIONS_BY_ID[question_id].option_label(getattr(self, question_id))
-
-    def as_dict(self) -> dict[str, str]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "unanswered"}
-
-    @property
-    def little_data(self) -> bool:
-        return self.data in ("none", "under_100")
-
-
-def describe_answers(answers: Answers) -> list[str]:
-    """One line per question: the question and the answer, for people and for an LLM prompt."""
-    lines = []
-    for q in QUESTIONS:
-        assumed = " (not answered; assumed)" if q.id in answers.unanswered else ""
-        lines.append(f"{q.text} {answers.label(q.id)}{assumed}")
-    return lines
-
-
-# --- the evidence -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Citation:
-    """A published result, and what it found that the advice rests on."""
-
-    source: str
-    finding: str
-
-    def __str__(self) -> str:
-        return f"{self.source}: {self.finding}"
-
-
-FEW_SHOT = Citation(
-    "GPT-3 (Brown et al. 2020)",
-    "large models pick up a task from a handful of examples in the prompt (in-context learning), with no training.",
-)
-LIMA = Citation(
-    "LIMA (Zhou et al. 2023)",
-    "about 1,000 carefully curated prompt-response pairs taught LLaMa-65B the style and format of an assistant; "
-    "quality and diversity of the examples mattered more than their number.",
-)
-OVADIA = Citation(
-    "Fine-tuning or retrieval? (Ovadia et al. 2023)",
-    "for knowledge injection, retrieval (RAG) consistently beat unsupervised fine-tuning, both for facts seen in "
-    "pre-training and for new ones; fine-tuning struggled to learn new facts.",
-)
-GEKHMAN = Citation(
-    "Gekhman et al. 2024",
-    "fine-tuning examples that bring new knowledge are learned more slowly, and as they are learned the model "
-    "hallucinates more.",
-)
-RAG_LEWIS = Citation(
-    "RAG (Lewis et al. 2020)",
-    "conditioning generation on retrieved passages did well on knowledge-intensive tasks, and the knowledge is "
-    "updated by changing the index, without retraining.",
-)
-LORA = Citation(
-    "LoRA (Hu et al. 2021)",
-    "training low-rank updates on a frozen model matched full fine-tuning quality on the models tested, with up to "
-    "10,000x fewer trainable parameters and 3x less GPU memory for GPT-3 175B.",
-)
-QLORA = Citation(
-    "QLoRA (Dettmers et al. 2023)",
-    "a 4-bit NF4 base with LoRA on all linear layers fine-tunes a 65B model on one 48 GB GPU while preserving "
-    "16-bit fine-tuning performance.",
-)
-QLORA_DATA = Citation(
-    "QLoRA (Dettmers et al. 2023), data",
-    "a 9k-example high-quality set (OASST1) beat a 450k-example subset of FLAN v2 for chatbot quality: "
-    "quality over quantity.",
-)
-ZERO = Citation(
-    "ZeRO (Rajbhandari et al. 2020)",
-    "mixed-precision training with Adam holds about 16 bytes per parameter (weights, gradients, optimizer states): "
-    "over 100 GB for a 7B model before activations.",
-)
-BIDERMAN = Citation(
-    "LoRA Learns Less and Forgets Less (Biderman et al. 2024)",
-    "on code and maths with large training sets, full fine-tuning learned more than LoRA, while LoRA kept more of "
-    "the base model's other abilities.",
-)
-S1 = Citation(
-    "s1 (Muennighoff et al. 2025)",
-    "1,000 curated questions with reasoning traces from a stronger model lifted a strong 32B instruct model on "
-    "competition maths; reasoning data works on top of a capable base.",
-)
-ALPACA = Citation(
-    "Alpaca (Taori et al. 2023)",
-    "52k instruction-response pairs generated by a bigger model (text-davinci-003) fine-tuned LLaMA-7B into an "
-    "instruction follower: distilling a big model into a small one.",
-)
-DPO_PAPER = Citation(
-    "DPO (Rafailov et al. 2023)",
-    "preferences are learned with a classification loss against a frozen reference model, with no reward model "
-    "or RL loop; it matched or beat PPO-based RLHF on sentiment control, summarization and dialogue.",
-)
-PREFERENCE_SIZES = Citation(
-    "Public preference sets",
-    "UltraFeedback (about 64k prompts; used with DPO for Zephyr-7B, Tunstall et al. 2023) and Anthropic HH-RLHF "
-    "(about 160k comparisons, Bai et al. 2022) are 10^4 to 10^5 pairs; there is no published minimum for a narrow "
-    "change, so measure on held-out pairs.",
-)
 
 
 # --- the advice -------------------------------------------------------------
@@ -358,15 +104,15 @@ def advise(answers: Mapping[str, str]) -> Advice:
     """The recommendation for a set of answers (question id -> option id); unanswered questions take defaults."""
     a = Answers.parse(answers)
     rec, reasons = _decide(a)
-    config = _starter_config(rec, a)
+    config = starter_config(rec, a)
     return Advice(
         recommendation=rec,
         title=TITLES[rec],
         reasons=tuple(reasons),
         data_needed=_data_needed(rec, a),
         alternatives=tuple(Alternative(o, _why_not(o, rec, a)) for o in RECOMMENDATIONS if o != rec),
-        starter_config=_config_text(config, rec) if config is not None else None,
-        config_note=_config_note(rec, a, config),
+        starter_config=config_text(config, rec) if config is not None else None,
+        config_note=config_note(rec, a, config),
         caveats=tuple(_caveats(rec, a)),
     )
 
@@ -627,89 +373,6 @@ def _caveats(rec: Recommendation, a: Answers) -> list[str]:
         names = ", ".join(f"{QUESTIONS_BY_ID[q].label} ({a.label(q)})" for q in a.unanswered)
         out.append(f"Not answered, so assumed: {names}.")
     return out
-
-
-# --- the starter config -----------------------------------------------------
-
-_GPU_MODEL = "Qwen/Qwen2.5-7B-Instruct"  # a 7B chat model: LoRA in 16 bits from ~24 GB, QLoRA under 16 GB
-_FULL_MODEL = "Qwen/Qwen2.5-1.5B-Instruct"  # ~16 bytes/parameter for full fine-tuning: fits one large GPU
-_BATCH = {"cpu": (4, 4), "gpu_small": (2, 8), "gpu_medium": (2, 8), "gpu_large": (8, 4)}  # batch, accumulation
-_MAX_LENGTH = {"format": 512, "knowledge": 1024, "behaviour": 1024, "reasoning": 2048}
-_EPOCHS = {"100_1k": 3.0, "1k_10k": 2.0, "over_10k": 1.0}
-_RANK = {"100_1k": 8, "1k_10k": 16, "over_10k": 32}
-
-
-def _starter_config(rec: Recommendation, a: Answers) -> RunConfig | None:
-    """A run config for the recommendation, with placeholder data paths; None for prompting and RAG."""
-    if rec in ("prompting", "rag"):
-        return None
-    cpu = a.hardware == "cpu"
-    # Distilling with little data of one's own means generating 1k-10k examples with the big model.
-    size = "1k_10k" if a.little_data else a.data
-    finetune: Literal["lora", "qlora", "full"] = "lora"
-    if rec == "sft_full":
-        finetune = "full"
-    elif rec == "sft_qlora" or a.hardware == "gpu_small":
-        finetune = "qlora"
-    rank = 16 if rec == "dpo" else max(_RANK[size], 16 if a.task == "reasoning" else 8)
-    max_length = min(_MAX_LENGTH[a.task], 512) if cpu else _MAX_LENGTH[a.task]
-    batch, accum = _BATCH[a.hardware]
-    if rec == "dpo":
-        learning_rate, epochs, warmup = 5e-6, 1.0, 0.1
-    elif rec == "sft_full":
-        learning_rate, epochs, warmup = 2e-5, _EPOCHS[size], 0.03
-    else:
-        learning_rate, epochs, warmup = 2e-4, _EPOCHS[size], 0.05
-    return RunConfig(
-        name=rec.replace("_", "-"),
-        model="bundled" if cpu else _FULL_MODEL if rec == "sft_full" else _GPU_MODEL,
-        method="dpo" if rec == "dpo" else "sft",
-        finetune=finetune,
-        data=DataConfig(train=PLACEHOLDER_TRAIN, val=PLACEHOLDER_VAL),
-        lora=LoraConfig(r=rank, alpha=2 * rank, dropout=0.05, target_modules="all-linear"),
-        train=TrainConfig(
-            optimizer="paged_adamw_8bit" if finetune == "qlora" else "adamw_torch",
-            learning_rate=learning_rate,
-            lr_scheduler="cosine",
-            warmup_ratio=warmup,
-            batch_size=batch,
-            grad_accum=accum,
-            epochs=epochs,
-            max_length=max_length,
-            gradient_checkpointing=not cpu,
-            precision="auto",
-        ),
-        eval=EvalConfig(stop_on_overfit=size == "100_1k", load_best=True),
-    )
-
-
-def _config_text(config: RunConfig, rec: Recommendation) -> str:
-    header = (
-        f"# Starter config from the advisor: {TITLES[rec]}.\n"
-        f"# Replace {PLACEHOLDER_TRAIN} and {PLACEHOLDER_VAL} with your data, then `workbench check` it.\n"
-    )
-    return header + dump_config(config)
-
-
-def _config_note(rec: Recommendation, a: Answers, config: RunConfig | None) -> str:
-    if config is None:
-        what = "a prompt" if rec == "prompting" else "a retriever and a prompt"
-        return (
-            f"none: {NAMES[rec]} trains nothing, so there is no run config; what you build is "
-            f"{what}, measured on a held-out set."
-        )
-    t, lora = config.train, config.lora
-    parts = [f"{config.method.upper()} with {config.finetune} on {config.model}"]
-    if config.finetune != "full":
-        parts.append(f"LoRA r={lora.r}, alpha={lora.alpha:g} on all linear layers")
-    parts.append(f"learning rate {t.learning_rate:g}, {t.epochs:g} epoch(s), max_length {t.max_length}")
-    parts.append(f"batch {t.batch_size} x {t.grad_accum} accumulation")
-    note = "; ".join(parts) + "."
-    if rec == "dpo":
-        note += " DPO rows need prompt, chosen and rejected."
-    if a.hardware != "cpu":
-        note += " The model is a suggestion for this hardware: any chat model of that size will do."
-    return note
 
 
 # --- a second opinion -------------------------------------------------------
