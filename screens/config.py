@@ -29,6 +29,7 @@ from workbench.config.fields import GROUPS, get_field, info, set_field, show
 from workbench.config.schema import RunConfig, dump_config, load_config, parse_config
 from workbench.config.validate import Finding
 from workbench.errors import WorkbenchError
+from workbench.workspace import Workspace
 
 DEBOUNCE_S = 0.3
 MARK = {"error": ("✖", "bold red"), "warning": ("⚠", "yellow"), "info": ("ℹ", "cyan")}
@@ -40,17 +41,6 @@ class Assessed(Message):
     config: RunConfig
     result: Any  # assess.Assessment
     error: str = ""
-
-
-def find_configs(workspace: Path) -> list[Path]:
-    """Run configs in the workspace (YAML files outside runs/ and hidden folders)."""
-    out = []
-    for p in sorted(workspace.rglob("*.yaml")):
-        rel = p.relative_to(workspace).parts
-        if "runs" in rel or any(part.startswith(".") for part in rel):
-            continue
-        out.append(p)
-    return out
 
 
 class ConfigPane(LoadsWhenShown, Vertical):
@@ -147,7 +137,7 @@ class ConfigPane(LoadsWhenShown, Vertical):
 
     def first_shown(self) -> None:
         """Load and assess a config the first time the pane is shown (assessing reads data and a tokenizer)."""
-        configs = find_configs(self.workspace)
+        configs = Workspace(self.workspace).configs()
         wanted = Path(self.initial_config) if self.initial_config else None
         if wanted is not None and wanted.exists():
             self.load(wanted)
@@ -465,7 +455,7 @@ class ConfigPane(LoadsWhenShown, Vertical):
         self.notify(f"Saved {path.name}. The Train pane's n launches it.", timeout=5)
 
     def action_open(self) -> None:
-        configs = find_configs(self.workspace)
+        configs = Workspace(self.workspace).configs()
         options = [(str(p.relative_to(self.workspace)), str(p)) for p in configs]
         self.app.push_screen(ChoiceScreen("Open a config", options), lambda v: self.load(Path(v)) if v else None)
 
@@ -476,7 +466,7 @@ class ConfigPane(LoadsWhenShown, Vertical):
     def action_diff(self) -> None:
         from workbench.config.diff import diff_text
 
-        configs = [p for p in find_configs(self.workspace) if p != self.path]
+        configs = [p for p in Workspace(self.workspace).configs() if p != self.path]
         options = [(str(p.relative_to(self.workspace)), str(p)) for p in configs]
 
         def done(value: str | None) -> None:

@@ -36,9 +36,9 @@ from screens.widgets.example_list import ExampleList
 from screens.widgets.lazy import LoadsWhenShown
 from workbench.data import analyze
 from workbench.data.findings import Finding
-from workbench.data.readers import looks_like_dataset
 from workbench.data.store import STATUSES, DatasetSession, open_dataset
 from workbench.errors import WorkbenchError
+from workbench.workspace import Workspace
 
 SORTS = [
     (None, "file order"),
@@ -54,20 +54,6 @@ STATUS_FILTERS = [None, "pending", "flagged", "accepted", "rejected"]
 class DatasetOpened(Message):
     session: DatasetSession | None
     error: str = ""
-
-
-def find_datasets(workspace: Path) -> list[Path]:
-    """Dataset files in the workspace (not under runs/ or hidden folders), train files first."""
-    found = []
-    for pattern in ("*.jsonl", "*.json", "*.csv", "*.parquet"):
-        for p in workspace.rglob(pattern):
-            rel = p.relative_to(workspace).parts
-            if "runs" in rel or "evals" in rel or any(part.startswith(".") for part in rel):
-                continue
-            if p.name.endswith(".review.json") or not looks_like_dataset(p):
-                continue
-            found.append(p)
-    return sorted(set(found), key=lambda p: (not p.stem.startswith("train"), str(p)))
 
 
 class DataPane(DataJobs, LoadsWhenShown, Vertical):
@@ -237,7 +223,7 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
 
     def first_shown(self) -> None:
         """Open the dataset the first time the pane is shown (not at start: the other panes stay quick)."""
-        datasets = find_datasets(self.workspace)
+        datasets = Workspace(self.workspace).datasets()
         wanted = self.initial_dataset
         if wanted and Path(wanted).exists():
             self.open_path(Path(wanted))
@@ -694,7 +680,7 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         )
 
     def action_open(self) -> None:
-        paths = find_datasets(self.workspace)
+        paths = Workspace(self.workspace).datasets()
         options = [(str(p.relative_to(self.workspace)), str(p)) for p in paths]
 
         def done(value: str | None) -> None:

@@ -21,11 +21,12 @@ from workbench.eval.candidates import default_dataset, default_models, list_cand
 from workbench.eval.curves import Curve
 from workbench.eval.judge import Rubric
 from workbench.eval.metrics import METRICS
-from workbench.eval.plan import create_from_plan, parse_selection, plan_eval, suite_files
+from workbench.eval.plan import create_from_plan, parse_selection, plan_eval
 from workbench.eval.ratings import blind_label
 from workbench.eval.results import Results, Row
 from workbench.eval.store import GenerationSettings
 from workbench.eval.worddiff import similarity, word_diff
+from workbench.workspace import Workspace
 
 DIFF_MIN_SIMILARITY = 0.3
 """Below this share of words in common a word diff is mostly red and green noise: the answer is shown plain."""
@@ -86,19 +87,9 @@ class NewEvalScreen(ModalScreen[Any]):
     def _discover(self) -> None:
         candidates = list_candidates(self.workspace)
         test = default_dataset(self.workspace)
-        suites = suite_files(self.workspace)
-        from workbench.data.readers import looks_like_dataset
-
-        datasets = sorted(
-            p
-            for p in [
-                *self.workspace.glob("*/*.jsonl"),
-                *self.workspace.glob("*.jsonl"),
-                *self.workspace.glob("*/*.json"),
-                *self.workspace.glob("*/*.csv"),
-            ]
-            if p not in suites and looks_like_dataset(p) and "evals" not in p.parts
-        )
+        workspace = Workspace(self.workspace)
+        suites = workspace.suites()
+        datasets = workspace.datasets()
         self.app.call_from_thread(self._fill, candidates, test, datasets, suites)
 
     def _fill(self, candidates: list[Any], test: Path | None, datasets: list[Path], suites: list[Path]) -> None:

@@ -67,7 +67,7 @@ class LaunchScreen(ModalScreen[Any]):
             yield Label("[b]Launch a run[/b]: pick a config (Enter), Esc cancels")
             if not self.configs and self.held is None:
                 yield Static(
-                    f"No *.yaml configs in {self.workspace}. Save one from the Config pane or write one "
+                    f"No run configs (*.yaml, *.yml) in {self.workspace}. Save one from the Config pane or write one "
                     "(see sample_data/configs/)."
                 )
             options = []

@@ -30,6 +30,7 @@ from workbench.fmt import duration
 from workbench.train import runner
 from workbench.train.rundir import LIVE_STATES, RunDir, RunStatus
 from workbench.train.watch import ChartData, RunWatcher, SystemView, WatchUpdate, chart_data, system_view
+from workbench.workspace import Workspace
 
 POLL_LIVE = 1.0  # seconds between reads of a live run's files (key presses wake the reader at once)
 CHART_EVERY = 2.0  # while only watching, charts redraw at most this often (a key press redraws at once)
@@ -206,7 +207,7 @@ class TrainPane(Vertical):
                 self._wake.wait(POLL_IDLE)
                 continue
             if current is None or current.watcher.run.id != run_id:
-                current = followed.pop(run_id, None) or _Followed.open(runner.runs_dir(self.workspace) / run_id)
+                current = followed.pop(run_id, None) or _Followed.open(Workspace(self.workspace).runs_dir / run_id)
                 followed[run_id] = current
                 while len(followed) > KEEP_FOLLOWED:
                     followed.popitem(last=False)
@@ -218,7 +219,7 @@ class TrainPane(Vertical):
             compare = self.compare - {run_id}
             fresh = False
             for other in compare - set(others):
-                others[other] = RunWatcher(RunDir(runner.runs_dir(self.workspace) / other))
+                others[other] = RunWatcher(RunDir(Workspace(self.workspace).runs_dir / other))
             for other in set(others) - compare:
                 del others[other]
             for w in others.values():
@@ -417,10 +418,10 @@ class TrainPane(Vertical):
         if self.run_id is None:
             self.notify("No run selected.", severity="warning")
             return None
-        return RunDir(runner.runs_dir(self.workspace) / self.run_id)
+        return RunDir(Workspace(self.workspace).runs_dir / self.run_id)
 
     def action_launch(self) -> None:
-        from screens.config import ConfigPane, find_configs
+        from screens.config import ConfigPane
 
         held = None
         panes = self.app.query(ConfigPane)
@@ -431,7 +432,9 @@ class TrainPane(Vertical):
             where = pane.path.name if pane.path is not None else "new, not saved"
             label = f"{pane.config.name} ({where}{', with unsaved changes' if pane.dirty else ''})"
             held = (label, pane.config)
-        self.app.push_screen(LaunchScreen(find_configs(self.workspace), self.workspace, held), self._launch_chosen)
+        self.app.push_screen(
+            LaunchScreen(Workspace(self.workspace).configs(), self.workspace, held), self._launch_chosen
+        )
 
     def _launch_chosen(self, chosen: Path | RunConfig | None) -> None:
         if chosen is not None:

@@ -333,13 +333,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from workbench.train.runner import list_runs
+    from workbench.workspace import Workspace
 
     runs = list_runs(args.workspace)
     if args.json:
         _print_json([r.to_dict() for r in runs])
         return 0
     if not runs:
-        print(f"no runs in {Path(args.workspace) / 'runs'}")
+        print(f"no runs in {Workspace(args.workspace).runs_dir}")
         return 0
     print(f"{'RUN':<34} {'STATE':<10} {'STEP':>11} {'BEST EVAL':>10} {'AGE':>5}  NOTE")
     for r in runs:

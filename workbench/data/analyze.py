@@ -21,7 +21,9 @@ from typing import Any
 from workbench.data.findings import Finding, severity_rank
 from workbench.data.formats import Shape
 from workbench.data.load import load_rows
+from workbench.data.readers import file_type_for_name
 from workbench.errors import DataError, WorkbenchError
+from workbench.workspace import Workspace
 
 Progress = Callable[[str], None]
 DEFAULT_MAX_LENGTH = 512
@@ -126,9 +128,7 @@ def config_for(dataset: Path, workspace: Path) -> tuple[str, int | None, Path | 
     from workbench.config.schema import load_config
 
     target = dataset.resolve()
-    for path in sorted(workspace.rglob("*.yaml")):
-        if "runs" in path.relative_to(workspace).parts:
-            continue
+    for path in Workspace(workspace).configs():
         try:
             config = load_config(path)
         except WorkbenchError:
@@ -164,7 +164,7 @@ def sibling_splits(path: Path) -> dict[str, Path]:
     for other in sorted(path.parent.iterdir()):
         if other == path or not other.is_file() or other.stem.lower() not in wanted:
             continue
-        if other.suffix.lower() in (".jsonl", ".json", ".csv", ".parquet"):
+        if file_type_for_name(other) is not None:
             out[other.stem.lower()] = other
     return out
 

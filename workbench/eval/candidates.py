@@ -26,6 +26,7 @@ from workbench.eval.store import EvalError, ModelRef
 from workbench.models import BUNDLED_NAME, is_bundled
 from workbench.train.rundir import RunDir
 from workbench.train.runner import list_runs
+from workbench.workspace import Workspace
 
 # --- models -----------------------------------------------------------------------
 
@@ -327,9 +328,8 @@ def config_test_file(config_path: str | Path) -> Path | None:
 
 def default_dataset(workspace: str | Path) -> Path | None:
     """The test split to evaluate on: the newest run's, else the first workspace config's that has one."""
-    root = Path(workspace).expanduser().resolve()
-    configs = [RunDir(s.path).config_path for s in list_runs(root)]
-    configs += sorted((root / "configs").glob("*.y*ml")) + sorted(root.glob("*.y*ml"))
+    ws = Workspace(workspace)
+    configs = [RunDir(s.path).config_path for s in list_runs(ws.path)] + ws.configs()
     for config in configs:
         found = config_test_file(config)
         if found is not None:

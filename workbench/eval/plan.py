@@ -8,7 +8,6 @@ named.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +15,7 @@ from typing import Any
 
 from workbench.eval.candidates import examples_from_dataset, examples_from_suite
 from workbench.eval.store import EvalDir, EvalError, EvalSpec, GenerationSettings, ModelRef, create_eval
-
-SCHEMA_NAME = "schema.json"
+from workbench.workspace import SCHEMA_NAME
 
 
 @dataclass
@@ -64,28 +62,6 @@ def schema_beside(dataset: str | Path | None) -> Path | None:
         return None
     path = Path(dataset).parent / SCHEMA_NAME
     return path.resolve() if path.is_file() else None
-
-
-def is_suite(path: str | Path) -> bool:
-    """A JSONL file whose first readable line is a case (it has ``expect``)."""
-    path = Path(path)
-    if path.suffix != ".jsonl":
-        return False
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    return isinstance(data := json.loads(line), dict) and "expect" in data
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
-    return False
-
-
-def suite_files(workspace: str | Path) -> list[Path]:
-    """Regression and red-team suites in the workspace (two levels deep)."""
-    root = Path(workspace).expanduser().resolve()
-    found = [*root.glob("*.jsonl"), *root.glob("*/*.jsonl"), *root.glob("*/*/*.jsonl")]
-    return sorted(p for p in found if "evals" not in p.parts[len(root.parts) :] and is_suite(p))
 
 
 def plan_eval(

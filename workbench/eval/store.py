@@ -34,6 +34,7 @@ from workbench.detach import match_ref, new_dir_id
 from workbench.errors import RunError, WorkbenchError
 from workbench.fileio import atomic_write_text
 from workbench.train.rundir import LIVE_STATES, RunDir, dumps, read_jsonl
+from workbench.workspace import Workspace
 
 STATES = ("created", "starting", "running", "stopping", "stopped", "completed", "failed")
 """What status.json can say; ``lost`` is what a reader makes of a live state whose worker is gone."""
@@ -114,7 +115,8 @@ def parse_spec(text: str, source: str = "eval.yaml") -> EvalSpec:
 
 
 def evals_dir(workspace: str | Path) -> Path:
-    return Path(workspace).expanduser().resolve() / "evals"
+    """``evals/`` of the workspace (see :class:`workbench.workspace.Workspace`)."""
+    return Workspace(workspace).evals_dir
 
 
 @dataclass
@@ -320,17 +322,12 @@ def summarize(ev: EvalDir) -> EvalSummary:
 
 def list_evals(workspace: str | Path) -> list[EvalSummary]:
     """Every eval of the workspace, newest first; unreadable directories are left out."""
-    root = evals_dir(workspace)
-    if not root.is_dir():
-        return []
     out = []
-    for path in root.iterdir():
-        ev = EvalDir(path)
-        if path.is_dir() and ev.exists():
-            try:
-                out.append(summarize(ev))
-            except EvalError:
-                continue
+    for path in Workspace(workspace).evals():
+        try:
+            out.append(summarize(EvalDir(path)))
+        except EvalError:
+            continue
     return sorted(out, key=lambda s: s.created, reverse=True)
 
 
@@ -339,9 +336,9 @@ def find_eval(workspace: str | Path, ref: str) -> EvalDir:
     path = Path(ref).expanduser()
     if (path / "eval.yaml").is_file():
         return EvalDir(path.resolve())
-    root = evals_dir(workspace)
-    found = [p for p in root.iterdir() if (p / "eval.yaml").is_file()] if root.is_dir() else []
-    matches = match_ref(found, ref, lambda p: EvalDir(p).read_status_raw().get("created") or p.stat().st_mtime)
+    ws = Workspace(workspace)
+    root = ws.evals_dir
+    matches = match_ref(ws.evals(), ref, lambda p: EvalDir(p).read_status_raw().get("created") or p.stat().st_mtime)
     if len(matches) == 1:
         return EvalDir(matches[0])
     if not matches:

@@ -16,10 +16,12 @@ from workbench.config.schema import RunConfig, dump_config, load_config
 from workbench.detach import match_ref, new_dir_id, spawn_detached, stop_worker
 from workbench.errors import ConfigError, RunError
 from workbench.train.rundir import FINAL_STATES, LIVE_STATES, RunDir, atomic_write_text, read_jsonl
+from workbench.workspace import Workspace
 
 
 def runs_dir(workspace: str | Path) -> Path:
-    return Path(workspace).expanduser().resolve() / "runs"
+    """``runs/`` of the workspace (see :class:`workbench.workspace.Workspace`)."""
+    return Workspace(workspace).runs_dir
 
 
 def resolved_copy(config: RunConfig) -> RunConfig:
@@ -79,9 +81,9 @@ def find_run(workspace: str | Path, ref: str) -> RunDir:
     path = Path(ref)
     if (path / "status.json").is_file() or (path / "config.yaml").is_file():
         return RunDir(path)
-    root = runs_dir(workspace)
-    runs = sorted((p for p in root.glob("*") if p.is_dir()), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
-    matches = match_ref(runs, ref, lambda p: RunDir(p).read_status_raw().get("created", 0))
+    ws = Workspace(workspace)
+    root = ws.runs_dir
+    matches = match_ref(ws.runs(), ref, lambda p: RunDir(p).read_status_raw().get("created", 0))
     if len(matches) == 1:
         return RunDir(matches[0])
     if not matches:
@@ -161,10 +163,7 @@ def summarize(run: RunDir) -> RunSummary:
 
 def list_runs(workspace: str | Path) -> list[RunSummary]:
     """Every run in the workspace, newest first."""
-    root = runs_dir(workspace)
-    if not root.is_dir():
-        return []
-    runs = [summarize(RunDir(p)) for p in root.iterdir() if p.is_dir() and RunDir(p).exists()]
+    runs = [summarize(RunDir(p)) for p in Workspace(workspace).runs()]
     return sorted(runs, key=lambda r: r.created, reverse=True)
 
 
