@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import importlib
 import json
 import os
@@ -14,19 +15,20 @@ import pytest
 import yaml
 
 from workbench.config import RunConfig, load_config, parse_config
-from workbench.config.export import (
-    BUNDLED_HUB_ID,
+from workbench.config.check import count_training_examples
+from workbench.config.export import to_python_script, to_trl_config, to_yaml
+from workbench.config.trl_args import (
     EVAL_SHARE,
     checkpointing_key,
+    machine_precision,
     peft_arguments,
+    precision_arguments,
     resolve_precision,
-    to_python_script,
-    to_trl_config,
-    to_yaml,
     training_arguments,
 )
-from workbench.config.validate import Hardware
+from workbench.config.validate import Hardware, total_steps
 from workbench.data.split import split_rows
+from workbench.models import BUNDLED_HUB_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "sample_data" / "configs"
@@ -77,7 +79,7 @@ def test_trl_sft_export_parses_with_trls_own_parser(tmp_path):
     )
     _, args, model, mixture = trl_parse(config, tmp_path, output_dir=str(tmp_path / "out"))
     assert type(args).__name__ == "SFTConfig"
-    assert model.model_name_or_path == BUNDLED_HUB_ID and model.dtype == "float32"
+    assert Path(model.model_name_or_path).is_dir() and model.dtype == "float32"
     assert model.use_peft and model.lora_r == 8 and model.lora_alpha == 16 and model.lora_dropout == 0.1
     assert model.lora_target_modules == ["q_proj", "v_proj"] and model.use_dora and not model.use_rslora
     [dataset] = mixture.datasets
@@ -159,16 +161,36 @@ def test_trl_export_comments_what_has_no_trl_equivalent():
     assert "stop_on_overfit" not in yaml.safe_load(export.yaml_text)  # comments only, never keys TRL would refuse
 
 
-def test_exports_embed_no_environment_values(monkeypatch):
+def test_exports_embed_no_environment_values(monkeypatch, tiny_model_dir):
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
-    monkeypatch.setenv("WORKBENCH_CACHE", "/secret/cache/place")
     config = sample("dpo")
+    for text in (to_yaml(config), to_trl_config(config, hardware=CPU).yaml_text, to_python_script(config)):
+        assert "hf_secret_value_123" not in text
+    # the cache appears only as the bundled model's converted copy (see the next test), never otherwise
+    monkeypatch.setenv("WORKBENCH_CACHE", "/secret/cache/place")
+    config = sample("dpo", model=str(tiny_model_dir))
     for text in (to_yaml(config), to_trl_config(config, hardware=CPU).yaml_text, to_python_script(config)):
         assert "hf_secret_value_123" not in text and "/secret/cache/place" not in text
 
 
-def test_the_mapping_is_the_workers():
-    """training_arguments builds the worker's SFTConfig arguments (what build_trainer passes, less runtime flags)."""
+def test_exports_of_the_bundled_model_name_its_local_copy(bundled_dir, tmp_path):
+    """Defect 5: the hub id cannot be reached without a hub; the exports load the converted copy, hub id beside it."""
+    text = to_trl_config(sample("tiny"), hardware=CPU).yaml_text
+    path = Path(yaml.safe_load(text)["model_name_or_path"])
+    assert path.is_absolute() and path.is_dir() and (path / "config.json").is_file()
+    assert path == bundled_dir
+    comments = [line for line in text.splitlines() if line.startswith("#")]
+    assert any(BUNDLED_HUB_ID in line for line in comments)
+    assert all(BUNDLED_HUB_ID not in line for line in text.splitlines() if not line.startswith("#"))
+    script = tmp_path / "train.py"
+    script.write_text(to_python_script(sample("tiny")))
+    assert runpy.run_path(str(script), run_name="exported")["MODEL"] == str(bundled_dir)
+    [line] = [line for line in script.read_text().splitlines() if line.startswith("MODEL = ")]
+    assert line.split("#", 1)[1].strip() == f"the hub original: {BUNDLED_HUB_ID}"
+
+
+def test_training_arguments_of_the_demo_config():
+    """training_arguments on a sample config: intervals, schedule, LoRA, precision (build_trainer: next test)."""
     config = sample("demo")
     args = training_arguments(config, output_dir="/runs/x", steps=64, has_eval=True)
     assert args["eval_steps"] == args["save_steps"] == 4 and args["warmup_steps"] == 0.05
@@ -189,6 +211,68 @@ def test_the_mapping_is_the_workers():
     from trl import SFTConfig
 
     SFTConfig(**args, use_cpu=True, bf16=False)  # every key is one SFTConfig takes
+    with_flags = training_arguments(config, output_dir="/runs/x", steps=64, has_eval=True, precision="fp16")
+    assert with_flags == {**args, **precision_arguments("fp16")[1]}
+
+
+def _plain(value):
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+@pytest.mark.parametrize("method", ["sft", "dpo"])
+def test_the_mapping_is_the_workers(tiny_model_dir, tmp_path, method):
+    """The real trainer of build_trainer has exactly the shared mapping's arguments, and both exports write them.
+
+    build_trainer is what the worker and the probe train with. Every field of its TRL config equals that of a
+    config built from training_arguments (plus the worker's process settings), so an argument the worker set
+    anywhere else would fail here; the TRL CLI export, read back by TRL's own parser, and the script's ARGS
+    carry the same values for every key of the mapping.
+    """
+    import torch
+    from transformers import TrainerCallback
+
+    from workbench.train.rundir import RunDir
+    from workbench.train.worker import PROCESS_ARGUMENTS, build_trainer
+
+    config = _tiny_config(tiny_model_dir, tmp_path, method)
+    config.data.val = None  # a held-out share, so TRL's CLI evaluates as the worker does
+    config.data.max_train_examples = 40
+    config.train.max_steps, config.train.epochs = None, 1  # steps from the data: 40 examples / batch 2 = 20
+    config.eval.eval_steps = None  # about ten evaluations: every 2 steps
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    trainer, _ = build_trainer(run, config, TrainerCallback())
+    n_train = count_training_examples(config)
+    assert n_train == 40 and trainer.args.eval_steps == 2 and trainer.args.save_steps == 2
+    precision = machine_precision(config.train.precision)
+    mapping = training_arguments(
+        config,
+        output_dir=str(run.path),
+        steps=total_steps(config, n_train),
+        has_eval=True,
+        precision=precision,
+    )
+    expected = type(trainer.args)(**mapping, **PROCESS_ARGUMENTS, use_cpu=not torch.cuda.is_available())
+    assert trainer.args.to_dict() == expected.to_dict()  # field by field, as the config classes normalize them
+
+    peft = peft_arguments(config)
+    lora = trainer.model.peft_config["default"]
+    for key, value in peft.items():
+        got = _plain(getattr(lora, key))
+        assert (set(got) if key == "target_modules" else got) == (set(value) if key == "target_modules" else value)
+    assert trainer.model.dtype == getattr(torch, precision_arguments(precision)[0])
+
+    _, exported, model, _ = trl_parse(config, tmp_path, n_train=n_train, output_dir=str(run.path))
+    assert model.model_name_or_path == str(tiny_model_dir)
+    for key in mapping:
+        assert _plain(getattr(exported, key)) == _plain(getattr(trainer.args, key)), key
+
+    script = tmp_path / "train.py"
+    script.write_text(to_python_script(config, n_train=n_train, output_dir=str(run.path)))
+    ns = runpy.run_path(str(script), run_name="exported")
+    flags = ns["PRECISIONS"][ns["precision"]()][1]
+    assert {**ns["ARGS"], **flags} == mapping
+    assert ns["LORA"] == peft
 
 
 # --- the standalone script ---------------------------------------------------------------------------------

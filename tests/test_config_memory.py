@@ -317,13 +317,14 @@ def test_precision_follows_the_worker(monkeypatch, cuda, bf16):
     """The estimate's precision is the worker's: the weights' dtype and whether it autocasts to 16 bits."""
     import torch
 
-    from workbench.train.worker import _precision
+    from workbench.config.trl_args import machine_precision, precision_arguments
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
     for precision in ("auto", "bf16", "fp16", "fp32"):
         config = make(train__precision=precision)
-        dtype, flags = _precision(config)
+        name, flags = precision_arguments(machine_precision(config.train.precision))  # what build_trainer loads
+        dtype = getattr(torch, name)
         prec = resolve_precision(config, cuda=cuda, bf16=bf16)
         assert prec.weight == dtype.itemsize, precision
         assert prec.compute == (2 if flags.get("bf16") or flags.get("fp16") else dtype.itemsize), precision

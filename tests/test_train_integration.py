@@ -186,10 +186,9 @@ def test_a_killed_worker_reads_as_lost_and_can_resume(workspace, tiny_model_dir)
 
 
 def test_fp32_runs_turn_trls_bf16_default_off():
-    from workbench.config import RunConfig
-    from workbench.train.worker import _precision
+    from workbench.config.trl_args import precision_arguments, resolve_precision
+    from workbench.config.validate import Hardware
 
-    for precision in ("fp32", "auto"):  # auto is fp32 on this CPU-only machine
-        config = RunConfig.model_validate({"data": {"train": "x.jsonl"}, "train": {"precision": precision}})
-        _, flags = _precision(config)
+    for precision in ("fp32", "auto"):  # auto is fp32 on a CPU-only machine
+        _, flags = precision_arguments(resolve_precision(precision, Hardware()))
         assert flags == {"bf16": False, "fp16": False}  # SFTConfig would otherwise default bf16=True

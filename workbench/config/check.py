@@ -51,16 +51,35 @@ def gather_context(config: RunConfig, hardware: Hardware | None = None) -> Conte
         except WorkbenchError:
             return ctx  # the trainer reports the data error itself, with lines
         ctx.data_shape = getattr(result.shape, "value", str(result.shape))
-        n = len(result.rows)
-        if config.data.val is None and config.data.val_ratio > 0:
-            n -= max(1, round(n * config.data.val_ratio))
-        if config.data.max_train_examples:
-            n = min(n, config.data.max_train_examples)
-        ctx.n_train = n
+        ctx.n_train = training_examples(config, len(result.rows))
         if ctx.model is not None:
             ctx.token_lengths = _token_lengths(ctx.model.path, result.rows, result.shape)
             ctx.lengths_from = len(result.rows) if ctx.token_lengths is not None else None
     return ctx
+
+
+def training_examples(config: RunConfig, rows: int) -> int:
+    """The training examples a run uses of ``rows`` good rows in data.train: less the held-out share, capped."""
+    n = rows
+    if config.data.val is None and config.data.val_ratio > 0:
+        n -= max(1, round(n * config.data.val_ratio))
+    if config.data.max_train_examples:
+        n = min(n, config.data.max_train_examples)
+    return n
+
+
+def count_training_examples(config: RunConfig) -> int | None:
+    """:func:`training_examples` of data.train read from disk (no model needed); None when it cannot be read."""
+    from workbench.data import load_rows
+
+    path = config.resolve(config.data.train)
+    if path is None or not path.exists():
+        return None
+    try:
+        result = load_rows(path, shape=config.data.shape, skip_bad=True)
+    except WorkbenchError:
+        return None
+    return training_examples(config, len(result.rows))
 
 
 def _model_facts(config: RunConfig, ctx: Context) -> None:

@@ -1,48 +1,41 @@
 """A run config exported three ways: the workbench's YAML, TRL's CLI config, a standalone script.
 
-The three share one mapping from our config onto TRL's ``SFTConfig`` /
-``DPOConfig`` (:func:`training_arguments`, :func:`precision_arguments`) and
-PEFT's ``LoraConfig`` (:func:`peft_arguments`), the same mapping the worker's
-``build_trainer`` applies, so an exported run trains like the workbench's.
+The TRL config and the script take their trainer arguments from the one
+mapping the worker's ``build_trainer`` uses too (:mod:`workbench.config.trl_args`),
+so an exported run trains like the workbench's.
 
 What TRL's CLI cannot express (the workbench's overfitting detector, a
 separate validation file, ...) is written into the exported YAML as a comment
 line saying so; the script keeps all of it that plain TRL can do. No export
-reads the environment: nothing from it (tokens, cache paths) is embedded.
+reads the environment for values to embed (tokens and the like); the one
+machine-specific value is the bundled model's converted copy, named by its
+local path because its hub original may be out of reach (the hub id is
+written beside it).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import os
 import pprint
 import textwrap
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import yaml
 
 from workbench.config.derived import has_eval_split
 from workbench.config.schema import RunConfig, dump_config
-from workbench.config.validate import Hardware, eval_interval, total_steps
-from workbench.models import BUNDLED_NAME, is_bundled
-
-Precision = Literal["bf16", "fp16", "fp32"]
-
-#: The hub original of the bundled model (the workbench trains a copy converted from its Q4_1 GGUF).
-BUNDLED_HUB_ID = f"HuggingFaceTB/{BUNDLED_NAME}"
-
-#: Per precision: the dtype the base model loads in, and the trainer's mixed-precision flags. Both flags
-#: are always given: TRL turns bf16 on when neither is set.
-PRECISIONS: dict[Precision, tuple[str, dict[str, bool]]] = {
-    "bf16": ("bfloat16", {"bf16": True, "fp16": False}),
-    "fp16": ("float32", {"bf16": False, "fp16": True}),  # fp16 AMP needs fp32 master weights
-    "fp32": ("float32", {"bf16": False, "fp16": False}),
-}
-
-#: Without a known step count, the eval interval as a share of the run: about ten evaluations.
-EVAL_SHARE = 0.1
+from workbench.config.trl_args import (
+    PRECISIONS,
+    peft_arguments,
+    precision_arguments,
+    quantization_arguments,
+    resolve_precision,
+    schedule,
+    training_arguments,
+)
+from workbench.config.validate import Hardware, total_steps
+from workbench.models import BUNDLED_HUB_ID, BUNDLED_NAME, bundled_model_dir, is_bundled
 
 #: datasets' builder for each data file extension.
 _BUILDERS = {
@@ -63,6 +56,13 @@ _TRL_LORA_KEYS = {
     "use_rslora": "use_rslora",
     "use_dora": "use_dora",
     "task_type": "lora_task_type",
+}
+
+#: BitsAndBytesConfig argument -> TRL ModelConfig field (TRL computes in the load dtype: no compute dtype field).
+_TRL_QUANT_KEYS = {
+    "load_in_4bit": "load_in_4bit",
+    "bnb_4bit_quant_type": "bnb_4bit_quant_type",
+    "bnb_4bit_use_double_quant": "use_bnb_nested_quant",
 }
 
 _NO_TRL = "no TRL equivalent"
@@ -96,103 +96,32 @@ class TrlExport(NamedTuple):
     command: str
 
 
-# --- the mapping, shared by the exports and (proposed) the worker ------------------------------------------
+class ModelReference(NamedTuple):
+    """What ``from_pretrained`` loads outside the workbench, and the hub original when that is a local copy."""
+
+    path: str
+    hub_id: str | None = None
 
 
-def resolve_precision(precision: str, hardware: Hardware) -> Precision:
-    """The concrete precision: ``auto`` is bf16 on a GPU that has it, fp16 on other GPUs, else fp32."""
-    if precision == "auto":
-        return "bf16" if hardware.bf16 else ("fp16" if hardware.cuda else "fp32")
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}")
-    return precision
+def model_reference(config: RunConfig) -> ModelReference:
+    """A local directory (absolute) or a hub id; the bundled model is its converted copy on this machine.
 
-
-def precision_arguments(precision: Precision) -> tuple[str, dict[str, bool]]:
-    """The base model's load dtype (a torch dtype name) and the trainer flags for a concrete precision."""
-    dtype, flags = PRECISIONS[precision]
-    return dtype, dict(flags)
-
-
-@functools.cache
-def checkpointing_key() -> str:
-    """The installed transformers' name for activation checkpointing (renamed in transformers 5)."""
-    from transformers import TrainingArguments
-
-    names = {f.name for f in dataclasses.fields(TrainingArguments)}
-    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-
-
-def training_arguments(config: RunConfig, *, output_dir: str, steps: int | None, has_eval: bool) -> dict[str, Any]:
-    """Keyword arguments of TRL's ``SFTConfig`` / ``DPOConfig`` for this config.
-
-    ``steps`` is the run's optimizer step count when known (see
-    :func:`~workbench.config.validate.total_steps`); without it and without
-    ``eval.eval_steps``, ``eval_steps`` and ``save_steps`` come back None for
-    the caller to settle. Precision flags (:func:`precision_arguments`) and
-    process-level settings (``use_cpu``, tqdm, dataloader workers) are left
-    to the caller too: they depend on the machine, not on the config.
+    The bundled model's hub original cannot be reached from a machine
+    without the hub, and it is not the copy the workbench trains (that one
+    is dequantized from the bundled Q4_1 GGUF): the export names the local
+    copy, converting it first if this machine has not yet, and gives the hub
+    id for use elsewhere.
     """
-    t, e = config.train, config.eval
-    every = e.eval_steps or (eval_interval(config, steps) if steps else None)
-    args: dict[str, Any] = {
-        "output_dir": output_dir,
-        "run_name": config.name,
-        "seed": config.seed,
-        "data_seed": config.seed,
-        "trust_remote_code": config.trust_remote_code,
-        "per_device_train_batch_size": t.batch_size,
-        "per_device_eval_batch_size": t.batch_size,
-        "gradient_accumulation_steps": t.grad_accum,
-        "learning_rate": t.learning_rate,
-        "lr_scheduler_type": t.lr_scheduler,
-        "warmup_steps": t.warmup_ratio,  # transformers 5: a value below 1 is a share of the steps
-        "weight_decay": t.weight_decay,
-        "max_grad_norm": t.max_grad_norm,
-        "optim": t.optimizer,
-        "num_train_epochs": t.epochs,
-        "max_steps": t.max_steps or -1,
-        "max_length": t.max_length,
-        "logging_steps": e.logging_steps,
-        "logging_first_step": True,
-        "eval_strategy": "steps" if has_eval else "no",
-        "eval_steps": every,
-        "save_strategy": "steps",
-        "save_steps": e.save_steps or every,
-        "save_total_limit": e.save_total_limit,
-        "load_best_model_at_end": e.load_best and has_eval,
-        "metric_for_best_model": "eval_loss",
-        "greater_is_better": False,
-        "report_to": "none",
-    }
-    # TRL turns checkpointing on by default: say exactly what the config says.
-    args[checkpointing_key()] = t.gradient_checkpointing
-    if config.method == "dpo":
-        args["beta"] = t.dpo_beta
-    else:
-        args["packing"] = t.packing
-    return args
+    if is_bundled(config.model):
+        return ModelReference(str(bundled_model_dir()), BUNDLED_HUB_ID)
+    return ModelReference(config.resolved_model())
 
 
-def peft_arguments(config: RunConfig) -> dict[str, Any] | None:
-    """Keyword arguments of PEFT's ``LoraConfig``, or None for full fine-tuning."""
-    if config.finetune == "full":
-        return None
-    lora = config.lora
-    return {
-        "r": lora.r,
-        "lora_alpha": _number(lora.alpha),
-        "lora_dropout": lora.dropout,
-        "target_modules": lora.target_modules,
-        "use_rslora": lora.rslora,
-        "use_dora": lora.dora,
-        "task_type": "CAUSAL_LM",
-    }
-
-
-def model_reference(config: RunConfig) -> str:
-    """What ``from_pretrained`` loads outside the workbench: a local directory (absolute) or a hub id."""
-    return BUNDLED_HUB_ID if is_bundled(config.model) else config.resolved_model()
+def _bundled_note(ref: ModelReference) -> str:
+    return (
+        f"model: the workbench's copy of {BUNDLED_NAME}, converted from its bundled GGUF (Q4_1) into this "
+        f"machine's cache; on a machine with the hub use the original, {ref.hub_id}"
+    )
 
 
 def data_path(config: RunConfig, value: str | None) -> str | None:
@@ -225,24 +154,29 @@ def to_trl_config(
 ) -> TrlExport:
     """A config file for ``trl sft --config FILE`` or ``trl dpo --config FILE``.
 
-    ``n_train`` (training examples) pins the eval interval to the
-    workbench's exact step; without it the interval is a share of the run.
+    ``n_train`` (training examples, as the worker counts them) pins the
+    eval interval to the workbench's exact step; without it the interval is
+    a share of the run (:func:`~workbench.config.trl_args.schedule`).
     ``precision: auto`` is resolved for ``hardware`` (this machine's when
     None), since TRL has no "best available" setting.
     """
     hardware = hardware or Hardware.detect()
     notes: dict[str, list[str]] = {title: [] for title in ("model", "data", "lora", "training", "evaluation")}
     data, has_eval = _trl_data(config, notes["data"])
+    precision = resolve_precision(config.train.precision, hardware)
+    dtype, _ = precision_arguments(precision)
+    steps = total_steps(config, n_train)
     args = training_arguments(
         config,
         output_dir=output_dir or default_output_dir(config),
-        steps=total_steps(config, n_train),
+        steps=steps,
         has_eval=has_eval,
+        precision=precision,
     )
-    _settle_schedule(args, notes["evaluation"])
+    note = schedule(config, steps).note
+    if note:
+        notes["evaluation"].append(note)
     _unmapped_eval(config, notes["evaluation"])
-    precision = resolve_precision(config.train.precision, hardware)
-    dtype, flags = precision_arguments(precision)
     if config.train.precision == "auto":
         where = "a GPU with bf16" if hardware.bf16 else ("a GPU without bf16" if hardware.cuda else "no CUDA GPU")
         notes["training"].append(
@@ -251,15 +185,13 @@ def to_trl_config(
         )
     if config.method == "sft":
         notes["training"].append(_COMPLETION_ONLY_NOTE)
-    model: dict[str, Any] = {"model_name_or_path": model_reference(config), "dtype": dtype}
-    if is_bundled(config.model):
-        notes["model"].append(
-            f"model {config.model}: the workbench trains a copy converted from the bundled {BUNDLED_NAME} GGUF "
-            "(Q4_1); this is the original on the hub"
-        )
+    ref = model_reference(config)
+    model: dict[str, Any] = {"model_name_or_path": ref.path, "dtype": dtype}
+    if ref.hub_id:
+        notes["model"].append(_bundled_note(ref))
     lora = _trl_lora(config, model, notes["lora"])
     evaluation = {k: args.pop(k) for k in _EVAL_KEYS}
-    sections = {"model": model, "data": data, "lora": lora, "training": {**args, **flags}, "evaluation": evaluation}
+    sections = {"model": model, "data": data, "lora": lora, "training": args, "evaluation": evaluation}
     text = "".join(
         _comment(line)
         for line in (
@@ -323,34 +255,18 @@ def _trl_lora(config: RunConfig, model: dict[str, Any], notes: list[str]) -> dic
     peft = peft_arguments(config)
     if peft is None:
         return {"use_peft": False}
-    if config.finetune == "qlora":
-        model.update(load_in_4bit=True, bnb_4bit_quant_type="nf4", use_bnb_nested_quant=True)
-        if model["dtype"] != "bfloat16":
+    quant = quantization_arguments(config)
+    if quant is not None:
+        model.update({_TRL_QUANT_KEYS[k]: v for k, v in quant.items() if k in _TRL_QUANT_KEYS})
+        compute = quant["bnb_4bit_compute_dtype"]
+        if model["dtype"] != compute:
             notes.append(
-                f"finetune qlora: the workbench computes in bfloat16, TRL in the load dtype ({model['dtype']})"
+                f"finetune qlora: the workbench computes in {compute}, TRL in the load dtype ({model['dtype']})"
             )
     fields = {_TRL_LORA_KEYS[k]: v for k, v in peft.items()}
     targets = fields["lora_target_modules"]
     fields["lora_target_modules"] = [targets] if isinstance(targets, str) else list(targets)
     return {"use_peft": True, **fields}
-
-
-def _settle_schedule(args: dict[str, Any], notes: list[str]) -> None:
-    """Eval and save intervals TRL's CLI can take when the step count is not known at export time."""
-    if args["eval_steps"] is not None:
-        return
-    if args["save_steps"] is not None:  # evaluate at each checkpoint, so load_best finds one at every evaluation
-        args["eval_steps"] = args["save_steps"]
-        notes.append(
-            "eval.eval_steps unset: evaluating at each checkpoint (save_steps); export with n_train for "
-            "the workbench's exact interval"
-        )
-        return
-    args["eval_steps"] = args["save_steps"] = EVAL_SHARE
-    notes.append(
-        f"eval.eval_steps unset: TRL evaluates every {EVAL_SHARE:g} of the run (rounded up), the "
-        "workbench every total_steps // 10 steps; export with n_train for the exact interval"
-    )
 
 
 def _unmapped_eval(config: RunConfig, notes: list[str]) -> None:
@@ -367,21 +283,24 @@ def _unmapped_eval(config: RunConfig, notes: list[str]) -> None:
 # --- a standalone Python script ----------------------------------------------------------------------------
 
 
-def to_python_script(config: RunConfig, *, output_dir: str | None = None) -> str:
+def to_python_script(config: RunConfig, *, n_train: int | None = None, output_dir: str | None = None) -> str:
     """A standalone script (datasets, transformers, trl, peft; no workbench) that trains the same run.
 
     It reads the same data files, converts rows the way the workbench does
     (conversations become prompt + final answer, so the loss is on the
     answer), holds out the same seeded validation rows, and resolves
-    ``precision: auto`` on the machine it runs on.
+    ``precision: auto`` on the machine it runs on. ``n_train`` settles the
+    eval interval as for :func:`to_trl_config`.
     """
     d, e = config.data, config.eval
+    steps = total_steps(config, n_train)
     args = training_arguments(
         config,
         output_dir=output_dir or default_output_dir(config),
-        steps=config.train.max_steps,
+        steps=steps,
         has_eval=has_eval_split(config),
     )
+    ref = model_reference(config)
     missing = [
         note
         for flag, note in (
@@ -394,8 +313,9 @@ def to_python_script(config: RunConfig, *, output_dir: str | None = None) -> str
         )
         if flag
     ]
+    note = schedule(config, steps).note
     constants = {
-        "MODEL": model_reference(config),
+        "MODEL": ref.path,
         "METHOD": config.method,
         "TRAIN_FILE": data_path(config, d.train),
         "VAL_FILE": data_path(config, d.val),
@@ -406,7 +326,7 @@ def to_python_script(config: RunConfig, *, output_dir: str | None = None) -> str
         "SYSTEM_PROMPT": d.system_prompt,
         "PRECISION": config.train.precision,
         "PRECISIONS": PRECISIONS,
-        "QLORA": config.finetune == "qlora",
+        "QUANTIZATION": quantization_arguments(config),
         "TRUST_REMOTE_CODE": config.trust_remote_code,
         "EARLY_STOPPING_PATIENCE": e.early_stopping_patience,
         "LORA": peft_arguments(config),
@@ -420,15 +340,14 @@ def to_python_script(config: RunConfig, *, output_dir: str | None = None) -> str
         "Exported by finetune-workbench. Standalone: it needs datasets, transformers, trl and peft",
         "(and the torch they run on). Run it with:  python THIS_FILE",
     ]
-    if is_bundled(config.model):
-        docstring += [
-            "",
-            f"The workbench trains a copy converted from the bundled {BUNDLED_NAME} GGUF (Q4_1);",
-            "this script loads the original from the hub.",
-        ]
+    if ref.hub_id:
+        docstring += ["", *textwrap.wrap(_bundled_note(ref) + " (set MODEL to it).", width=100)]
+    if note:
+        docstring += ["", *textwrap.wrap(note + ".", width=100)]
     if missing:
         docstring += ["", "Not in this script:"] + [f"- {note}" for note in missing]
-    body = "\n".join(f"{name} = {_literal(value)}" for name, value in constants.items())
+    comments = {"MODEL": f"  # the hub original: {ref.hub_id}" if ref.hub_id else ""}
+    body = "\n".join(f"{name} = {_literal(value)}{comments.get(name, '')}" for name, value in constants.items())
     return (
         "#!/usr/bin/env python3\n"
         + '"""'
@@ -582,11 +501,6 @@ def main():
     train, val = train[:MAX_TRAIN_EXAMPLES], val[:MAX_EVAL_EXAMPLES]
 
     args = dict(ARGS)
-    if args["eval_steps"] is None:  # about ten evaluations per run, as in the workbench
-        batch = args["per_device_train_batch_size"] * args["gradient_accumulation_steps"]
-        per_epoch = max(1, math.ceil(len(train) / batch))
-        every = max(1, math.ceil(per_epoch * args["num_train_epochs"]) // 10)
-        args["eval_steps"], args["save_steps"] = every, args["save_steps"] or every
     if not val:
         args.update(eval_strategy="no", load_best_model_at_end=False)
     dtype, flags = PRECISIONS[precision()]
@@ -596,11 +510,8 @@ def main():
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     load_kwargs = {"dtype": getattr(torch, dtype), "trust_remote_code": TRUST_REMOTE_CODE}
-    if QLORA:
-        load_kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
-            bnb_4bit_use_double_quant=True,
-        )
+    if QUANTIZATION:
+        load_kwargs["quantization_config"] = BitsAndBytesConfig(**QUANTIZATION)
     model = AutoModelForCausalLM.from_pretrained(MODEL, **load_kwargs)
     callbacks = []
     if EARLY_STOPPING_PATIENCE and val:
@@ -624,11 +535,6 @@ if __name__ == "__main__":
 def _builder(path: Path) -> str | None:
     """datasets' builder name for a data file, or None for a directory or an unknown extension."""
     return None if path.is_dir() else _BUILDERS.get(path.suffix.lower())
-
-
-def _number(value: float) -> int | float:
-    """2.0 as 2 (TRL's lora_alpha is an int field), 0.5 as is."""
-    return int(value) if float(value).is_integer() else value
 
 
 def _comment(text: str) -> str:

@@ -263,13 +263,14 @@ def gib(n: float) -> str:
 
 
 def resolve_precision(config: RunConfig, *, cuda: bool = True, bf16: bool = True) -> Precision:
-    """How the worker will train (``worker._precision``).
+    """How the worker will train: the precision :func:`workbench.config.trl_args.resolve_precision` picks.
 
     ``auto`` is bf16 on a GPU that has it, else fp16 on a GPU, else fp32.
     """
-    p = config.train.precision
-    if p == "auto":
-        p = "bf16" if cuda and bf16 else ("fp16" if cuda else "fp32")
+    from workbench.config.trl_args import resolve_precision as concrete
+    from workbench.config.validate import Hardware
+
+    p = concrete(config.train.precision, Hardware(cuda=cuda, bf16=cuda and bf16))
     if p == "bf16":
         return Precision("bf16", 2, 2, True)
     if p == "fp16":

@@ -42,40 +42,33 @@ def _telemetry_loop(run: RunDir, status: StatusWriter, done: threading.Event) ->
         sampler.close()
 
 
-def _precision(config: RunConfig) -> tuple[Any, dict[str, bool]]:
-    """The dtype to load the base model in and the trainer's mixed-precision flags.
-
-    Both flags are always passed: TRL's configs default bf16 to True, so leaving them out
-    would train an fp32 run (every CPU run) under bf16 autocast.
-    """
-    import torch
-
-    p = config.train.precision
-    cuda = torch.cuda.is_available()
-    if p == "auto":
-        p = "bf16" if cuda and torch.cuda.is_bf16_supported() else ("fp16" if cuda else "fp32")
-    if p == "bf16":
-        return torch.bfloat16, {"bf16": True, "fp16": False}
-    if p == "fp16":
-        return torch.float32, {"bf16": False, "fp16": True}  # fp16 AMP needs fp32 master weights
-    return torch.float32, {"bf16": False, "fp16": False}
-
-
-def _has_arg(name: str) -> bool:
-    import dataclasses
-
-    from transformers import TrainingArguments
-
-    return any(f.name == name for f in dataclasses.fields(TrainingArguments))
+#: The worker's process-level trainer settings: not part of a config, so not in the shared mapping.
+PROCESS_ARGUMENTS: dict[str, Any] = {
+    "disable_tqdm": True,
+    "include_num_input_tokens_seen": "non_padding",
+    "dataloader_num_workers": 0,
+}
 
 
 def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, Any]:
-    """The TRL trainer for this config, and the tokenizer to save beside the adapter."""
+    """The TRL trainer for this config, and the tokenizer to save beside the adapter.
+
+    Its arguments come from the one mapping the exports use too
+    (:func:`workbench.config.trl_args.training_arguments`), with the step
+    count of the prepared data and the precision of this machine.
+    """
     import torch
     from peft import LoraConfig as PeftLoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback
 
-    from workbench.config.validate import eval_interval, total_steps
+    from workbench.config.trl_args import (
+        machine_precision,
+        peft_arguments,
+        precision_arguments,
+        quantization_arguments,
+        training_arguments,
+    )
+    from workbench.config.validate import total_steps
     from workbench.models import resolve_model
     from workbench.train.dataprep import prepare_data
 
@@ -89,80 +82,36 @@ def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, A
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype, amp = _precision(config)
-    load_kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": config.trust_remote_code}
-    if config.finetune == "qlora":
+    precision = machine_precision(config.train.precision)
+    dtype, _ = precision_arguments(precision)
+    load_kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "trust_remote_code": config.trust_remote_code}
+    quantization = quantization_arguments(config)
+    if quantization is not None:
         from transformers import BitsAndBytesConfig
 
-        load_kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_compute_dtype=torch.bfloat16,
-            bnb_4bit_use_double_quant=True,
-        )
+        load_kwargs["quantization_config"] = BitsAndBytesConfig(**quantization)
     model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
 
-    peft_config = None
-    if config.finetune in ("lora", "qlora"):
-        lora = config.lora
-        peft_config = PeftLoraConfig(
-            r=lora.r,
-            lora_alpha=lora.alpha,
-            lora_dropout=lora.dropout,
-            target_modules=lora.target_modules,
-            use_rslora=lora.rslora,
-            use_dora=lora.dora,
-            task_type="CAUSAL_LM",
-        )
+    peft = peft_arguments(config)
+    peft_config = PeftLoraConfig(**peft) if peft is not None else None
 
     t, e = config.train, config.eval
-    steps = total_steps(config, len(data.train))
     has_eval = eval_ds is not None and len(eval_ds) > 0
-    every = eval_interval(config, steps)
-    common: dict[str, Any] = dict(
+    common = training_arguments(
+        config,
         output_dir=str(run.path),
-        seed=config.seed,
-        data_seed=config.seed,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler,
-        warmup_steps=t.warmup_ratio,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        optim=t.optimizer,
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps or -1,
-        max_length=t.max_length,
-        logging_steps=e.logging_steps,
-        logging_first_step=True,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=every,
-        save_strategy="steps",
-        save_steps=e.save_steps or every,
-        save_total_limit=e.save_total_limit,
-        load_best_model_at_end=e.load_best and has_eval,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
-        report_to="none",
-        disable_tqdm=True,
-        include_num_input_tokens_seen="non_padding",
-        dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
-        **amp,
+        steps=total_steps(config, len(data.train)),
+        has_eval=has_eval,
+        precision=precision,
     )
-    # TRL turns checkpointing on by default; transformers 5 renamed it. Say exactly what the config says.
-    common["activation_checkpointing" if _has_arg("activation_checkpointing") else "gradient_checkpointing"] = (
-        t.gradient_checkpointing
-    )
+    common.update(PROCESS_ARGUMENTS, use_cpu=not torch.cuda.is_available())
     callbacks = [callback]
     if e.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=e.early_stopping_patience))
     if config.method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        args = DPOConfig(beta=t.dpo_beta, **common)
+        args = DPOConfig(**common)
         trainer = DPOTrainer(
             model=model,
             args=args,
@@ -175,7 +124,7 @@ def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, A
     else:
         from trl import SFTConfig, SFTTrainer
 
-        args = SFTConfig(packing=t.packing, **common)
+        args = SFTConfig(**common)
         trainer = SFTTrainer(
             model=model,
             args=args,
