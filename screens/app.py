@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import gc
 import os
+import select
 import sys
 import termios
 import threading
@@ -119,7 +120,8 @@ class WorkbenchApp(App[None]):
         if self.state.theme and self.state.theme in self.available_themes:
             self.theme = self.state.theme
         self._focus_pane(self.query_one(TabbedContent).active)
-        if not self.is_headless and _tty() is not None:
+        self._terminal_fd = _tty()
+        if not self.is_headless and self._terminal_fd is not None:
             self.set_interval(2.0, self._check_terminal)
         # What exists after the first paint lives as long as the app: keep the garbage
         # collector from walking it again and again (full passes cost 60+ ms here).
@@ -130,13 +132,16 @@ class WorkbenchApp(App[None]):
 
         Textual's input thread would otherwise read end-of-file forever at 100% CPU. Runs go on.
         """
-        fd = _tty()
-        try:
-            if fd is None:
-                raise OSError("stdin closed")
-            termios.tcgetattr(fd)
-        except (termios.error, OSError):
-            self.exit(return_code=129)
+        if not terminal_hung_up(self._terminal_fd):
+            return
+        save_state(self.state, self.state_path)
+        # Leaving gracefully can block for good: Textual's last writes to the dead terminal wait on
+        # an output queue that no longer drains. Everything worth keeping is already on disk
+        # (journals and metrics are fsynced, saves atomic), so give the exit a moment, then force it.
+        force = threading.Timer(3.0, os._exit, args=(129,))
+        force.daemon = True
+        force.start()
+        self.exit(return_code=129)
 
     def remember(self, **fields: Any) -> None:
         """Keep something for the next session (last run, pane)."""
@@ -241,6 +246,25 @@ def _tty() -> int | None:
     except (AttributeError, ValueError, OSError):
         return None
     return fd if os.isatty(fd) else None
+
+
+def terminal_hung_up(fd: int | None) -> bool:
+    """True when the terminal on fd is gone: closed, hung up (POLLHUP), or no longer a terminal.
+
+    tcgetattr alone is not enough: a pty whose master was closed still answers it, and a process
+    that ignores SIGHUP (nohup) would then wait forever on a terminal nobody can type into.
+    """
+    if fd is None:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLHUP | select.POLLERR | select.POLLNVAL)
+        if any(mask & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, mask in poller.poll(0)):
+            return True
+        termios.tcgetattr(fd)
+    except (termios.error, OSError, ValueError):
+        return True
+    return False
 
 
 def _keys(bindings: list) -> list[tuple[str, str]]:

@@ -360,9 +360,27 @@ def cmd_open(args: argparse.Namespace) -> int:
     workspace = Path(args.workspace)
     if not workspace.is_dir():
         raise WorkbenchError(f"workspace {workspace} is not a directory")
+    missing = [name for name, stream in (("stdin", sys.stdin), ("stdout", sys.stdout)) if not _is_terminal(stream)]
+    if missing:
+        # Without a terminal the app can neither draw nor read keys (Textual's input thread would
+        # spin on end-of-file): refuse at once, before importing the UI, and point at the commands.
+        print(
+            f"error: the workbench app needs a terminal ({' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not one); for scripts, cron or pipes use the "
+            "headless commands: workbench --help",
+            file=sys.stderr,
+        )
+        return 2
     from screens.app import run_app
 
     return run_app(workspace)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return stream is not None and os.isatty(stream.fileno())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 # --- parser -----------------------------------------------------------------
@@ -459,8 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list runs with state, step, best eval loss and age")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
+    from workbench.cli_config import add_config_commands
     from workbench.cli_eval import add_eval_commands
 
+    add_config_commands(sub)
     add_eval_commands(sub)
     return parser
 
