@@ -60,9 +60,9 @@ class _Followed:
     def poll(self) -> WatchUpdate:
         """Read what is new; the chart data and system view are rebuilt only when it changed them."""
         update = self.watcher.poll()
-        if update.records or self.chart is None:
+        if update.records or update.restarted or self.chart is None:
             self.chart = chart_data(self.watcher.records)
-        if update.samples or self.system is None:
+        if update.samples or update.samples_restarted or self.system is None:
             self.system = system_view(self.watcher.samples)
         return update
 
@@ -223,7 +223,8 @@ class TrainPane(Vertical):
             for other in set(others) - compare:
                 del others[other]
             for w in others.values():
-                fresh |= bool(w.poll().records)
+                polled = w.poll()
+                fresh |= bool(polled.records or polled.restarted)
             log = current.watcher.log_tail() if self.show_log else None
             if first or update.changed or fresh or compare != seen_compare or log != seen_log:
                 self.post_message(

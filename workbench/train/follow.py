@@ -1,7 +1,11 @@
-"""Follow a run from its files: new metric records, log lines and status changes.
+"""Follow a run from its files: new metric records, system samples, log lines and status changes.
 
-Used by ``workbench logs -f`` and ``train --attach``; the app has its own
-worker-based follower over the same :class:`JsonlTail`.
+:class:`RunFollower` is the one follower of a run directory: ``workbench logs -f`` and
+``train --attach`` (through :func:`follow`) and the Train pane (through
+:class:`~workbench.train.watch.RunWatcher`) all read a run with it. Each poll reads
+``status.json`` and only the bytes appended to ``metrics.jsonl``, ``system.jsonl`` (and
+``train.log`` when asked) since the last one (:class:`~workbench.train.rundir.LineTail`); a
+file replaced or truncated under it is read again from the start and the event says so.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from workbench.fmt import duration
-from workbench.train.rundir import LIVE_STATES, JsonlTail, RunDir, RunStatus
+from workbench.train.rundir import LIVE_STATES, JsonlTail, LogTail, RunDir, RunStatus
 
 
 @dataclass
@@ -22,38 +26,77 @@ class FollowEvent:
 
     status: RunStatus
     records: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
     log_lines: list[str] = field(default_factory=list)
+    status_changed: bool = False
+    restarted: bool = False
+    """metrics.jsonl was replaced or truncated: ``records`` are read from its start, drop the old ones."""
+    samples_restarted: bool = False
+    """The same for system.jsonl and ``samples``."""
+    log_restarted: bool = False
+    """The same for train.log and ``log_lines``."""
+    bad_lines: int = 0
+    """Corrupt metrics lines skipped so far."""
 
     @property
     def finished(self) -> bool:
         return self.status.state not in LIVE_STATES
 
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.records
+            or self.samples
+            or self.log_lines
+            or self.status_changed
+            or self.restarted
+            or self.samples_restarted
+            or self.log_restarted
+        )
+
+
+class RunFollower:
+    """Reads a run directory incrementally; keeps no history (see RunWatcher for that)."""
+
+    def __init__(self, run: RunDir, *, system: bool = True, log_window: int | None = None) -> None:
+        self.run = run
+        self.metrics = JsonlTail(run.metrics_path)
+        self.system = JsonlTail(run.system_path) if system else None
+        self.log = LogTail(run.log_path, window=log_window)
+        self.status: RunStatus | None = None
+
+    def poll(self, *, log: bool = False) -> FollowEvent:
+        """Read what is new: the status, new metric records and system samples, and new log lines if `log`."""
+        status = self.run.status()
+        changed = self.status is None or status.raw != self.status.raw or status.state != self.status.state
+        self.status = status
+        records = self.metrics.read_new()
+        samples = self.system.read_new() if self.system is not None else []
+        lines = self.log.read_new() if log else []
+        return FollowEvent(
+            status,
+            records,
+            samples,
+            lines,
+            changed,
+            restarted=self.metrics.restarted,
+            samples_restarted=self.system is not None and self.system.restarted,
+            log_restarted=log and self.log.restarted,
+            bad_lines=len(self.metrics.bad_lines),
+        )
+
 
 def follow(run: RunDir, *, interval: float = 0.5, include_log: bool = False) -> Iterator[FollowEvent]:
     """Yield the whole history first, then what is new every `interval` seconds until the run ends."""
-    metrics = JsonlTail(run.metrics_path)
-    log_offset = 0
+    follower = RunFollower(run, system=False)
     while True:
-        status = run.status()
-        records = metrics.read_new()
-        lines: list[str] = []
-        if include_log:
-            try:
-                with open(run.log_path, "rb") as fh:
-                    fh.seek(log_offset)
-                    chunk = fh.read()
-                end = chunk.rfind(b"\n") + 1
-                log_offset += end
-                lines = chunk[:end].decode("utf-8", "replace").splitlines()
-            except FileNotFoundError:
-                pass
-        event = FollowEvent(status, records, lines)
+        event = follower.poll(log=include_log)
         yield event
         if event.finished:
             # one last read: the worker writes its final records before the final status
-            tail = metrics.read_new()
-            if tail:
-                yield FollowEvent(status, tail, [])
+            tail = follower.poll(log=include_log)
+            if tail.records or tail.log_lines or tail.restarted or tail.log_restarted:
+                yield tail
             return
         time.sleep(interval)
 
@@ -100,14 +143,18 @@ def progress_line(status: RunStatus, last: dict[str, Any] | None, width: int = 2
     return "  ".join(parts)
 
 
-def print_follow(run: RunDir, out: TextIO = sys.stdout, *, interval: float = 0.5) -> str:
-    """Follow a run in a terminal until it ends; returns the final state."""
+def print_follow(run: RunDir, out: TextIO | None = None, *, interval: float = 0.5) -> str:
+    """Follow a run in a terminal (stdout when `out` is None) until it ends; returns the final state."""
+    out = out if out is not None else sys.stdout
     tty = out.isatty()
     last_train: dict[str, Any] | None = None
     best: tuple[float, Any] | None = None  # (eval loss, step)
     state = "unknown"
     for event in follow(run, interval=interval):
         state = event.status.state
+        if event.restarted:
+            last_train, best = None, None
+            out.write(("\r\033[K" if tty else "") + f"{run.metrics_path.name} was replaced; reading it again\n")
         for record in event.records:
             if record.get("type") == "train":
                 last_train = record

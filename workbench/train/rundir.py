@@ -18,9 +18,9 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from workbench.errors import RunError
 from workbench.fileio import atomic_write_text
@@ -70,29 +70,104 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         fh.write(dumps(record) + "\n")
 
 
-@dataclass
-class JsonlTail:
-    """Reads a JSON-lines file incrementally from the last complete line."""
+class LineTail:
+    """The one incremental reader of a growing file (a run's metrics, system samples, log).
 
-    path: Path
-    offset: int = 0
-    bad_lines: list[int] = field(default_factory=list)  # 1-based numbers of corrupt lines
-    _line_no: int = 0
+    Each :meth:`read_lines` reads only the bytes appended since the last one and returns the
+    complete lines among them; a torn last line is kept and completed by a later read. A file
+    that was replaced (another inode) or truncated (shorter than what was read, or no longer
+    ending where the last read ended) is read again from its start, and :attr:`restarted`
+    says so: the consumer drops what it built from the old contents (a chart would otherwise
+    count them twice). A file that disappears reads as restarted and empty.
+    """
+
+    def __init__(self, path: Path, *, breaks: bytes = b"\n", window: int | None = None) -> None:
+        self.path = Path(path)
+        self.breaks = breaks  # the bytes that end a line (b"\n"; a log's progress bars end theirs with b"\r")
+        self._seps = tuple(bytes([b]) for b in breaks)
+        self.window = window  # with more new bytes than this, only the last `window` are read (restarted)
+        self.offset = 0  # end of the last complete line returned
+        self.pending = b""  # the torn line after it
+        self.restarted = False  # whether the last read started over
+        self._ident: tuple[int, int] | None = None  # (device, inode) of the file read
+        self._last = b""  # the last byte read, checked on the next read
+
+    def _reset(self) -> None:
+        self.offset, self.pending, self._last = 0, b"", b""
+        self.restarted = True
+
+    def read_lines(self) -> list[bytes]:
+        """The lines completed since the last call (line breaks stripped)."""
+        self.restarted = False
+        try:
+            with open(self.path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                chunk = self._read(fh, st)
+        except FileNotFoundError:
+            if self._ident is not None:
+                self._ident = None
+                self._reset()
+            return []
+        if not chunk:
+            return []
+        self._last = chunk[-1:]
+        end = chunk.rfind(self._seps[0]) if len(self._seps) == 1 else max(chunk.rfind(b) for b in self._seps)
+        if end < 0:
+            self.pending += chunk
+            return []
+        data, self.pending = self.pending + chunk[: end + 1], chunk[end + 1 :]
+        self.offset += len(data)
+        return data.splitlines()
+
+    def _read(self, fh: BinaryIO, st: os.stat_result) -> bytes:
+        ident = (st.st_dev, st.st_ino)
+        pos = self.offset + len(self.pending)
+        if self._ident is not None and (ident != self._ident or st.st_size < pos):
+            self._reset()  # replaced or truncated
+            pos = 0
+        first = self._ident is None
+        self._ident = ident
+        if st.st_size == pos:
+            return b""
+        if self.window is not None and st.st_size - pos > self.window:
+            if not first:
+                self._reset()
+            start = st.st_size - self.window
+            fh.seek(start - 1)
+            chunk = fh.read()
+            cut = 1  # past the byte before the window; a line the window's start cuts is left out
+            if chunk[:1] not in self._seps:
+                found = [i for b in self._seps if (i := chunk.find(b, 1)) >= 0]
+                cut = min(found) + 1 if found else 1
+            self.offset, self.pending, self._last = start - 1 + cut, b"", chunk[cut - 1 : cut]
+            return chunk[cut:]
+        if pos == 0:
+            return fh.read()
+        fh.seek(pos - 1)
+        chunk = fh.read()
+        if chunk[:1] == self._last:
+            return chunk[1:]
+        self._reset()  # rewritten in place: what was read is gone
+        fh.seek(0)
+        return fh.read()
+
+
+class JsonlTail(LineTail):
+    """A JSON-lines file read incrementally: new records, corrupt lines counted and skipped."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.bad_lines: list[int] = []  # 1-based numbers of corrupt lines
+        self._line_no = 0
+
+    def _reset(self) -> None:
+        super()._reset()
+        self.bad_lines, self._line_no = [], 0
 
     def read_new(self) -> list[dict[str, Any]]:
         """Records appended since the last call; a trailing partial line waits for its newline."""
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                chunk = fh.read()
-        except FileNotFoundError:
-            return []
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            return []
-        self.offset += end + 1
         records = []
-        for raw in chunk[: end + 1].splitlines():
+        for raw in self.read_lines():
             self._line_no += 1
             if not raw.strip():
                 continue
@@ -106,6 +181,21 @@ class JsonlTail:
             else:
                 self.bad_lines.append(self._line_no)
         return records
+
+
+class LogTail(LineTail):
+    """A log read incrementally as text lines; ``\r`` ends a line too (progress bars redraw with it)."""
+
+    def __init__(self, path: Path, *, window: int | None = None) -> None:
+        super().__init__(path, breaks=b"\n\r", window=window)
+
+    def read_new(self) -> list[str]:
+        """The non-blank lines completed since the last call."""
+        return [text for raw in self.read_lines() if (text := raw.decode("utf-8", "replace")).strip()]
+
+    def partial(self) -> str:
+        """The line being written (no line break yet), or ''."""
+        return self.pending.decode("utf-8", "replace") if self.pending.strip() else ""
 
 
 def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[int]]:

@@ -1,8 +1,9 @@
 """Watching a run for a UI: incremental reads of its files and the chart data built from them.
 
 A :class:`RunWatcher` reads only what is new on each :meth:`~RunWatcher.poll`
-(cheap enough to call a few times a second from a worker thread) and keeps
-the history in memory; :func:`chart_data` turns that history into plain
+(cheap enough to call a few times a second from a worker thread), through the
+same :class:`~workbench.train.follow.RunFollower` as ``workbench logs -f``, and
+keeps the history in memory; :func:`chart_data` turns that history into plain
 series a screen can plot without computing anything itself.
 """
 
@@ -13,9 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.train.detector import OK, Verdict, diagnose
-from workbench.train.rundir import JsonlTail, RunDir, RunStatus, as_float
+from workbench.train.follow import FollowEvent, RunFollower
+from workbench.train.rundir import RunDir, RunStatus, as_float
 
 SYSTEM_HISTORY = 600  # samples kept for the system charts (~10 minutes at 1 Hz)
+LOG_LINES = 400  # train.log lines kept for the log view
+LOG_WINDOW = 65536  # the log view starts from (and never reads more at once than) the last 64 KiB
 
 
 @dataclass
@@ -88,58 +92,55 @@ def chart_data(records: list[dict[str, Any]]) -> ChartData:
     return ChartData(train, evals, lr, tps, best, diagnose(records) if records else OK, latest)
 
 
-@dataclass
-class WatchUpdate:
-    """What a poll found; empty lists when nothing new."""
-
-    status: RunStatus
-    records: list[dict[str, Any]]
-    samples: list[dict[str, Any]]
-    status_changed: bool
-    bad_lines: int
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.records or self.samples or self.status_changed)
+WatchUpdate = FollowEvent
+"""What a poll found (the follower's event); empty lists when nothing new."""
 
 
 class RunWatcher:
-    """Follows one run directory; keeps its whole metric history and recent system samples."""
+    """Follows one run directory (with the one :class:`RunFollower`); keeps its history for charts.
+
+    The whole metric history and the recent system samples stay in memory; when the follower
+    says a file was replaced or truncated, what was kept from it is dropped before the new
+    contents are added, so nothing is counted twice.
+    """
 
     def __init__(self, run: RunDir) -> None:
         self.run = run
-        self._metrics = JsonlTail(run.metrics_path)
-        self._system = JsonlTail(run.system_path)
+        self.follower = RunFollower(run, log_window=LOG_WINDOW)
         self.records: list[dict[str, Any]] = []
         self.samples: deque[dict[str, Any]] = deque(maxlen=SYSTEM_HISTORY)
-        self.status: RunStatus | None = None
+        self._log: deque[str] = deque(maxlen=LOG_LINES)
+
+    @property
+    def status(self) -> RunStatus | None:
+        return self.follower.status
 
     @property
     def bad_lines(self) -> list[int]:
         """Line numbers of corrupt metrics lines (skipped, everything else shown)."""
-        return self._metrics.bad_lines
+        return self.follower.metrics.bad_lines
 
     def poll(self) -> WatchUpdate:
-        status = self.run.status()
-        changed = self.status is None or status.raw != self.status.raw or status.state != self.status.state
-        self.status = status
-        records = self._metrics.read_new()
-        samples = self._system.read_new()
-        self.records.extend(records)
-        self.samples.extend(samples)
-        return WatchUpdate(status, records, samples, changed, len(self._metrics.bad_lines))
+        update = self.follower.poll()
+        if update.restarted:
+            self.records = []
+        if update.samples_restarted:
+            self.samples.clear()
+        self.records.extend(update.records)
+        self.samples.extend(update.samples)
+        return update
 
     def log_tail(self, lines: int = 200) -> list[str]:
-        """The last lines of train.log (reads at most the last 64 KiB)."""
-        try:
-            with open(self.run.log_path, "rb") as fh:
-                fh.seek(0, 2)
-                size = fh.tell()
-                fh.seek(max(0, size - 65536))
-                text = fh.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return []
-        return [line for line in text.replace("\r", "\n").splitlines() if line.strip()][-lines:]
+        """The last lines of train.log, the one being written included (new bytes only after the first call)."""
+        tail = self.follower.log
+        new = tail.read_new()
+        if tail.restarted:
+            self._log.clear()
+        self._log.extend(new)
+        shown = list(self._log)
+        if partial := tail.partial():
+            shown.append(partial)
+        return shown[-lines:]
 
 
 @dataclass
