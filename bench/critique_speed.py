@@ -67,7 +67,7 @@ def baseline(rows: list[dict[str, Any]], shape: Any) -> float:
 
 
 def timed(rows: list[dict[str, Any]], shape: Any, **kwargs: Any) -> tuple[float, Any]:
-    from workbench.data.critique import critique
+    from workbench.data.checks import critique
 
     start = time.perf_counter()
     report = critique(rows, shape, **kwargs)

@@ -12,10 +12,10 @@ import threading
 import pytest
 from conftest import SAMPLE, tiny_tokenizer
 
-from workbench.data.critique import CHECKS, CritiqueReport, critique
-from workbench.data.critique_lang import detect
-from workbench.data.critique_lengths import TokenCounter
-from workbench.data.critique_pii import scan
+from workbench.data.checks import CHECKS, CritiqueReport, critique
+from workbench.data.checks.lang import detect
+from workbench.data.checks.lengths import TokenCounter
+from workbench.data.checks.pii import scan
 from workbench.data.findings import Finding
 from workbench.data.formats import Shape
 from workbench.data.load import load_rows
@@ -720,7 +720,7 @@ def test_empty_dataset():
 def test_same_report_whatever_the_hash_seed():
     code = (
         "import hashlib, json; from workbench.data.load import load_rows;"
-        "from workbench.data.critique import critique;"
+        "from workbench.data.checks import critique;"
         "r = load_rows('sample_data/support/messy.jsonl', skip_bad=True);"
         "print(hashlib.sha1(json.dumps(critique(r.rows, r.shape).to_dict(), sort_keys=True).encode()).hexdigest())"
     )

@@ -101,8 +101,8 @@ def _token_lengths(model_dir: str, rows: Sequence[Any], shape: Any) -> list[tupl
     be rendered.
     """
     from workbench.data.analyze import load_tokenizer
-    from workbench.data.critique_example import Example
-    from workbench.data.critique_lengths import TokenMeter
+    from workbench.data.checks.example import Example
+    from workbench.data.checks.lengths import TokenMeter
 
     sample = list(rows) if len(rows) <= LENGTH_SAMPLE else random.Random(0).sample(list(rows), LENGTH_SAMPLE)
     try:

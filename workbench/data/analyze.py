@@ -1,6 +1,6 @@
 """Everything the Data pane and ``workbench data critique`` run over a dataset, in one place.
 
-:func:`analyze` runs the rule checks (:mod:`workbench.data.critique`), exact and
+:func:`analyze` runs the rule checks (:mod:`workbench.data.checks`), exact and
 near-duplicate detection (:mod:`workbench.data.dedup`) and leakage against the
 dataset's sibling splits (``val.jsonl``, ``test.jsonl`` beside ``train.jsonl``),
 and returns findings keyed by example id. :func:`llm_critic` and
@@ -187,7 +187,7 @@ def analyze_rows(
     cancel: threading.Event | None = None,
 ) -> Analysis:
     """Rule checks, duplicates and leakage over rows; findings are keyed by ``ids`` (default: positions)."""
-    from workbench.data.critique import critique
+    from workbench.data.checks import critique
     from workbench.data.dedup import Cancelled, find_duplicates, find_leakage, leakage_findings, texts_for
 
     ids = list(ids) if ids is not None else list(range(len(rows)))

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from workbench.data.critique_example import LIST_ITEM, Example
-from workbench.data.critique_text import RESPONSE, percent, quote
+from workbench.data.checks.example import LIST_ITEM, Example
+from workbench.data.checks.text import RESPONSE, percent, quote
 from workbench.data.findings import Finding
 
 MAJORITY = 0.7

@@ -1,6 +1,6 @@
 """The critic's checks that read one example at a time.
 
-Each check takes an :class:`~workbench.data.critique_example.Example` and
+Each check takes an :class:`~workbench.data.checks.example.Example` and
 returns its findings (usually none). They are plain rules over text, with the
 evidence quoted in the message, so a reader can tell at once whether it is real.
 """
@@ -12,8 +12,8 @@ import re
 from collections.abc import Callable
 from functools import lru_cache
 
-from workbench.data.critique_example import Example, placeholder_severity
-from workbench.data.critique_text import PROMPT, REJECTED, RESPONSE, mentions, quote
+from workbench.data.checks.example import Example, placeholder_severity
+from workbench.data.checks.text import PROMPT, REJECTED, RESPONSE, mentions, quote
 from workbench.data.findings import Finding, severity_rank
 from workbench.data.formats import ROLES
 

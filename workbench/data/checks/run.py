@@ -3,47 +3,34 @@
 :func:`critique` runs the checks of :data:`CHECKS` over rows of any shape and
 returns a :class:`CritiqueReport`: :class:`~workbench.data.findings.Finding`
 objects (one problem of one example, with the evidence and a fix) and a
-:class:`DatasetSummary` (lengths, turns and roles, answer formats, the
-conventions most answers follow, and what the data covers).
-
-The checks live in helper modules by kind: ``critique_rules`` (one example
-at a time), ``critique_pii``, ``critique_lang``, ``critique_consistency``
-(majority conventions), ``critique_lengths`` (lengths, outliers, truncation,
-the chat template) and ``critique_coverage`` (topics and labels). It runs
-without a network; with no tokenizer, lengths are words. 100k examples take
-about 12 s on two cores without a tokenizer, 24 s with one (see
+:class:`~workbench.data.checks.summary.DatasetSummary`. It runs without a
+network; with no tokenizer, lengths are words. 100k examples take about 12 s
+on two cores without a tokenizer, 24 s with one (see
 ``bench/critique_speed.py``); ``progress`` and ``cancel`` let a UI show and
 stop it.
-
-    report = critique(result.rows, result.shape, tokenizer=tok, max_length=1024)
-    for finding in report.findings: ...
 """
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from workbench.data.critique_consistency import Convention, check_consistency
-from workbench.data.critique_coverage import Coverage, LabelField, Topic, coverage
-from workbench.data.critique_example import FORMATS, Example
-from workbench.data.critique_lang import check_language_mismatch
-from workbench.data.critique_lengths import (
+from workbench.data.checks.consistency import Convention, check_consistency
+from workbench.data.checks.coverage import Coverage, coverage
+from workbench.data.checks.example import Example
+from workbench.data.checks.lang import check_language_mismatch
+from workbench.data.checks.lengths import (
     TRUNCATIONS,
-    Histogram,
-    Lengths,
     Meter,
     TokenMeter,
     WordMeter,
     check_length_outliers,
     check_too_long,
-    histogram,
 )
-from workbench.data.critique_pii import check_pii
-from workbench.data.critique_rules import (
+from workbench.data.checks.pii import check_pii
+from workbench.data.checks.rules import (
     RowCheck,
     check_empty_output,
     check_invisible_input,
@@ -52,23 +39,10 @@ from workbench.data.critique_rules import (
     check_preference_pair,
     check_role_order,
 )
-from workbench.data.findings import SEVERITIES, Finding, severity_rank
+from workbench.data.checks.summary import DatasetSummary, TurnCounter, summarise
+from workbench.data.findings import Finding, severity_rank
 from workbench.data.formats import Shape
-from workbench.data.view import Turn
 from workbench.errors import DataError
-
-__all__ = [
-    "CHECKS",
-    "Convention",
-    "Coverage",
-    "CritiqueReport",
-    "DatasetSummary",
-    "Histogram",
-    "LabelField",
-    "Topic",
-    "TurnStats",
-    "critique",
-]
 
 CHECKS: dict[str, str] = {
     "empty_output": "the answer (or chosen/rejected) is empty or whitespace only",
@@ -100,87 +74,6 @@ _ROW_CHECKS: dict[str, RowCheck] = {
 _ORDER = {check: i for i, check in enumerate(CHECKS)}
 _CHUNK = 1000
 """Examples per progress step and cancel check."""
-
-
-@dataclass
-class TurnStats:
-    """How the conversations are built."""
-
-    turns: dict[str, int]
-    """Turns per example (as text, for JSON) → examples."""
-    mean_turns: float
-    roles: dict[str, int]
-    """Role → turns with it, over every example."""
-    with_system: int
-    """Examples with a system prompt."""
-    multi_turn: int
-    """Examples with more than one user turn."""
-
-
-@dataclass
-class DatasetSummary:
-    """The dataset at a glance; plain data, JSON-ready with :meth:`to_dict`."""
-
-    examples: int
-    """Rows given."""
-    checked: int
-    """Rows looked at (fewer than ``examples`` when cancelled)."""
-    shape: str
-    length_unit: str
-    """``tokens`` with a tokenizer, ``words (no tokenizer)`` without."""
-    checks_run: list[str]
-    skipped: dict[str, str]
-    """Check id → why it did not run (no tokenizer, no max_length, cancelled...)."""
-    by_check: dict[str, int]
-    """Check id → findings; every check run is listed, with 0 when it found nothing."""
-    by_severity: dict[str, int]
-    examples_flagged: int
-    """Examples with at least one finding."""
-    prompt_lengths: Histogram | None
-    response_lengths: Histogram | None
-    turns: TurnStats
-    output_formats: dict[str, int]
-    """Answer format (json object, json array, list, code, prose, empty, placeholder...) → examples."""
-    conventions: list[Convention] = field(default_factory=list)
-    coverage: Coverage | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def text(self) -> str:
-        """The summary as plain text, for the Data pane and the CLI."""
-        flagged = sum(self.by_severity.values())
-        severities = ", ".join(f"{n:,} {s}" for s, n in self.by_severity.items() if n) or "none"
-        lines = [
-            f"{self.checked:,} of {self.examples:,} examples checked ({self.shape}): "
-            f"{flagged:,} findings on {self.examples_flagged:,} examples ({severities})"
-        ]
-        found = sorted(((n, c) for c, n in self.by_check.items() if n), reverse=True)
-        if found:
-            lines.append("By check: " + ", ".join(f"{c} {n:,}" for n, c in found))
-        for name, hist in (("Prompt", self.prompt_lengths), ("Answer", self.response_lengths)):
-            if hist is not None:
-                lines.append(
-                    f"{name} length ({self.length_unit}): {hist.sparkline()}  min {hist.min:,}, "
-                    f"median {hist.median:,.0f}, p95 {hist.p95:,.0f}, max {hist.max:,}"
-                )
-        t = self.turns
-        roles = ", ".join(f"{r} {n:,}" for r, n in t.roles.items())
-        lines.append(
-            f"Turns: {t.mean_turns:g} per example; roles {roles}; "
-            f"{t.with_system:,} with a system prompt, {t.multi_turn:,} multi-turn"
-        )
-        lines.append(
-            "Answers: " + ", ".join(f"{f} {n:,}" for f, n in sorted(self.output_formats.items(), key=lambda kv: -kv[1]))
-        )
-        if self.conventions:
-            lines.append("Conventions:\n" + "\n".join(f"  {c.text}" for c in self.conventions))
-        if self.coverage is not None:
-            lines.append(self.coverage.text())
-        if self.notes:
-            lines.append("Notes:\n" + "\n".join(f"  {note}" for note in self.notes))
-        return "\n".join(lines)
 
 
 @dataclass
@@ -264,7 +157,7 @@ def critique(
     render_check = "chat_template" in selected and template_ok
     meter: Meter = WordMeter() if tokenizer is None else TokenMeter(tokenizer, render_check)
     findings: list[Finding] = []
-    turns = _TurnCounter()
+    turns = TurnCounter()
     examples = _first_pass(rows, shape, selected, meter, turns, findings, run)
     findings += meter.findings
     lengths = meter.lengths
@@ -296,7 +189,7 @@ def critique(
         run.tick(run.total)
 
     findings.sort(key=lambda f: (f.index, severity_rank(f.severity), _ORDER.get(f.check, len(_ORDER))))
-    summary = _summary(
+    summary = summarise(
         rows, shape, examples, lengths, turns.stats(), selected, skipped, findings, conventions, overview, notes
     )
     return CritiqueReport(findings, summary, run.cancelled)
@@ -317,7 +210,7 @@ def _first_pass(
     shape: Shape,
     selected: list[str],
     meter: Meter,
-    turns: _TurnCounter,
+    turns: TurnCounter,
     findings: list[Finding],
     run: _Progress,
 ) -> list[Example]:
@@ -340,69 +233,3 @@ def _first_pass(
         if not run.tick(len(chunk)):
             break
     return examples
-
-
-def _summary(
-    rows: Sequence[Any],
-    shape: Shape,
-    examples: list[Example],
-    lengths: Lengths,
-    turns: TurnStats,
-    selected: list[str],
-    skipped: dict[str, str],
-    findings: list[Finding],
-    conventions: list[Convention],
-    overview: Coverage | None,
-    notes: list[str],
-) -> DatasetSummary:
-    by_check = {c: 0 for c in selected if c not in skipped}
-    by_check.update(Counter(f.check for f in findings))
-    by_severity = {s: 0 for s in SEVERITIES} | dict(Counter(f.severity for f in findings))
-    formats = Counter(ex.format for ex in examples)
-    notes = notes + [f"{check}: skipped, {why}" for check, why in skipped.items()]
-    if lengths.estimated:
-        notes.append("lengths are words, not tokens: pass a tokenizer for token counts")
-    return DatasetSummary(
-        examples=len(rows),
-        checked=len(examples),
-        shape=shape.value,
-        length_unit=lengths.unit,
-        checks_run=[c for c in selected if c not in skipped],
-        skipped=skipped,
-        by_check=by_check,
-        by_severity=by_severity,
-        examples_flagged=len({f.index for f in findings}),
-        prompt_lengths=histogram([n for n in lengths.prompt if n is not None]),
-        response_lengths=histogram([n for n in lengths.response if n is not None]),
-        turns=turns,
-        output_formats={f: formats[f] for f in FORMATS if formats[f]},
-        conventions=conventions,
-        coverage=overview,
-        notes=notes,
-    )
-
-
-class _TurnCounter:
-    """Tallies turns and roles example by example, for :class:`TurnStats`."""
-
-    def __init__(self) -> None:
-        self.turns: Counter[int] = Counter()
-        self.roles: Counter[str] = Counter()
-        self.with_system = self.multi_turn = 0
-
-    def add(self, turns: Sequence[Turn]) -> None:
-        self.turns[len(turns)] += 1
-        self.roles.update(t.role for t in turns)
-        self.with_system += any(t.role == "system" for t in turns)
-        self.multi_turn += sum(t.role == "user" for t in turns) > 1
-
-    def stats(self) -> TurnStats:
-        examples = sum(self.turns.values())
-        total = sum(n * count for n, count in self.turns.items())
-        return TurnStats(
-            turns={str(n): self.turns[n] for n in sorted(self.turns)},
-            mean_turns=round(total / examples, 2) if examples else 0.0,
-            roles=dict(self.roles.most_common()),
-            with_system=self.with_system,
-            multi_turn=self.multi_turn,
-        )

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-from workbench.data.critique_example import Example
-from workbench.data.critique_lang import STOPWORDS, name
-from workbench.data.critique_text import RESPONSE, percent, plural
+from workbench.data.checks.example import Example
+from workbench.data.checks.lang import STOPWORDS, name
+from workbench.data.checks.text import RESPONSE, percent, plural
 from workbench.data.findings import Finding
 
 MIN_EXAMPLES = 20

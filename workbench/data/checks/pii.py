@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from workbench.data.critique_example import Example
-from workbench.data.critique_text import mask, mentions
+from workbench.data.checks.example import Example
+from workbench.data.checks.text import mask, mentions
 from workbench.data.findings import Finding
 
 

@@ -13,11 +13,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from workbench.data.critique_text import RESPONSE, quote, words
+from workbench.data.checks.text import RESPONSE, quote, words
 from workbench.data.findings import Finding
 
 if TYPE_CHECKING:
-    from workbench.data.critique_example import Example
+    from workbench.data.checks.example import Example
 
 _STOPWORDS: dict[str, str] = {
     "en": "the and of to is in it that for you was with on are this have be not but my we they at from or an will "

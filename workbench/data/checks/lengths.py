@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from workbench.data.critique_example import Example
-from workbench.data.critique_text import PROMPT, REJECTED, RESPONSE, count_words, plural, quote
+from workbench.data.checks.example import Example
+from workbench.data.checks.text import PROMPT, REJECTED, RESPONSE, count_words, plural, quote
 from workbench.data.findings import Finding
 from workbench.data.view import Turn
 

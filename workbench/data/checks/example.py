@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from workbench.data.critique_lang import detect
-from workbench.data.critique_text import PROMPT, REJECTED, RESPONSE, SYSTEM, words
+from workbench.data.checks.lang import detect
+from workbench.data.checks.text import PROMPT, REJECTED, RESPONSE, SYSTEM, words
 from workbench.data.formats import Shape
 from workbench.data.view import ExampleView, Turn, view
 
@@ -222,7 +222,7 @@ class Example:
 
     @property
     def prompt_language(self) -> str | None:
-        """The language of the user text (see :func:`~workbench.data.critique_lang.detect`), None if unclear."""
+        """The language of the user text (see :func:`~workbench.data.checks.lang.detect`), None if unclear."""
         if self._language is _UNSET:
             self._language = detect(self.prompt_text, self.prompt_words)
         return self._language
