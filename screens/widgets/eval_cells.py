@@ -186,12 +186,7 @@ def header_text(
 ) -> Text:
     """The pane's two header lines: the eval, its generation's state, and how the grid is filtered and sorted."""
     state = status.state
-    line = (
-        Text("● RATING  1-5 rate · 0 clear · a/b/t A/B · Esc leaves  ", style="bold black on yellow")
-        if rating
-        else Text()
-    )
-    line += Text.assemble(
+    line = Text.assemble(
         (res.ev.id, "bold"),
         f" · {Path(res.spec.dataset or '').name} · {len(res.rows)} examples × {len(res.keys)} models · ",
     )
@@ -210,6 +205,10 @@ def header_text(
         line += Text(" · g goes on", style="dim")
     if state == "failed" and status.error:
         line += Text(f"\n✖ {one_line(str(status.error), 110)}", style="red")
+    elif rating:  # the mode the digits are in, where the eye already is
+        line += Text("\n") + Text(" ● RATING MODE ", style="bold black on yellow")
+        line += Text(" 1-5 rate · 0 clears · a/b/t: A/B · Esc leaves", style="bold")
+        line += Text(f" · rated {res.ratings.rated_count()}/{len(res.rows)}", style="dim")
     else:
         regressions = sum(res.matches(r, "regressions") for r in res.rows)  # one filter, not all five
         second = Text(f"filter: {filter_name} ({shown}/{len(res.rows)})", style="bold" if filter_name != "all" else "")
