@@ -27,7 +27,7 @@ from screens.widgets.lazy import LoadsWhenShown
 from workbench.config import assess as assess_mod
 from workbench.config.fields import GROUPS, get_field, info, set_field, show
 from workbench.config.schema import RunConfig, dump_config, load_config, parse_config
-from workbench.config.validate import Finding
+from workbench.config.validate import ConfigFinding
 from workbench.errors import WorkbenchError
 from workbench.workspace import Workspace
 
@@ -224,7 +224,7 @@ class ConfigPane(LoadsWhenShown, Vertical):
 
     # --- rendering ------------------------------------------------------------
 
-    def findings_for(self, path: str) -> list[Finding]:
+    def findings_for(self, path: str) -> list[ConfigFinding]:
         if self.assessment is None:
             return []
         return [f for f in self.assessment.findings if f.field == path or f.field.startswith(path + ".")]

@@ -35,7 +35,7 @@ from screens.widgets.example_detail import render_example
 from screens.widgets.example_list import ExampleList
 from screens.widgets.lazy import LoadsWhenShown
 from workbench.data import analyze
-from workbench.data.findings import Finding
+from workbench.data.findings import DataFinding
 from workbench.data.store import STATUSES, DatasetSession, open_dataset
 from workbench.errors import WorkbenchError
 from workbench.workspace import Workspace
@@ -202,7 +202,7 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         self.workspace = workspace
         self.session: DatasetSession | None = None
         self.initial_dataset: str | None = None
-        self.findings: dict[int, list[Finding]] = {}
+        self.findings: dict[int, list[DataFinding]] = {}
         self.analysis: analyze.Analysis | None = None
         self.pattern: str | None = None
         self.status_filter: str | None = None

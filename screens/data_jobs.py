@@ -19,7 +19,7 @@ from textual.message import Message
 from screens.modals import PromptScreen
 from screens.widgets.example_list import ExampleList
 from workbench.data import analyze
-from workbench.data.findings import Finding
+from workbench.data.findings import DataFinding
 from workbench.data.store import DatasetSession
 from workbench.errors import WorkbenchError
 
@@ -41,7 +41,7 @@ class DataJobs:
     workspace: Path
     session: DatasetSession | None
     analysis: analyze.Analysis | None
-    findings: dict[int, list[Finding]]
+    findings: dict[int, list[DataFinding]]
     show_summary: bool
     _cancel: threading.Event | None
     _progress: str

@@ -10,7 +10,7 @@ from configkit import make_config as make
 from workbench.config import RunConfig, validate
 from workbench.config.memory import apply_changes, estimate_memory
 from workbench.config.modelinfo import facts_from_config, model_facts
-from workbench.config.validate import Context, Finding, Hardware
+from workbench.config.validate import ConfigFinding, Context, Hardware
 
 GIB = 2**30
 GPU = Hardware(
@@ -18,7 +18,7 @@ GPU = Hardware(
 )
 
 
-def on(config: RunConfig, ctx: Context | None, field: str) -> list[Finding]:
+def on(config: RunConfig, ctx: Context | None, field: str) -> list[ConfigFinding]:
     """The findings about one field."""
     return [f for f in validate(config, ctx) if f.field == field]
 

@@ -16,7 +16,7 @@ from workbench.data.checks import CHECKS, CritiqueReport, critique
 from workbench.data.checks.lang import detect
 from workbench.data.checks.lengths import TokenCounter
 from workbench.data.checks.pii import scan
-from workbench.data.findings import Finding
+from workbench.data.findings import DataFinding
 from workbench.data.formats import Shape
 from workbench.data.load import load_rows
 from workbench.errors import DataError
@@ -43,7 +43,7 @@ def roles_and(*pairs: str) -> dict:
     return {"messages": [{"role": r, "content": c} for r, c in zip(pairs[::2], pairs[1::2])]}
 
 
-def run(rows: list, check: str, shape: Shape | str = LM, **kwargs) -> list[Finding]:
+def run(rows: list, check: str, shape: Shape | str = LM, **kwargs) -> list[DataFinding]:
     """The findings of one check."""
     return critique(rows, shape, checks={check}, **kwargs).findings
 
@@ -580,7 +580,7 @@ def test_every_planted_defect_is_found_at_its_line(messy):
     report, line_of = messy
     defects = planted()
     assert len(defects) == 51 and set(defects.values()) == set(EXPECTED) | NOT_MINE
-    found: dict[int, list[Finding]] = {}
+    found: dict[int, list[DataFinding]] = {}
     for f in report.findings:
         found.setdefault(line_of[f.index], []).append(f)
     mine = {line: kind for line, kind in defects.items() if kind in EXPECTED}

@@ -266,8 +266,8 @@ def test_query_filters_and_sorts(tmp_path: Path):
         assert [e.id for e in ds.query(status="accepted")] == [0, 1]
         assert [e.id for e in ds.query(pattern=r"question [34]")] == [3, 4]
         assert ds.query(sort="-length")[0].id == 2
-        from workbench.data.findings import Finding
+        from workbench.data.findings import DataFinding
 
-        findings = {4: [Finding(4, "empty_output", "error", "x")], 1: [Finding(1, "pii", "warning", "y")]}
+        findings = {4: [DataFinding(4, "empty_output", "error", "x")], 1: [DataFinding(1, "pii", "warning", "y")]}
         assert [e.id for e in ds.query(check="any", findings=findings, sort="findings")] == [4, 1]
         assert [e.id for e in ds.query(check="pii", findings=findings)] == [1]

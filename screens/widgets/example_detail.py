@@ -6,7 +6,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from workbench.data.findings import Finding, severity_rank
+from workbench.data.findings import DataFinding, severity_rank
 from workbench.data.formats import Shape
 from workbench.data.store import Example
 from workbench.data.view import Turn
@@ -24,7 +24,7 @@ def _turns(turns: tuple[Turn, ...] | list[Turn]) -> Text:
     return out
 
 
-def render_example(ex: Example, shape: Shape, findings: list[Finding], *, total: int, position: int) -> Group:
+def render_example(ex: Example, shape: Shape, findings: list[DataFinding], *, total: int, position: int) -> Group:
     """The detail view: a title line, findings first (the reason to look), then the conversation."""
     v = ex.view(shape)
     title = Text.assemble(

@@ -14,7 +14,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from workbench.data.findings import Finding, severity_rank
+from workbench.data.findings import DataFinding, severity_rank
 from workbench.data.formats import Shape
 from workbench.data.store import Example
 
@@ -71,7 +71,7 @@ def from_difference(a: str, b: str) -> tuple[str, str]:
     return "…" + " ".join(wa[i:]), "…" + " ".join(wb[i:])
 
 
-def badges(findings: list[Finding] | tuple[Finding, ...]) -> tuple[str, str]:
+def badges(findings: list[DataFinding] | tuple[DataFinding, ...]) -> tuple[str, str]:
     """A compact badge: the worst finding's check (short name) and how many more; and its style."""
     if not findings:
         return "", ""
@@ -112,14 +112,14 @@ class ExampleList(ScrollView, can_focus=True):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.items: list[Example] = []
-        self.findings: dict[int, list[Finding]] = {}
+        self.findings: dict[int, list[DataFinding]] = {}
         self.shape = Shape.LANGUAGE_MODELING
         self._strip_cache: dict[tuple[int, int, bool], Strip] = {}
 
     # --- content ------------------------------------------------------------
 
     def set_items(
-        self, items: list[Example], findings: dict[int, list[Finding]], shape: Shape, keep_id: int | None = None
+        self, items: list[Example], findings: dict[int, list[DataFinding]], shape: Shape, keep_id: int | None = None
     ) -> None:
         """Show these examples; the cursor stays on ``keep_id`` when it is still listed."""
         self.items, self.findings, self.shape = items, findings, shape

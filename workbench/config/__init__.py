@@ -12,13 +12,13 @@ from workbench.config.schema import (
     parse_config,
     save_config,
 )
-from workbench.config.validate import Context, Finding, Hardware, has_errors, validate
+from workbench.config.validate import ConfigFinding, Context, Hardware, has_errors, validate
 
 __all__ = [
+    "ConfigFinding",
     "Context",
     "DataConfig",
     "EvalConfig",
-    "Finding",
     "Hardware",
     "LoraConfig",
     "RunConfig",

@@ -15,7 +15,7 @@ from typing import Any
 
 from workbench.config.check import gather_context
 from workbench.config.schema import RunConfig
-from workbench.config.validate import Context, Finding, Hardware, validate
+from workbench.config.validate import ConfigFinding, Context, Hardware, validate
 
 _cache: dict[tuple, Context] = {}
 _lock = threading.Lock()
@@ -24,7 +24,7 @@ _hardware: Hardware | None = None
 
 @dataclass
 class Assessment:
-    findings: list[Finding]
+    findings: list[ConfigFinding]
     context: Context
     derived: Any = None  # derived.Derived
     memory: Any = None  # memory.MemoryEstimate

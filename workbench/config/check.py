@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.config.schema import RunConfig
-from workbench.config.validate import Context, Finding, Hardware, validate
+from workbench.config.validate import ConfigFinding, Context, Hardware, validate
 from workbench.errors import WorkbenchError
 
 
@@ -20,11 +20,11 @@ from workbench.errors import WorkbenchError
 class CheckReport:
     """The findings of a config, and the context they were judged in."""
 
-    findings: list[Finding]
+    findings: list[ConfigFinding]
     context: Context
 
     @property
-    def errors(self) -> list[Finding]:
+    def errors(self) -> list[ConfigFinding]:
         return [f for f in self.findings if f.severity == "error"]
 
 

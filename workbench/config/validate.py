@@ -1,6 +1,6 @@
 """Validation of a run config: one place, many small rules.
 
-A rule is a function ``(config, context) -> iterable of Finding``, registered
+A rule is a function ``(config, context) -> iterable of ConfigFinding``, registered
 with :func:`rule`. The Config pane runs them live, ``workbench check`` prints
 them, and the trainer refuses to start when any finding is an error.
 """
@@ -23,7 +23,7 @@ Severity = Literal["error", "warning", "info"]
 
 
 @dataclass(frozen=True)
-class Finding:
+class ConfigFinding:
     """One thing worth telling about a config, tied to the field it concerns."""
 
     severity: Severity
@@ -112,7 +112,7 @@ class Context:
     """Whether transformers keeps packed examples apart without flash-attention (a mask from position ids)."""
 
 
-Rule = Callable[[RunConfig, Context], Iterable[Finding]]
+Rule = Callable[[RunConfig, Context], Iterable[ConfigFinding]]
 RULES: list[Rule] = []
 
 
@@ -121,7 +121,7 @@ def rule(fn: Rule) -> Rule:
     return fn
 
 
-def validate(config: RunConfig, context: Context | None = None) -> list[Finding]:
+def validate(config: RunConfig, context: Context | None = None) -> list[ConfigFinding]:
     """Every finding of every rule, errors first."""
     ctx = context or Context()
     findings = [f for r in RULES for f in r(config, ctx)]
@@ -129,7 +129,7 @@ def validate(config: RunConfig, context: Context | None = None) -> list[Finding]
     return sorted(findings, key=lambda f: order[f.severity])
 
 
-def has_errors(findings: Iterable[Finding]) -> bool:
+def has_errors(findings: Iterable[ConfigFinding]) -> bool:
     return any(f.severity == "error" for f in findings)
 
 
@@ -159,13 +159,13 @@ def eval_interval(config: RunConfig, steps: int | None) -> int:
 
 
 @rule
-def _data_files(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+def _data_files(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     for name in ctx.missing_files:
-        yield Finding("error", f"data.{name}", f"file not found: {config.resolve(getattr(config.data, name))}")
+        yield ConfigFinding("error", f"data.{name}", f"file not found: {config.resolve(getattr(config.data, name))}")
 
 
 @rule
-def _learning_rate(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+def _learning_rate(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     lr = config.train.learning_rate
     if config.method == "dpo":
         lo, hi, typical, what = 1e-7, 5e-5 if config.finetune != "full" else 1e-5, 5e-6, "DPO"
@@ -174,14 +174,14 @@ def _learning_rate(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     else:
         lo, hi, typical, what = 2e-5, 2e-3, 2e-4, "LoRA"
     if lr > hi * 5 or lr < lo / 5:
-        yield Finding(
+        yield ConfigFinding(
             "error",
             "train.learning_rate",
             f"{lr:g} is far outside the usual range for {what} ({lo:g} to {hi:g})",
             typical,
         )
     elif lr > hi or lr < lo:
-        yield Finding(
+        yield ConfigFinding(
             "warning",
             "train.learning_rate",
             f"{lr:g} is outside the usual range for {what} ({lo:g} to {hi:g})",
@@ -190,15 +190,15 @@ def _learning_rate(config: RunConfig, ctx: Context) -> Iterable[Finding]:
 
 
 @rule
-def _warmup(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+def _warmup(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     if config.train.warmup_ratio == 0:
-        yield Finding(
+        yield ConfigFinding(
             "warning", "train.warmup_ratio", "no warmup: the first steps at full learning rate can spike the loss", 0.05
         )
 
 
 @rule
-def _lora(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+def _lora(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     if config.finetune == "full":
         return
     lora = config.lora
@@ -207,19 +207,19 @@ def _lora(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     ratio = "alpha/sqrt(r)" if lora.rslora else "alpha/r"
     usual = round(2 * root, 2)  # the usual scale of 2: alpha = 2r (2·sqrt(r) with rsLoRA)
     if not lora.rslora and lora.r >= 64:
-        yield Finding("info", "lora.rslora", f"rank {lora.r}: rsLoRA scaling keeps large ranks learning", True)
+        yield ConfigFinding("info", "lora.rslora", f"rank {lora.r}: rsLoRA scaling keeps large ranks learning", True)
     if scale > 8:
-        yield Finding("warning", "lora.alpha", f"scale {ratio} = {scale:g} is high; the usual is 1 to 2", usual)
+        yield ConfigFinding("warning", "lora.alpha", f"scale {ratio} = {scale:g} is high; the usual is 1 to 2", usual)
     elif scale < 0.25:
-        yield Finding(
+        yield ConfigFinding(
             "warning", "lora.alpha", f"scale {ratio} = {scale:g} is low; updates will barely move the model", usual
         )
     if config.method == "dpo" and lora.dropout > 0:
-        yield Finding(
+        yield ConfigFinding(
             "info", "lora.dropout", "TRL's DPO turns dropout off (disable_dropout): lora.dropout is ignored", 0.0
         )
     elif lora.dropout > 0.2:
-        yield Finding(
+        yield ConfigFinding(
             "warning",
             "lora.dropout",
             f"dropout {lora.dropout:g} is unusually high (0 to 0.1 is typical, 0.2 at most)",
@@ -228,9 +228,9 @@ def _lora(config: RunConfig, ctx: Context) -> Iterable[Finding]:
 
 
 @rule
-def _epochs(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+def _epochs(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     if not config.train.max_steps and config.train.epochs > 3:
-        yield Finding(
+        yield ConfigFinding(
             "warning",
             "train.epochs",
             f"{config.train.epochs:g} epochs: a task set is usually memorized after 3; watch eval loss",
@@ -239,13 +239,13 @@ def _epochs(config: RunConfig, ctx: Context) -> Iterable[Finding]:
 
 
 @rule
-def _steps(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+def _steps(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     steps = total_steps(config, ctx.n_train)
     if steps is None or steps >= MIN_STEPS:
         return
     t = config.train
     if t.max_steps:
-        yield Finding(
+        yield ConfigFinding(
             "info", "train.max_steps", f"only {steps} optimizer steps: enough to try the setup, too few to learn", None
         )
         return
@@ -257,7 +257,7 @@ def _steps(config: RunConfig, ctx: Context) -> Iterable[Finding]:
         field_, value = "train.grad_accum", max(1, fitting // t.batch_size)
     else:
         field_, value = "train.batch_size", min(t.batch_size, fitting)
-    yield Finding(
+    yield ConfigFinding(
         "warning",
         field_,
         f"only {steps} optimizer steps ({ctx.n_train} examples, effective batch {effective}, {t.epochs:g} epochs): "
@@ -267,33 +267,33 @@ def _steps(config: RunConfig, ctx: Context) -> Iterable[Finding]:
 
 
 @rule
-def _evaluation(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+def _evaluation(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     has_val = config.data.val is not None or config.data.val_ratio > 0
     e = config.eval
     if not has_val:
         if e.early_stopping_patience:
-            yield Finding(
+            yield ConfigFinding(
                 "error",
                 "eval.early_stopping_patience",
                 "early stopping needs an eval split (data.val or data.val_ratio)",
                 None,
             )
         if e.load_best:
-            yield Finding(
+            yield ConfigFinding(
                 "error",
                 "eval.load_best",
                 "choosing the best checkpoint needs an eval split (data.val or data.val_ratio)",
                 False,
             )
         if e.stop_on_overfit:
-            yield Finding(
+            yield ConfigFinding(
                 "error",
                 "eval.stop_on_overfit",
                 "overfitting is seen on eval loss: add data.val or data.val_ratio",
                 False,
             )
     if e.save_steps and e.eval_steps and e.load_best and e.save_steps % e.eval_steps:
-        yield Finding(
+        yield ConfigFinding(
             "error",
             "eval.save_steps",
             f"with load_best, checkpoints must fall on evaluations: save_steps ({e.save_steps}) must be a multiple of eval_steps ({e.eval_steps})",
@@ -303,14 +303,14 @@ def _evaluation(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     if not steps:
         return
     if e.eval_steps and e.eval_steps > steps:
-        yield Finding(
+        yield ConfigFinding(
             "warning",
             "eval.eval_steps",
             f"eval every {e.eval_steps} steps but the run has only {steps}: no evaluation",
             max(1, steps // 10),
         )
     if e.save_steps and e.save_steps > steps:
-        yield Finding(
+        yield ConfigFinding(
             "warning",
             "eval.save_steps",
             f"checkpoint every {e.save_steps} steps but the run has only {steps}: no checkpoint to resume from",
@@ -318,7 +318,7 @@ def _evaluation(config: RunConfig, ctx: Context) -> Iterable[Finding]:
         )
     evals = steps // eval_interval(config, steps)
     if has_val and e.early_stopping_patience and 0 < evals <= e.early_stopping_patience:
-        yield Finding(
+        yield ConfigFinding(
             "warning",
             "eval.early_stopping_patience",
             f"patience {e.early_stopping_patience} but the run evaluates only {evals} times: early stopping can never trigger",
@@ -327,59 +327,61 @@ def _evaluation(config: RunConfig, ctx: Context) -> Iterable[Finding]:
 
 
 @rule
-def _hardware(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+def _hardware(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     hw = ctx.hardware
     p = config.train.precision
     if p == "bf16" and not hw.bf16:
-        yield Finding("error", "train.precision", "bf16 is not supported here (needs an Ampere or newer GPU)", "auto")
+        yield ConfigFinding(
+            "error", "train.precision", "bf16 is not supported here (needs an Ampere or newer GPU)", "auto"
+        )
     if p == "fp16" and not hw.cuda:
-        yield Finding("error", "train.precision", "fp16 mixed precision needs a CUDA GPU", "auto")
+        yield ConfigFinding("error", "train.precision", "fp16 mixed precision needs a CUDA GPU", "auto")
     if config.finetune == "qlora":
         if not hw.cuda:
-            yield Finding("error", "finetune", "QLoRA (4-bit) needs a CUDA GPU", "lora")
+            yield ConfigFinding("error", "finetune", "QLoRA (4-bit) needs a CUDA GPU", "lora")
         elif not hw.bitsandbytes:
-            yield Finding(
+            yield ConfigFinding(
                 "error", "finetune", "QLoRA needs the bitsandbytes package (pip install bitsandbytes)", "lora"
             )
 
 
 @rule
-def _method_vs_data(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+def _method_vs_data(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     shape = ctx.data_shape
     if shape is None:
         return
     is_pref = shape.startswith("preference")
     if config.method == "dpo" and not is_pref:
-        yield Finding(
+        yield ConfigFinding(
             "error",
             "method",
             f"DPO needs preference pairs (prompt, chosen, rejected); the training data is {shape}",
             "sft",
         )
     elif config.method == "sft" and is_pref:
-        yield Finding(
+        yield ConfigFinding(
             "info", "method", f"the training data is {shape}: SFT will train on the chosen answers only", "dpo"
         )
 
 
 @rule
-def _trust_remote_code(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+def _trust_remote_code(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     if config.trust_remote_code:
-        yield Finding(
+        yield ConfigFinding(
             "warning", "trust_remote_code", "the model repository's Python code will run on this machine", False
         )
 
 
 @rule
-def _model(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+def _model(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     if ctx.model_error:
         from workbench.models import is_bundled
 
-        yield Finding("error", "model", ctx.model_error, None if is_bundled(config.model) else "bundled")
+        yield ConfigFinding("error", "model", ctx.model_error, None if is_bundled(config.model) else "bundled")
 
 
 @rule
-def _context_length(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+def _context_length(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     facts = ctx.model
     length = config.train.max_length
     if facts is None or facts.max_context is None or length <= facts.max_context:
@@ -390,7 +392,7 @@ def _context_length(config: RunConfig, ctx: Context) -> Iterable[Finding]:
         if learned
         else "positions past it were never trained, so quality degrades"
     )
-    yield Finding(
+    yield ConfigFinding(
         "error" if learned else "warning",
         "train.max_length",
         f"max_length {length} is longer than the model's context of {facts.max_context} tokens; {why}",
@@ -399,7 +401,7 @@ def _context_length(config: RunConfig, ctx: Context) -> Iterable[Finding]:
 
 
 @rule
-def _truncation(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+def _truncation(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     lengths = ctx.token_lengths
     if not lengths:
         return
@@ -419,7 +421,7 @@ def _truncation(config: RunConfig, ctx: Context) -> Iterable[Finding]:
         cuts.append(f"{partial} lose the end of their answer")
     if whole:
         cuts.append(f"{whole} lose the whole answer and are dropped by the trainer")
-    yield Finding(
+    yield ConfigFinding(
         "error" if whole == n else "warning",
         "train.max_length",
         f"{len(over)} of {n}{sampled} training examples ({len(over) / n:.0%}) are longer than max_length {limit} "
@@ -429,12 +431,12 @@ def _truncation(config: RunConfig, ctx: Context) -> Iterable[Finding]:
 
 
 @rule
-def _packing(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+def _packing(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     t = config.train
     if not t.packing:
         return
     if config.method == "dpo":
-        yield Finding("info", "train.packing", "DPO does not pack: packing is ignored", False)
+        yield ConfigFinding("info", "train.packing", "DPO does not pack: packing is ignored", False)
         return
     attn = (ctx.model.attn_implementation if ctx.model else None) or "sdpa"
     if attn.startswith("flash"):
@@ -451,11 +453,11 @@ def _packing(config: RunConfig, ctx: Context) -> Iterable[Finding]:
             f"attention runs over all of it, with a {tokens}² mask keeping the examples apart: "
             "quadratic time and memory (flash-attention handles packed rows without a mask)"
         )
-    yield Finding("warning", "train.packing", message, False)
+    yield ConfigFinding("warning", "train.packing", message, False)
 
 
 @rule
-def _target_modules(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+def _target_modules(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     facts = ctx.model
     if facts is None or config.finetune == "full":
         return
@@ -469,7 +471,7 @@ def _target_modules(config: RunConfig, ctx: Context) -> Iterable[Finding]:
         hints.append(f"'{name}'" + (f" (did you mean '{close}'?)" if close else ""))
     matched = len(unknown) < len(targets)
     linear = ", ".join(facts.module_groups()["all-linear"])
-    yield Finding(
+    yield ConfigFinding(
         "warning" if matched else "error",
         "lora.target_modules",
         f"{facts.architecture} has no module {', '.join(hints)}"
@@ -484,7 +486,7 @@ TIGHT = 0.8
 
 
 @rule
-def _memory(config: RunConfig, ctx: Context) -> Iterable[Finding]:
+def _memory(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     facts = ctx.model
     if facts is None:
         return
@@ -498,7 +500,7 @@ def _memory(config: RunConfig, ctx: Context) -> Iterable[Finding]:
     parts = ", ".join(f"{i.name} {gib(i.bytes)}" for i in largest)
     padded = f"{estimate.rows} × {estimate.seq_len} tokens per micro-batch"
     if not hw.cuda:
-        yield Finding(
+        yield ConfigFinding(
             "info",
             "train.batch_size",
             f"on a GPU this run would need about {gib(estimate.total)} ({parts}; {padded}); "
@@ -514,7 +516,7 @@ def _memory(config: RunConfig, ctx: Context) -> Iterable[Finding]:
         fixes = estimate.cheapest_fixes(free, qlora=hw.bitsandbytes)
         plan = "; then ".join(f"{fix.description} → {gib(fix.total)}" for fix in fixes) or "none found"
         first = fixes[0] if fixes else None
-        yield Finding(
+        yield ConfigFinding(
             "error",
             first.field if first else "train.batch_size",
             f"needs about {gib(estimate.total)} but {gpu} has {gib(free)} free ({parts}; {padded}). "
@@ -523,7 +525,7 @@ def _memory(config: RunConfig, ctx: Context) -> Iterable[Finding]:
         )
     elif estimate.total > TIGHT * free and not config.train.gradient_checkpointing:
         eased = estimate.with_changes({"train.gradient_checkpointing": True})
-        yield Finding(
+        yield ConfigFinding(
             "warning",
             "train.gradient_checkpointing",
             f"memory is tight: about {gib(estimate.total)} of {gib(free)} free on {gpu}; gradient checkpointing "

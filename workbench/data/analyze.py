@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.data.findings import Finding, severity_rank
+from workbench.data.findings import DataFinding, severity_rank
 from workbench.data.formats import Shape
 from workbench.data.load import load_rows
 from workbench.data.readers import file_type_for_name
@@ -44,7 +44,7 @@ class ClusterView:
 class Analysis:
     """Findings by example id, the dataset summary, and the duplicate clusters."""
 
-    findings: dict[int, list[Finding]] = field(default_factory=dict)
+    findings: dict[int, list[DataFinding]] = field(default_factory=dict)
     summary: Any = None  # critique.DatasetSummary
     clusters: list[ClusterView] = field(default_factory=list)
     leakage: list[str] = field(default_factory=list)  # one line per cross-split cluster
@@ -54,7 +54,7 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     llm_usage: str = ""
 
-    def all_findings(self) -> list[Finding]:
+    def all_findings(self) -> list[DataFinding]:
         return [f for items in self.findings.values() for f in items]
 
     def counts(self) -> Counter[str]:
@@ -82,7 +82,7 @@ class Analysis:
         """Every duplicate but one per cluster (the one kept)."""
         return sorted({m for c in self.clusters for m in c.members if m != c.keep})
 
-    def merge(self, other: dict[int, list[Finding]], replace_check: str | None = None) -> None:
+    def merge(self, other: dict[int, list[DataFinding]], replace_check: str | None = None) -> None:
         """Add findings (replacing those of ``replace_check`` first, e.g. a new LLM critic pass)."""
         if replace_check:
             for ex_id in list(self.findings):
@@ -202,7 +202,7 @@ def analyze_rows(
         list(rows), shape, tokenizer=tokenizer, max_length=max_length, progress=step("checks"), cancel=cancel
     )
     result.summary = report.summary
-    found: dict[int, list[Finding]] = {}
+    found: dict[int, list[DataFinding]] = {}
     for f in report.findings:
         found.setdefault(ids[f.index], []).append(f)
     if report.cancelled or (cancel is not None and cancel.is_set()):
@@ -305,7 +305,7 @@ def semantic(
     except Cancelled:
         out.cancelled = True
         return out
-    found: dict[int, list[Finding]] = {}
+    found: dict[int, list[DataFinding]] = {}
     for f in result.findings():
         found.setdefault(examples[f.index].id, []).append(f)
     out.merge(found, replace_check="semantic_duplicate")
@@ -369,7 +369,7 @@ def llm_critic(
         progress=lambda done, total: say(f"LLM critic {done}/{total}"),
         cancel=cancel,
     )
-    found: dict[int, list[Finding]] = {}
+    found: dict[int, list[DataFinding]] = {}
     for f in result.findings():
         found.setdefault(examples[f.index].id, []).append(f)
     out = previous or Analysis()

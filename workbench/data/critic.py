@@ -22,14 +22,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from workbench.data.findings import Finding
+from workbench.data.findings import DataFinding
 from workbench.data.formats import Shape
 from workbench.data.view import view
 from workbench.errors import DataError
 from workbench.llm import LLM, Messages, Progress, Usage, extract_json, rubric_items
 
 CHECK = "llm_critic"
-"""The Finding check id of the critic."""
+"""The DataFinding check id of the critic."""
 
 SCORE_RANGE = (1, 5)
 
@@ -90,16 +90,16 @@ class Verdict:
             return "error"
         return "warning" if self.score == 3 else None
 
-    def finding(self) -> Finding | None:
-        """The verdict as a Finding, or None when the example is fine."""
+    def finding(self) -> DataFinding | None:
+        """The verdict as a DataFinding, or None when the example is fine."""
         severity = self.severity
         if severity is None:
             return None
         if self.score is None:
-            return Finding(self.index, CHECK, severity, f"the LLM critic's reply could not be read: {self.reason}")
+            return DataFinding(self.index, CHECK, severity, f"the LLM critic's reply could not be read: {self.reason}")
         low = ", ".join(f"{name} {value}" for name, value in self.criteria.items() if value <= 2)
         detail = f" (low: {low})" if low else ""
-        return Finding(
+        return DataFinding(
             self.index,
             CHECK,
             severity,
@@ -136,8 +136,8 @@ class CriticResult:
     def unparsed(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.unparsed]
 
-    def findings(self) -> list[Finding]:
-        """One Finding per example scored 3 or less (or whose reply could not be read)."""
+    def findings(self) -> list[DataFinding]:
+        """One DataFinding per example scored 3 or less (or whose reply could not be read)."""
         return [f for v in self.verdicts if (f := v.finding()) is not None]
 
     def to_dict(self) -> dict[str, Any]:

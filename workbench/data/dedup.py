@@ -16,7 +16,7 @@ Three kinds of sameness, from strict to loose:
 Pairs are joined into clusters with union-find, so a cluster is transitive: if
 A is like B and B like C, all three are one cluster even when A and C differ
 more. Each cluster keeps its first example (the lowest index) and every other
-member gets a :class:`~workbench.data.findings.Finding` naming it.
+member gets a :class:`~workbench.data.findings.DataFinding` naming it.
 
 :func:`find_leakage` runs the same search over the union of several splits and
 keeps the clusters that span more than one: a training example that is also in
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
-from workbench.data.findings import Finding
+from workbench.data.findings import DataFinding
 from workbench.data.minhash import (
     FALSE_NEGATIVE_WEIGHT,
     FALSE_POSITIVE_WEIGHT,
@@ -152,13 +152,13 @@ class Cluster:
         """The splits the cluster spans, in order of first appearance (leakage only; empty otherwise)."""
         return tuple(dict.fromkeys(m.split for m in self.matches if m.split is not None))
 
-    def findings(self, field: str | None = None) -> list[Finding]:
+    def findings(self, field: str | None = None) -> list[DataFinding]:
         """A finding on every member but the kept one (on the training side only, for leakage)."""
         if self.representative_split is not None:
             return [self._leak(m, field) for m in self.matches if m.twin is not None]
         return [self._duplicate(m, field) for m in self.matches if m.index != self.representative]
 
-    def _duplicate(self, m: Match, field: str | None) -> Finding:
+    def _duplicate(self, m: Match, field: str | None) -> DataFinding:
         kept = f"example #{self.representative}"
         if self.kind == "semantic":
             check, severity = "semantic_duplicate", "info"
@@ -171,7 +171,7 @@ class Cluster:
                 "warning",
                 f"a near duplicate (Jaccard {m.similarity:.2f}) of {kept}",
             )
-        return Finding(
+        return DataFinding(
             index=m.index,
             check=check,
             severity=severity,
@@ -182,9 +182,9 @@ class Cluster:
             score=m.similarity,
         )
 
-    def _leak(self, m: Match, field: str | None) -> Finding:
+    def _leak(self, m: Match, field: str | None) -> DataFinding:
         copy = "an exact copy" if m.exact else f"a near copy (Jaccard {m.similarity:.2f})"
-        return Finding(
+        return DataFinding(
             index=m.index,
             check="leakage",
             severity="error",
@@ -272,7 +272,7 @@ class DedupResult:
         """Indexes of every member but the kept one: what removing the duplicates removes."""
         return sorted(m for c in self.clusters for m in c.members if m != c.representative)
 
-    def findings(self, field: str | None = None) -> list[Finding]:
+    def findings(self, field: str | None = None) -> list[DataFinding]:
         """One finding per duplicate (every member but the kept one), by cluster."""
         return [f for c in self.clusters for f in c.findings(field)]
 
@@ -551,7 +551,7 @@ def find_leakage(
     return clusters
 
 
-def leakage_findings(clusters: Iterable[Cluster], field: str | None = None) -> list[Finding]:
+def leakage_findings(clusters: Iterable[Cluster], field: str | None = None) -> list[DataFinding]:
     """The ``leakage`` findings of :func:`find_leakage`'s clusters, on the training side."""
     return [f for c in clusters for f in c.findings(field)]
 

@@ -11,7 +11,7 @@ info: worth a look (a style outlier, a near-duplicate kept on purpose)."""
 
 
 @dataclass(frozen=True)
-class Finding:
+class DataFinding:
     """One problem with one example."""
 
     index: int
@@ -39,7 +39,7 @@ class Finding:
         return {k: v for k, v in asdict(self).items() if v is not None and v != ""}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Finding:
+    def from_dict(cls, data: dict[str, Any]) -> DataFinding:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 

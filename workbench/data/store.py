@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.data.findings import Finding
+from workbench.data.findings import DataFinding
 from workbench.data.formats import Shape, validate_row
 from workbench.data.load import BadRow, load_rows
 from workbench.data.readers import file_type_for_name, file_type_of
@@ -379,7 +379,7 @@ class DatasetSession:
         *,
         status: str | Iterable[str] | None = None,
         pattern: str | None = None,
-        findings: dict[int, list[Finding]] | None = None,
+        findings: dict[int, list[DataFinding]] | None = None,
         check: str | None = None,
         ids: Iterable[int] | None = None,
         sort: str | None = None,
@@ -414,7 +414,7 @@ class DatasetSession:
             out = self._sorted(out, sort, findings or {})
         return out
 
-    def _sorted(self, items: list[Example], how: str, findings: dict[int, list[Finding]]) -> list[Example]:
+    def _sorted(self, items: list[Example], how: str, findings: dict[int, list[DataFinding]]) -> list[Example]:
         reverse = how.startswith("-")
         key = how.lstrip("-")
         if key == "length":

@@ -17,7 +17,7 @@ check ids (:data:`CHECKS`); the checks live in modules by kind:
 
 with :mod:`~workbench.data.checks.example` (one row as the checks see it) and
 :mod:`~workbench.data.checks.text` (text helpers) under them. Findings are
-:class:`workbench.data.findings.Finding`, shared with dedup and the LLM critic.
+:class:`workbench.data.findings.DataFinding`, shared with dedup and the LLM critic.
 """
 
 from workbench.data.checks.consistency import Convention

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from workbench.data.checks.example import LIST_ITEM, Example
 from workbench.data.checks.text import RESPONSE, percent, quote
-from workbench.data.findings import Finding
+from workbench.data.findings import DataFinding
 
 MAJORITY = 0.7
 """The share of applicable answers a way of writing needs to be the convention."""
@@ -55,7 +55,7 @@ class _Collector:
 
     def __init__(self) -> None:
         self.conventions: list[Convention] = []
-        self.findings: list[Finding] = []
+        self.findings: list[DataFinding] = []
 
     def vote(self, name: str, labels: Labels, scope: str) -> tuple[str, str] | None:
         """Record the convention among ``labels`` (``scope`` names the voters, plural: ``answers with a date``).
@@ -87,10 +87,10 @@ class _Collector:
         return (top, f"{percent(n, applicable)} of {scope}") if breaking else None
 
     def add(self, ex: Example, severity: str, message: str, suggestion: str) -> None:
-        self.findings.append(Finding(ex.index, "consistency", severity, message, suggestion, RESPONSE))
+        self.findings.append(DataFinding(ex.index, "consistency", severity, message, suggestion, RESPONSE))
 
 
-def check_consistency(examples: Sequence[Example]) -> tuple[list[Finding], list[Convention]]:
+def check_consistency(examples: Sequence[Example]) -> tuple[list[DataFinding], list[Convention]]:
     """Findings for the answers that break a clear majority convention, and every convention found."""
     answered = [ex for ex in examples if ex.answered and not ex.undesirable]
     out = _Collector()

@@ -21,7 +21,7 @@ from typing import Any
 from workbench.data.checks.example import Example
 from workbench.data.checks.lang import STOPWORDS, name
 from workbench.data.checks.text import RESPONSE, percent, plural
-from workbench.data.findings import Finding
+from workbench.data.findings import DataFinding
 
 MIN_EXAMPLES = 20
 """Fewer examples than this get no topics or label distribution: too few to say what is missing."""
@@ -89,7 +89,7 @@ class Coverage:
         return "\n".join(lines)
 
 
-def coverage(examples: Sequence[Example], cancelled: Callable[[], bool]) -> tuple[Coverage, list[Finding]]:
+def coverage(examples: Sequence[Example], cancelled: Callable[[], bool]) -> tuple[Coverage, list[DataFinding]]:
     """The overview, and info findings for label values so rare they may be typos."""
     result = Coverage()
     languages = Counter(name(ex.prompt_language) if ex.prompt_language else "unclear" for ex in examples)
@@ -112,7 +112,7 @@ def _label(value: Any) -> str | None:
     return None
 
 
-def _labels(examples: Sequence[Example], result: Coverage) -> list[Finding]:
+def _labels(examples: Sequence[Example], result: Coverage) -> list[DataFinding]:
     objects = [ex for ex in examples if ex.format == "json object"]
     if len(objects) < MIN_EXAMPLES:
         return []
@@ -136,7 +136,7 @@ def _labels(examples: Sequence[Example], result: Coverage) -> list[Finding]:
             if n > TYPO_COUNT:
                 continue
             findings += [
-                Finding(
+                DataFinding(
                     ex.index,
                     "coverage",
                     "info",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from workbench.data.checks.text import RESPONSE, quote, words
-from workbench.data.findings import Finding
+from workbench.data.findings import DataFinding
 
 if TYPE_CHECKING:
     from workbench.data.checks.example import Example
@@ -153,7 +153,7 @@ def name(language: str) -> str:
     return LANGUAGES.get(language, language)
 
 
-def check_language_mismatch(ex: Example) -> list[Finding]:
+def check_language_mismatch(ex: Example) -> list[DataFinding]:
     """The answer's natural-language text is in another language than the prompt (translation tasks excepted)."""
     answer = ex.natural_response
     answer_language = detect(answer) if len(answer) >= 20 else None
@@ -165,7 +165,7 @@ def check_language_mismatch(ex: Example) -> list[Finding]:
     if _TRANSLATION.search(ex.prompt_text) or _TRANSLATION.search(ex.system):
         return []
     return [
-        Finding(
+        DataFinding(
             ex.index,
             "language_mismatch",
             "warning",

@@ -18,7 +18,7 @@ from typing import Any
 
 from workbench.data.checks.example import Example
 from workbench.data.checks.text import PROMPT, REJECTED, RESPONSE, count_words, plural, quote
-from workbench.data.findings import Finding
+from workbench.data.findings import DataFinding
 from workbench.data.view import Turn
 
 TOKENS, WORDS = "tokens", "words (no tokenizer)"
@@ -114,7 +114,7 @@ class Meter:
 
     def __init__(self, unit: str) -> None:
         self.lengths = Lengths(unit)
-        self.findings: list[Finding] = []
+        self.findings: list[DataFinding] = []
         """Findings of the checks measuring takes part in (``chat_template``)."""
 
     def measure(self, chunk: Sequence[Example]) -> None:
@@ -218,7 +218,7 @@ class TokenMeter(Meter):
             self.lengths.add(p[i], a[i] if ex.has_response else None, r[i] if ex.has_rejected else None)
 
 
-def _render(ex: Example, tokenizer: Any, findings: list[Finding] | None) -> tuple[str, str, str] | None:
+def _render(ex: Example, tokenizer: Any, findings: list[DataFinding] | None) -> tuple[str, str, str] | None:
     """``(prompt, answer, rejected)`` as the template writes them (the answer being what follows the prompt).
 
     None when the template fails, with a finding added.
@@ -236,7 +236,7 @@ def _render(ex: Example, tokenizer: Any, findings: list[Finding] | None) -> tupl
         if findings is not None:
             message = " ".join(str(err).split()) or type(err).__name__
             findings.append(
-                Finding(
+                DataFinding(
                     ex.index,
                     "chat_template",
                     "error",
@@ -257,12 +257,12 @@ def _after(text: str, prompt: str) -> str:
     return text[len(prompt) :] if text.startswith(prompt) else text
 
 
-def _lost_turns(ex: Example, rendered: str, findings: list[Finding]) -> None:
+def _lost_turns(ex: Example, rendered: str, findings: list[DataFinding]) -> None:
     for turn in ex.view.turns + (ex.view.rejected or ()):
         content = turn.content.strip()
         if turn.role in ("system", "user", "assistant") and content and content not in rendered:
             findings.append(
-                Finding(
+                DataFinding(
                     ex.index,
                     "chat_template",
                     "error",
@@ -283,17 +283,17 @@ OUTLIER_RATIO = 3.0
 """...as long as it is also this many times longer (or shorter) than the median."""
 
 
-def check_length_outliers(examples: Sequence[Example], lengths: Lengths) -> list[Finding]:
+def check_length_outliers(examples: Sequence[Example], lengths: Lengths) -> list[DataFinding]:
     """Prompts and answers far longer or shorter than the rest (median and MAD on a log scale)."""
     answered = {ex.index for ex in examples if ex.answered}
-    out: list[Finding] = []
+    out: list[DataFinding] = []
     for part, values in ((PROMPT, lengths.prompt), (RESPONSE, lengths.response)):
         points = {i: v for i, v in enumerate(values) if v and (part == PROMPT or i in answered)}
         out += _outliers(part, points, lengths.unit.split()[0].removesuffix("s"))
     return out
 
 
-def _outliers(part: str, points: dict[int, int], unit: str) -> list[Finding]:
+def _outliers(part: str, points: dict[int, int], unit: str) -> list[DataFinding]:
     if len(points) < 10:
         return []
     import numpy as np
@@ -314,7 +314,7 @@ def _outliers(part: str, points: dict[int, int], unit: str) -> list[Finding]:
         long = r > 1
         times = f"{r:.0f}× the median" if long else f"1/{1 / r:.0f} of the median"
         out.append(
-            Finding(  # very long is a warning (pasted threads, logs); short ones are often right
+            DataFinding(  # very long is a warning (pasted threads, logs); short ones are often right
                 int(index[k]),
                 "length_outlier",
                 "warning" if r >= 10 else "info",
@@ -339,7 +339,7 @@ TRUNCATIONS = ("keep_start", "keep_end")
 
 def check_too_long(
     examples: Sequence[Example], lengths: Lengths, max_length: int, truncation: str = "keep_start"
-) -> list[Finding]:
+) -> list[DataFinding]:
     """Examples over ``max_length``, with what truncation would cut: part of the answer, or only the prompt."""
     out = []
     approx = "~" if lengths.estimated else ""
@@ -372,5 +372,7 @@ def check_too_long(
                 severity = "error"
                 message = f"{over}: truncation cuts the last {cut:,} of the {which}'s {approx}{reply:,} tokens"
                 fix = f"{raise_to}, or shorten the {which}: the model would learn an answer cut mid-way."
-            out.append(Finding(i, "too_long", severity, message, fix, part if reply else PROMPT, score=float(total)))
+            out.append(
+                DataFinding(i, "too_long", severity, message, fix, part if reply else PROMPT, score=float(total))
+            )
     return out

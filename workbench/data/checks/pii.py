@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from workbench.data.checks.example import Example
 from workbench.data.checks.text import mask, mentions
-from workbench.data.findings import Finding
+from workbench.data.findings import DataFinding
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def scan(text: str) -> tuple[Hit, ...]:
     return tuple(hits)
 
 
-def check_pii(ex: Example) -> list[Finding]:
+def check_pii(ex: Example) -> list[DataFinding]:
     """One finding per part of the example (prompt, response...) that holds personal data or secrets."""
     out = []
     found: dict[str, list[Hit]] = {}
@@ -190,7 +190,7 @@ def check_pii(ex: Example) -> list[Finding]:
         more = f" and {len(hits) - 4} more" if len(hits) > 4 else ""
         secret = severity == "error"
         out.append(
-            Finding(
+            DataFinding(
                 ex.index,
                 "pii",
                 severity,

@@ -14,10 +14,10 @@ from functools import lru_cache
 
 from workbench.data.checks.example import Example, placeholder_severity
 from workbench.data.checks.text import PROMPT, REJECTED, RESPONSE, mentions, quote
-from workbench.data.findings import Finding, severity_rank
+from workbench.data.findings import DataFinding, severity_rank
 from workbench.data.formats import ROLES
 
-RowCheck = Callable[[Example], list[Finding]]
+RowCheck = Callable[[Example], list[DataFinding]]
 
 
 def _worst(severities: list[str]) -> str:
@@ -27,12 +27,12 @@ def _worst(severities: list[str]) -> str:
 # -- empty_output -------------------------------------------------------------------
 
 
-def check_empty_output(ex: Example) -> list[Finding]:
+def check_empty_output(ex: Example) -> list[DataFinding]:
     """The answer (or the rejected answer, or an earlier assistant turn) is empty or whitespace only."""
     out = []
     if ex.format == "empty":
         out.append(
-            Finding(
+            DataFinding(
                 ex.index,
                 "empty_output",
                 "error",
@@ -43,7 +43,7 @@ def check_empty_output(ex: Example) -> list[Finding]:
         )
     if ex.has_rejected and not ex.view.rejected_text.strip():
         out.append(
-            Finding(
+            DataFinding(
                 ex.index,
                 "empty_output",
                 "error",
@@ -55,7 +55,7 @@ def check_empty_output(ex: Example) -> list[Finding]:
     for n, turn in enumerate(ex.view.prompt, 1):
         if turn.role == "assistant" and not turn.content.strip():
             out.append(
-                Finding(
+                DataFinding(
                     ex.index,
                     "empty_output",
                     "warning",
@@ -98,7 +98,7 @@ _REFUSAL_WORDS = (
 _INPUT_PLACEHOLDER = re.compile(r"\s*<?(?:noinput|no input|no_input|n/a|none|null|nan|empty)>?\s*", re.IGNORECASE)
 
 
-def check_placeholder_output(ex: Example) -> list[Finding]:
+def check_placeholder_output(ex: Example) -> list[DataFinding]:
     """The answer is a stand-in (N/A, TODO, ...), lorem ipsum, a refusal, or has an unfilled ``[Your Name]`` slot."""
     out = []
     for field, text in _answers(ex):
@@ -109,7 +109,7 @@ def check_placeholder_output(ex: Example) -> list[Finding]:
         tail = turn.content.rsplit("\n\n", 1)[-1] if "\n\n" in turn.content else ""
         if tail and _INPUT_PLACEHOLDER.fullmatch(tail):
             out.append(
-                Finding(
+                DataFinding(
                     ex.index,
                     "placeholder_output",
                     "warning",
@@ -129,13 +129,13 @@ def _answers(ex: Example) -> list[tuple[str, str]]:
     return answers
 
 
-def _placeholder(index: int, field: str, text: str) -> Finding | None:
+def _placeholder(index: int, field: str, text: str) -> DataFinding | None:
     which = "the rejected answer" if field == REJECTED else "the answer"
     severity = placeholder_severity(text)
     if severity and field == REJECTED:
         severity = "warning"  # a placeholder rejected answer teaches little, but nothing wrong
     if severity:
-        return Finding(
+        return DataFinding(
             index,
             "placeholder_output",
             severity,
@@ -145,7 +145,7 @@ def _placeholder(index: int, field: str, text: str) -> Finding | None:
         )
     low = text.lower()
     if "lorem" in low and _LOREM.search(text):
-        return Finding(
+        return DataFinding(
             index,
             "placeholder_output",
             "error",
@@ -155,7 +155,7 @@ def _placeholder(index: int, field: str, text: str) -> Finding | None:
         )
     refusal = _REFUSAL.search(text) if field == RESPONSE and mentions(low, _REFUSAL_WORDS) else None
     if refusal:
-        return Finding(
+        return DataFinding(
             index,
             "placeholder_output",
             "warning",
@@ -165,7 +165,7 @@ def _placeholder(index: int, field: str, text: str) -> Finding | None:
         )
     slot = _SLOT.search(text) if mentions(text, ("[", "{{", "<")) else None
     if slot:
-        return Finding(
+        return DataFinding(
             index,
             "placeholder_output",
             "warning",
@@ -251,7 +251,7 @@ _UNSEEABLE = re.compile(
 )
 
 
-def check_invisible_input(ex: Example) -> list[Finding]:
+def check_invisible_input(ex: Example) -> list[DataFinding]:
     """The prompt points at something the model cannot see: an attachment, an image, a URL to read, a file."""
     maybe_unseeable = not _UNSEEABLE_WORDS.isdisjoint(ex.prompt_words)
     for turn in ex.user_turns:
@@ -259,7 +259,7 @@ def check_invisible_input(ex: Example) -> list[Finding]:
         hit = _UNSEEABLE.search(turn.content) if maybe_unseeable else None
         if hit:
             return [
-                Finding(
+                DataFinding(
                     ex.index,
                     "invisible_input",
                     "warning",
@@ -273,7 +273,7 @@ def check_invisible_input(ex: Example) -> list[Finding]:
             before = _clause_before(turn.content, url.start())
             if _READ_CUE.search(before):
                 return [
-                    Finding(
+                    DataFinding(
                         ex.index,
                         "invisible_input",
                         "warning",
@@ -310,14 +310,14 @@ _PROMPT_MARKER = re.compile(
 )
 
 
-def check_merged_instructions(ex: Example) -> list[Finding]:
+def check_merged_instructions(ex: Example) -> list[DataFinding]:
     """Several examples in one: the answer runs on into a new instruction, or a prompt holds several."""
     out = []
     if ex.answered:
         marker = _ROLE_MARKER.search(ex.response_text)
         if marker and ex.response_text[: marker.start()].strip():
             out.append(
-                Finding(
+                DataFinding(
                     ex.index,
                     "merged_instructions",
                     "warning",
@@ -332,7 +332,7 @@ def check_merged_instructions(ex: Example) -> list[Finding]:
         if len(markers) >= 2:
             shown = ", ".join(quote(m.strip(), 20) for m in markers[:3])
             out.append(
-                Finding(
+                DataFinding(
                     ex.index,
                     "merged_instructions",
                     "warning",
@@ -346,7 +346,7 @@ def check_merged_instructions(ex: Example) -> list[Finding]:
         token = _SPECIAL_TOKEN.search(text) if mentions(text, ("<", "[")) else None
         if token:
             out.append(
-                Finding(
+                DataFinding(
                     ex.index,
                     "merged_instructions",
                     "warning",
@@ -362,7 +362,7 @@ def check_merged_instructions(ex: Example) -> list[Finding]:
 # -- role_order ---------------------------------------------------------------------
 
 
-def check_role_order(ex: Example) -> list[Finding]:
+def check_role_order(ex: Example) -> list[DataFinding]:
     """Roles out of order: assistant first, the same role twice, a late system turn, unknown roles, no final answer."""
     if not ex.chat:
         return []
@@ -372,7 +372,7 @@ def check_role_order(ex: Example) -> list[Finding]:
         return []
     severity, message = problem
     return [
-        Finding(
+        DataFinding(
             ex.index,
             "role_order",
             severity,
@@ -414,14 +414,14 @@ def _role_problems(roles: tuple[str, ...], needs_answer: bool) -> tuple[str, str
 # -- preference_pair ----------------------------------------------------------------
 
 
-def check_preference_pair(ex: Example) -> list[Finding]:
+def check_preference_pair(ex: Example) -> list[DataFinding]:
     """For preference data, chosen and rejected are the same answer: the pair teaches nothing."""
     if not ex.has_rejected or not ex.response_text.strip():
         return []
     if " ".join(ex.response_text.split()) != " ".join(ex.view.rejected_text.split()):
         return []
     return [
-        Finding(
+        DataFinding(
             ex.index,
             "preference_pair",
             "error",

@@ -1,7 +1,7 @@
 """The rule-based dataset critic: every example checked, the dataset summarised.
 
 :func:`critique` runs the checks of :data:`CHECKS` over rows of any shape and
-returns a :class:`CritiqueReport`: :class:`~workbench.data.findings.Finding`
+returns a :class:`CritiqueReport`: :class:`~workbench.data.findings.DataFinding`
 objects (one problem of one example, with the evidence and a fix) and a
 :class:`~workbench.data.checks.summary.DatasetSummary`. It runs without a
 network; with no tokenizer, lengths are words. 100k examples take about 12 s
@@ -40,7 +40,7 @@ from workbench.data.checks.rules import (
     check_role_order,
 )
 from workbench.data.checks.summary import DatasetSummary, TurnCounter, summarise
-from workbench.data.findings import Finding, severity_rank
+from workbench.data.findings import DataFinding, severity_rank
 from workbench.data.formats import Shape
 from workbench.errors import DataError
 
@@ -80,13 +80,13 @@ _CHUNK = 1000
 class CritiqueReport:
     """What the critic found: findings sorted by example then severity, and the summary."""
 
-    findings: list[Finding]
+    findings: list[DataFinding]
     summary: DatasetSummary
     cancelled: bool = False
 
-    def by_index(self) -> dict[int, list[Finding]]:
+    def by_index(self) -> dict[int, list[DataFinding]]:
         """Example index → its findings, worst first."""
-        out: dict[int, list[Finding]] = {}
+        out: dict[int, list[DataFinding]] = {}
         for finding in self.findings:
             out.setdefault(finding.index, []).append(finding)
         return out
@@ -156,7 +156,7 @@ def critique(
             skipped["chat_template"] = "the tokenizer has no chat template: conversations cannot be rendered"
     render_check = "chat_template" in selected and template_ok
     meter: Meter = WordMeter() if tokenizer is None else TokenMeter(tokenizer, render_check)
-    findings: list[Finding] = []
+    findings: list[DataFinding] = []
     turns = TurnCounter()
     examples = _first_pass(rows, shape, selected, meter, turns, findings, run)
     findings += meter.findings
@@ -211,7 +211,7 @@ def _first_pass(
     selected: list[str],
     meter: Meter,
     turns: TurnCounter,
-    findings: list[Finding],
+    findings: list[DataFinding],
     run: _Progress,
 ) -> list[Example]:
     """Every row as an :class:`Example`, with the one-example checks run, measured and counted, chunk by chunk.

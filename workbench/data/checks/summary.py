@@ -11,7 +11,7 @@ from workbench.data.checks.consistency import Convention
 from workbench.data.checks.coverage import Coverage
 from workbench.data.checks.example import FORMATS, Example
 from workbench.data.checks.lengths import Histogram, Lengths, histogram
-from workbench.data.findings import SEVERITIES, Finding
+from workbench.data.findings import SEVERITIES, DataFinding
 from workbench.data.formats import Shape
 from workbench.data.view import Turn
 
@@ -105,7 +105,7 @@ def summarise(
     turns: TurnStats,
     selected: list[str],
     skipped: dict[str, str],
-    findings: list[Finding],
+    findings: list[DataFinding],
     conventions: list[Convention],
     overview: Coverage | None,
     notes: list[str],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 RESPONSE, PROMPT, REJECTED, SYSTEM = "response", "prompt", "rejected", "system"
-"""Finding ``field`` values: which part of the example a finding is about."""
+"""DataFinding ``field`` values: which part of the example a finding is about."""
 
 WORD_RE = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 """A word: letters, with an inner apostrophe (``don't``, ``l'eau``)."""
