@@ -35,3 +35,9 @@ class DataError(WorkbenchError):
     def __init__(self, message: str, bad_rows: Sequence[object] = ()) -> None:
         super().__init__(message)
         self.bad_rows: list[object] = list(bad_rows)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line (its type and the first line of its message), to quote in a user error."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:200]

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.errors import ModelError
+from workbench.errors import ModelError, one_line
 
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
 BUNDLED_HUB_ID = f"HuggingFaceTB/{BUNDLED_NAME}"
@@ -91,17 +91,12 @@ def _hub_snapshot(repo_id: str) -> Path:
         try:
             return Path(snapshot_download(repo_id, etag_timeout=10, allow_patterns=patterns))
         except Exception as exc:  # network errors come in many types
-            reason = _one_line(exc)
+            reason = one_line(exc)
     raise ModelError(
         f"model {repo_id!r} could not be fetched from the Hugging Face hub ({reason}). "
         "On a machine without hub access, download it elsewhere and pass the local "
         "directory instead, e.g. model: /models/" + repo_id.split("/")[-1]
     )
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:200]
 
 
 def bundled_gguf_path() -> Path:

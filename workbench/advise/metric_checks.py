@@ -22,8 +22,8 @@ from workbench.advise.diagnosis import (
     overfit_fix,
 )
 from workbench.config.schema import RunConfig
-from workbench.train.detector import _series as metric_series
 from workbench.train.detector import diagnose as detect
+from workbench.train.detector import series as metric_series
 from workbench.train.rundir import as_float
 
 FLAT_WINDOW = 20

@@ -23,8 +23,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import ModelError
-from workbench.models import _one_line
+from workbench.errors import ModelError, one_line
 
 ALL_LINEAR = "all-linear"
 """PEFT's shorthand for every linear layer but the LM head."""
@@ -242,7 +241,7 @@ def model_facts(spec_or_path: str | os.PathLike[str], *, trust_remote_code: bool
         config = model_config(directory, trust_remote_code=trust_remote_code)
     except Exception as exc:  # transformers raises OSError, ValueError, KeyError... for a bad config
         hint = "" if trust_remote_code else " (a model with its own code needs trust_remote_code: true)"
-        raise ModelError(f"{config_file}: cannot read the model config: {_one_line(exc)}{hint}") from None
+        raise ModelError(f"{config_file}: cannot read the model config: {one_line(exc)}{hint}") from None
     facts = facts_from_config(config, path=str(directory), trust_remote_code=trust_remote_code)
     with _CACHE_LOCK:
         _CACHE[key] = facts
@@ -263,7 +262,7 @@ def _config_dir(spec: str, trust_remote_code: bool) -> Path:
     except Exception as exc:  # offline, unknown repo, gated repo...
         raise ModelError(
             f"model {spec!r}: its config.json is not in the hub cache and could not be fetched "
-            f"({_one_line(exc)}); pass a local model directory instead"
+            f"({one_line(exc)}); pass a local model directory instead"
         ) from None
 
 
@@ -279,7 +278,7 @@ def facts_from_config(config: Any, *, path: str = "<config>", trust_remote_code:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     except Exception as exc:
-        raise ModelError(f"{path}: cannot build a causal LM from its config: {_one_line(exc)}") from None
+        raise ModelError(f"{path}: cannot build a causal LM from its config: {one_line(exc)}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config

@@ -46,15 +46,15 @@ from workbench.data.findings import DataFinding
 from workbench.data.minhash import (
     FALSE_NEGATIVE_WEIGHT,
     FALSE_POSITIVE_WEIGHT,
-    _check_threshold,
-    _overlap,
-    _shingle_arrays,
+    check_threshold,
     fold_words,
     jaccard,
     lsh_candidates,
     minhash_signatures,
     optimal_bands,
+    overlap,
     s_curve_midpoint,
+    shingle_arrays,
 )
 from workbench.data.view import view
 from workbench.errors import WorkbenchError
@@ -412,7 +412,7 @@ def _search(
             if first[i] == i:
                 new.append(i)
                 new_words.append(words)
-        arrays = _shingle_arrays(new_words, shingle_size, cache)
+        arrays = shingle_arrays(new_words, shingle_size, cache)
         shingles.update(zip(new, arrays))
         unique.extend(new)
         signatures.append(minhash_signatures(arrays, num_perm, seed))
@@ -428,7 +428,7 @@ def _search(
         if done % 4096 == 0:
             steps(1, done, len(candidates))
         a, b = unique[a], unique[b]
-        inter, union = _overlap(index.shingle_set(a), index.shingle_set(b))
+        inter, union = overlap(index.shingle_set(a), index.shingle_set(b))
         if inter >= threshold * union - 1e-9:  # kept at the threshold itself, whatever the float rounding
             index.uf.union(a, b)
             index.pairs.append(Pair(a, b, inter / union))
@@ -606,7 +606,7 @@ def semantic_duplicates(
     are computed with ``embedder`` (the bundled MiniLM by default), each
     distinct text once. Texts with no words are left out, as elsewhere here.
     """
-    _check_threshold(threshold)
+    check_threshold(threshold)
     if embedder is None and embeddings is None:
         from workbench.embed import Embedder
 

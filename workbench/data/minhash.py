@@ -43,16 +43,16 @@ def shingle_sets(texts: Iterable[str], shingle_size: int = 3) -> list[frozenset[
 
     A text with fewer words than ``shingle_size`` is one shingle of all its words.
     """
-    return [frozenset(s.tolist()) for s in _shingle_arrays([fold_words(t) for t in texts], shingle_size, {})]
+    return [frozenset(s.tolist()) for s in shingle_arrays([fold_words(t) for t in texts], shingle_size, {})]
 
 
 def jaccard(a: frozenset[int], b: frozenset[int]) -> float:
     """|a & b| / |a | b| (0.0 for two empty sets)."""
-    inter, union = _overlap(a, b)
+    inter, union = overlap(a, b)
     return inter / union if union else 0.0
 
 
-def _overlap(a: frozenset[int], b: frozenset[int]) -> tuple[int, int]:
+def overlap(a: frozenset[int], b: frozenset[int]) -> tuple[int, int]:
     """The sizes of ``a & b`` and ``a | b``."""
     inter = len(a & b)
     return inter, len(a) + len(b) - inter
@@ -84,7 +84,7 @@ def _word_hash(word: str) -> int:
     return int.from_bytes(hashlib.blake2b(word.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
-def _shingle_arrays(words: Sequence[list[str]], k: int, cache: dict[str, int]) -> list[np.ndarray]:
+def shingle_arrays(words: Sequence[list[str]], k: int, cache: dict[str, int]) -> list[np.ndarray]:
     """Each word list's shingle hashes (uint64, repeats kept), computed for all lists at once.
 
     ``cache`` maps words to their hash across calls; the hashes are stable across runs.
@@ -138,7 +138,7 @@ def optimal_bands(
     this gives datasketch's choice; the defaults weigh misses higher (see
     :data:`FALSE_NEGATIVE_WEIGHT`).
     """
-    _check_threshold(threshold)
+    check_threshold(threshold)
     if num_perm < 1:
         raise WorkbenchError(f"num_perm must be at least 1, not {num_perm}")
     combos = np.array([(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)], dtype=float)
@@ -158,7 +158,8 @@ def _trapezoid(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     return (y[:, 1:] + y[:, :-1]).sum(axis=1) * (x[1] - x[0]) / 2
 
 
-def _check_threshold(threshold: float) -> None:
+def check_threshold(threshold: float) -> None:
+    """Refuse a similarity threshold outside (0, 1], in words the user can act on."""
     if not 0.0 < threshold <= 1.0:
         raise WorkbenchError(f"a similarity threshold is a number above 0 and at most 1, not {threshold}")
 

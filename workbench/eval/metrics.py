@@ -208,6 +208,13 @@ _VALIDATORS: dict[str, Any] = {}
 """Compiled validators by the schema's canonical JSON: a task has one schema, a suite a few."""
 
 
+def clear_caches() -> None:
+    """Forget the token, stem and schema caches, so that a benchmark's next run starts cold."""
+    rouge_tokens.cache_clear()
+    _stem_word.cache_clear()
+    _VALIDATORS.clear()
+
+
 def schema_validator(schema: dict[str, Any]) -> Any:
     """A jsonschema validator for the schema's own draft, checked and compiled once per schema."""
     key = json.dumps(schema, sort_keys=True)

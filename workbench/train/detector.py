@@ -31,7 +31,8 @@ class Verdict:
 OK = Verdict("ok")
 
 
-def _series(records: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+def series(records: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    """(step, value) of one metric in logged order, for records that have both; NaN and inf are kept."""
     out = []
     for r in records:
         value = as_float(r.get(key))
@@ -63,10 +64,10 @@ def diagnose(
 
 def _divergence(records: list[dict[str, Any]], explode_factor: float) -> Verdict:
     for key in ("loss", "eval_loss", "grad_norm"):
-        for step, value in _series(records, key):
+        for step, value in series(records, key):
             if not math.isfinite(value):
                 return Verdict("diverged", step, step, f"{key} became {value} at step {step}")
-    train = _series(records, "loss")
+    train = series(records, "loss")
     if len(train) >= 4:
         base = median(v for _, v in train[:3])
         step, last = train[-1]
@@ -91,7 +92,7 @@ def _slope(points: list[tuple[int, float]]) -> float:
 
 
 def _overfitting(records: list[dict[str, Any]], patience: int, min_rise: float) -> Verdict:
-    evals = _series(records, "eval_loss")
+    evals = series(records, "eval_loss")
     if len(evals) < patience + 1:
         return OK
     best_i = min(range(len(evals)), key=lambda i: evals[i][1])
@@ -102,7 +103,7 @@ def _overfitting(records: list[dict[str, Any]], patience: int, min_rise: float) 
     step, last = evals[-1]
     if last < best * (1 + min_rise) or _slope(since_best) <= 0:
         return OK
-    train = _series(records, "loss")
+    train = series(records, "loss")
     before = [v for s, v in train if s <= best_step][-3:]
     since = [v for s, v in train if s > best_step]
     if not before or not since or sum(since) / len(since) >= sum(before) / len(before):
