@@ -509,24 +509,27 @@ class ConfigPane(LoadsWhenShown, Vertical):
         self.app.push_screen(ChoiceScreen("Export this config", options), done)
 
     def _export(self, kind: str, target: str) -> None:
-        from workbench.config import export
-
         assert self.config is not None
         path = Path(target) if Path(target).is_absolute() else self.workspace / target
+        self._set_status(f"exporting to {path.name}…")
+        self._write_export(self.config, kind, path)
+
+    @work(thread=True, exclusive=True, group="config-export", exit_on_error=False)
+    def _write_export(self, config: RunConfig, kind: str, path: Path) -> None:
+        """In a worker: the export counts the dataset, and converts the bundled model on first use."""
+        from workbench.config.export import export_as
+
         try:
-            if kind == "yaml":
-                text, extra = export.to_yaml(self.config), ""
-            elif kind == "trl":
-                trl = export.to_trl_config(self.config)
-                text, extra = trl.yaml_text, f" Run: {trl.command.replace('FILE', str(path))}"
-            else:
-                text, extra = export.to_python_script(self.config), f" Run: python {path}"
+            text, command, _ = export_as(config, kind)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            path.write_text(text, encoding="utf-8")
         except (WorkbenchError, OSError) as exc:
-            self.notify(f"Not exported: {exc}", severity="error", timeout=10)
+            self.app.call_from_thread(self.notify, f"Not exported: {exc}", severity="error", timeout=10)
+            self.app.call_from_thread(self._set_status, "")
             return
-        self.notify(f"Wrote {path}.{extra}", timeout=10)
+        extra = f" Run: {command.replace('FILE', str(path))}" if command else ""
+        self.app.call_from_thread(self.notify, f"Wrote {path}.{extra}", timeout=10)
+        self.app.call_from_thread(self._set_status, "")
 
     def action_probe(self) -> None:
         if self.config is None:

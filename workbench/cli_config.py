@@ -45,31 +45,11 @@ def _load(path: str) -> Any:
 # --- export -------------------------------------------------------------------------
 
 
-def export_text(config: Any, kind: str) -> tuple[str, str | None, int | None]:
-    """The exported text, the command that runs it (``FILE`` for its path) and the training examples counted.
-
-    ``yaml`` is the config with every path made absolute (as a run directory
-    records it), so the file works wherever it is written; ``trl`` and
-    ``script`` get the dataset size, which pins the eval interval to the
-    workbench's exact step.
-    """
-    from workbench.config import export
-    from workbench.config.check import count_training_examples
-
-    if kind == "yaml":
-        from workbench.train.runner import resolved_copy
-
-        return export.to_yaml(resolved_copy(config)), "workbench train FILE", None
-    n_train = count_training_examples(config)
-    if kind == "trl":
-        trl = export.to_trl_config(config, n_train=n_train)
-        return trl.yaml_text, trl.command, n_train
-    return export.to_python_script(config, n_train=n_train), "python FILE", n_train
-
-
 def cmd_export(args: argparse.Namespace) -> int:
+    from workbench.config.export import export_as
+
     config = _load(args.config)
-    text, command, n_train = export_text(config, args.to)
+    text, command, n_train = export_as(config, args.to)
     path = None
     if args.output:
         path = Path(args.output)

@@ -541,3 +541,24 @@ def _comment(text: str) -> str:
     """YAML comment lines, wrapped."""
     lines = textwrap.wrap(text, width=110, subsequent_indent="  ") or [""]
     return "".join(f"# {line}\n" for line in lines)
+
+
+def export_as(config: RunConfig, kind: str) -> tuple[str, str | None, int | None]:
+    """The exported text, the command that runs it (``FILE`` for its path) and the training examples counted.
+
+    ``yaml`` is the config with every path made absolute (as a run directory
+    records it), so the file works wherever it is written; ``trl`` and
+    ``script`` get the dataset size, which pins the eval interval to the
+    workbench's exact step.
+    """
+    from workbench.config.check import count_training_examples
+
+    if kind == "yaml":
+        from workbench.train.runner import resolved_copy  # the runner imports this module: import here
+
+        return to_yaml(resolved_copy(config)), "workbench train FILE", None
+    n_train = count_training_examples(config)
+    if kind == "trl":
+        trl = to_trl_config(config, n_train=n_train)
+        return trl.yaml_text, trl.command, n_train
+    return to_python_script(config, n_train=n_train), "python FILE", n_train
