@@ -99,7 +99,7 @@ def test_too_few_or_no_variation_is_said_not_scored():
 
 
 def single(example_id, model, score, **items) -> SingleVerdict:
-    return SingleVerdict(example_id, model, score, items)
+    return SingleVerdict(example_id=example_id, model=model, score=score, item_scores=items)
 
 
 def test_agreement_by_item_matches_verdicts_to_ratings():
@@ -121,7 +121,10 @@ def test_agreement_by_item_matches_verdicts_to_ratings():
 
 
 def test_agreement_by_item_with_overall_ratings_only_and_pass_fail():
-    verdicts = [SingleVerdict(f"e{i}", "m", x, {"correctness": x}, scale="pass/fail") for i, x in enumerate(JUDGE_PF)]
+    verdicts = [
+        SingleVerdict(example_id=f"e{i}", model="m", score=x, item_scores={"correctness": x}, scale="pass/fail")
+        for i, x in enumerate(JUDGE_PF)
+    ]
     ratings = [{"id": f"e{i}", "model": "m", "score": ["fail", "pass"][y]} for i, y in enumerate(HUMAN_PF)]
     by_item = agreement_by_item(verdicts, ratings)
     assert list(by_item) == ["overall"] and by_item["overall"].kappa == pytest.approx(0.28 / 0.48)
@@ -140,13 +143,17 @@ def test_out_of_scale_human_scores_are_left_out():
 def test_pairwise_agreement_compares_by_model_not_place():
     verdicts, ratings = [], []
     for i, (judge, human) in enumerate(zip(JUDGE_AB, HUMAN_AB, strict=True)):
-        verdicts.append(PairVerdict(i, "base", "lora", judge, judge, judge))
+        verdicts.append(
+            PairVerdict(example_id=i, model_a="base", model_b="lora", winner=judge, first=judge, second=judge)
+        )
         if i % 2:  # this person saw the pair the other way round: their "a" is lora
             human = {"a": "b", "b": "a"}.get(human, human)
             ratings.append({"id": i, "pair": ["lora", "base"], "choice": human, "note": ""})
         else:
             ratings.append({"id": i, "pair": ["base", "lora"], "choice": human})
-    verdicts.append(PairVerdict(6, "base", "lora", None, None, "a"))  # unparsed: left out
+    verdicts.append(
+        PairVerdict(example_id=6, model_a="base", model_b="lora", winner=None, first=None, second="a")
+    )  # unparsed: left out
     ratings.append({"id": 6, "pair": ["base", "lora"], "choice": "a"})
     ratings.append({"id": 7, "pair": ["base", "lora"], "choice": None})  # not rated yet
     agreement = pairwise_agreement(verdicts, ratings)

@@ -184,10 +184,30 @@ def test_cancel_returns_the_verdicts_done():
 
 def test_verdicts_round_trip_through_json():
     (single,) = judge_single(llm(grade(4, "ok", correctness=5)), [case("ex-1", "x")])
-    assert SingleVerdict.from_dict(json.loads(json.dumps(single.to_dict()))) == single
+    assert SingleVerdict.model_validate(json.loads(json.dumps(single.model_dump(mode="json")))) == single
     (pair,) = judge_pairwise(llm('{"winner": "A", "reason": "shorter"}'), [(case(1, "x"), case(1, "y", "lora"))])
-    data = json.loads(json.dumps(pair.to_dict()))
-    assert data["consistent"] is False and PairVerdict.from_dict(data) == pair
+    data = json.loads(json.dumps(pair.model_dump(mode="json")))
+    assert data["consistent"] is False and PairVerdict.model_validate(data) == pair
+
+
+# judge.jsonl records as earlier versions wrote them (the dataclasses' hand-written to_dict)
+OLD_SINGLE = (
+    '{"example_id": 3, "model": "base", "score": 4, "item_scores": {"correct": 4}, "reasons": "ok", "raw": "{...}", '
+    '"scale": "1-5", "unparsed": false, "usage": {"calls": 1, "cached_calls": 0, "prompt_tokens": 10, '
+    '"completion_tokens": 5, "cost_usd": 0.001, "unpriced_calls": 0, "total_tokens": 15, "cost_known": true}}'
+)
+OLD_PAIR = (
+    '{"example_id": "q", "model_a": "base", "model_b": "lora", "winner": null, "first": null, "second": "b", '
+    '"reason_first": "", "reason_second": "", "raw_first": "", "raw_second": "", "consistent": false, '
+    '"usage": {"calls": 2, "cached_calls": 1, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, '
+    '"unpriced_calls": 1, "total_tokens": 0, "cost_known": false}}'
+)
+
+
+@pytest.mark.parametrize(("cls", "line"), [(SingleVerdict, OLD_SINGLE), (PairVerdict, OLD_PAIR)])
+def test_old_judge_records_read_back_and_are_written_byte_for_byte_the_same(cls, line):
+    verdict = cls.model_validate({"kind": "x", "judge": "m", "sha": "s", **json.loads(line)})
+    assert json.dumps(verdict.model_dump(mode="json"), ensure_ascii=False) == line
 
 
 # -- pairwise: the swap -------------------------------------------------------

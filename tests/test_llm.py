@@ -85,7 +85,7 @@ def test_a_model_without_a_price_has_unknown_cost():
     reply = llm.complete(HELLO)
     assert reply.cost_usd is None
     assert llm.usage.unpriced_calls == 1 and not llm.usage.cost_known
-    assert llm.usage.to_dict()["cost_known"] is False
+    assert llm.usage.model_dump()["cost_known"] is False
 
 
 def test_params_override_the_defaults_and_go_to_litellm():

@@ -28,6 +28,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from pydantic import BaseModel, computed_field
+
 from workbench.errors import WorkbenchError
 from workbench.fileio import atomic_write_text
 
@@ -89,14 +91,14 @@ class Reply:
         return self.finish_reason == "length"
 
 
-@dataclass
-class Usage:
+class Usage(BaseModel):
     """Totals over calls: what was asked and what it cost.
 
     ``calls`` counts every answered request, ``cached_calls`` those answered
     from the cache; tokens and cost count only live calls (a cached answer is
     free). ``unpriced_calls`` counts live calls whose price litellm does not
-    know, so a UI can show the cost as a lower bound.
+    know, so a UI can show the cost as a lower bound. ``model_dump()`` adds
+    ``total_tokens`` and ``cost_known``; reading a dump ignores them.
     """
 
     calls: int = 0
@@ -106,10 +108,12 @@ class Usage:
     cost_usd: float = 0.0
     unpriced_calls: int = 0
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def cost_known(self) -> bool:
         """False when some live call had no known price (``cost_usd`` is then a lower bound)."""
@@ -141,9 +145,6 @@ class Usage:
             if reply is not None:
                 usage.add(reply)
         return usage
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "total_tokens": self.total_tokens, "cost_known": self.cost_known}
 
 
 class LLM:
@@ -193,7 +194,7 @@ class LLM:
     def usage(self) -> Usage:
         """A snapshot of the totals since this client was made."""
         with self._lock:
-            return Usage(**asdict(self._usage))
+            return self._usage.model_copy()
 
     # -- one call ---------------------------------------------------------
 

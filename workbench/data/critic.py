@@ -19,7 +19,7 @@ import random
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from workbench.data.findings import DataFinding
@@ -108,15 +108,7 @@ class Verdict:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "score": self.score,
-            "criteria": dict(self.criteria),
-            "reason": self.reason,
-            "raw": self.raw,
-            "cached": self.cached,
-            "unparsed": self.unparsed,
-        }
+        return {**asdict(self), "unparsed": self.unparsed}
 
 
 @dataclass
@@ -146,7 +138,7 @@ class CriticResult:
             "cancelled": self.cancelled,
             "requested": self.requested,
             "verdicts": [v.to_dict() for v in self.verdicts],
-            "usage": self.usage.to_dict(),
+            "usage": self.usage.model_dump(),
             "rubric": self.rubric,
         }
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from workbench.data.formats import Shape, describe, detect_conversational, validate_row
@@ -48,15 +48,6 @@ class Rejected:
     raw: str = ""
     """The whole reply, kept when nothing could be read from it."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seed": self.seed,
-            "kind": self.kind,
-            "reason": self.reason,
-            "candidate": self.candidate,
-            "raw": self.raw,
-        }
-
 
 @dataclass
 class SynthResult:
@@ -76,8 +67,8 @@ class SynthResult:
             "cancelled": self.cancelled,
             "requested": self.requested,
             "rows": [{"seed": r.seed, "row": r.row} for r in self.rows],
-            "rejected": [r.to_dict() for r in self.rejected],
-            "usage": self.usage.to_dict(),
+            "rejected": [asdict(r) for r in self.rejected],
+            "usage": self.usage.model_dump(),
         }
 
 

@@ -21,8 +21,10 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, computed_field, model_serializer
 
 from workbench.data.critic import parse_verdict, reply_format
 from workbench.errors import WorkbenchError
@@ -135,27 +137,17 @@ class JudgeCase:
 # -- verdicts ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SingleVerdict:
-    """The judge's grade of one model's answer to one example."""
+class _Verdict(BaseModel):
+    """What both kinds of verdict share: a frozen record, what it cost, and its judge.jsonl form.
 
-    example_id: ExampleId
-    model: str
-    score: int | None
-    """1 to 5, or 1 (pass) / 0 (fail); None when the reply could not be read."""
-    item_scores: dict[str, int] = field(default_factory=dict)
-    """A score per rubric item, on the same scale, as far as the reply gave them."""
-    reasons: str = ""
-    """The judge's reason; for an unparsed verdict, why the reply could not be read."""
-    raw: str = ""
-    """The reply as the judge wrote it (clipped to :data:`RAW_CHARS`)."""
-    scale: str = "1-5"
-    usage: Usage = field(default_factory=Usage)
-    """What the call cost this time (nothing when answered from the cache)."""
+    ``model_dump(mode="json")`` writes a judge.jsonl record (with the computed
+    fields, ``usage`` last); ``model_validate`` reads one back, old records too.
+    """
 
-    @property
-    def unparsed(self) -> bool:
-        return self.score is None
+    model_config = ConfigDict(frozen=True)
+
+    usage: Usage = Field(default_factory=Usage)
+    """What the call(s) cost this time (nothing when answered from the cache)."""
 
     @property
     def tokens(self) -> int:
@@ -166,35 +158,35 @@ class SingleVerdict:
         """None when the judge model's price is unknown."""
         return self.usage.cost_usd if self.usage.cost_known else None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "example_id": self.example_id,
-            "model": self.model,
-            "score": self.score,
-            "item_scores": dict(self.item_scores),
-            "reasons": self.reasons,
-            "raw": self.raw,
-            "scale": self.scale,
-            "unparsed": self.unparsed,
-            "usage": self.usage.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SingleVerdict:
-        return cls(
-            example_id=data["example_id"],
-            model=str(data["model"]),
-            score=data.get("score"),
-            item_scores=dict(data.get("item_scores") or {}),
-            reasons=str(data.get("reasons", "")),
-            raw=str(data.get("raw", "")),
-            scale=str(data.get("scale", "1-5")),
-            usage=_usage(data.get("usage")),
-        )
+    @model_serializer(mode="wrap")
+    def _usage_last(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        data["usage"] = data.pop("usage")  # where judge.jsonl has always had it
+        return data
 
 
-@dataclass(frozen=True)
-class PairVerdict:
+class SingleVerdict(_Verdict):
+    """The judge's grade of one model's answer to one example."""
+
+    example_id: ExampleId
+    model: str
+    score: int | None
+    """1 to 5, or 1 (pass) / 0 (fail); None when the reply could not be read."""
+    item_scores: dict[str, int] = Field(default_factory=dict)
+    """A score per rubric item, on the same scale, as far as the reply gave them."""
+    reasons: str = ""
+    """The judge's reason; for an unparsed verdict, why the reply could not be read."""
+    raw: str = ""
+    """The reply as the judge wrote it (clipped to :data:`RAW_CHARS`)."""
+    scale: str = "1-5"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def unparsed(self) -> bool:
+        return self.score is None
+
+
+class PairVerdict(_Verdict):
     """The judge's choice between two models' answers to one example, asked in both orders.
 
     ``first`` and ``second`` are the two rounds' answers in terms of the
@@ -202,7 +194,7 @@ class PairVerdict:
     is their common answer; when they differ the judge followed the order,
     not the answers, and the winner is ``tie``. When either round could not be
     read the winner is None (unparsed): one order alone cannot rule out
-    position bias.
+    position bias. ``usage`` is both calls together.
     """
 
     example_id: ExampleId
@@ -218,13 +210,12 @@ class PairVerdict:
     reason_second: str = ""
     raw_first: str = ""
     raw_second: str = ""
-    usage: Usage = field(default_factory=Usage)
-    """Both calls together."""
 
     @property
     def unparsed(self) -> bool:
         return self.winner is None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def consistent(self) -> bool:
         """Both rounds read and agreeing: no sign of position bias."""
@@ -244,29 +235,12 @@ class PairVerdict:
     def reasons(self) -> str:
         return f"[{self.model_a} first] {self.reason_first} | [{self.model_b} first] {self.reason_second}"
 
-    @property
-    def tokens(self) -> int:
-        return self.usage.total_tokens
-
-    @property
-    def cost_usd(self) -> float | None:
-        return self.usage.cost_usd if self.usage.cost_known else None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "usage"}
-        return {**data, "consistent": self.consistent, "usage": self.usage.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PairVerdict:
-        names = {f.name for f in fields(cls)} - {"usage"}
-        return cls(**{k: v for k, v in data.items() if k in names}, usage=_usage(data.get("usage")))
-
 
 def usage_of(verdicts: Iterable[SingleVerdict | PairVerdict]) -> Usage:
     """What some verdicts cost together."""
     total = Usage()
     for verdict in verdicts:
-        for name in asdict(total):
+        for name in Usage.model_fields:
             setattr(total, name, getattr(total, name) + getattr(verdict.usage, name))
     return total
 
@@ -339,7 +313,16 @@ def parse_single(
         score, items, reason = read.score, dict(read.criteria), read.reason
     if score is None and truncated:
         reason += " (the reply was cut off at max_tokens)"
-    return SingleVerdict(example_id, model, score, items, reason, _clip(text), rubric.scale, usage or Usage())
+    return SingleVerdict(
+        example_id=example_id,
+        model=model,
+        score=score,
+        item_scores=items,
+        reasons=reason,
+        raw=_clip(text),
+        scale=rubric.scale,
+        usage=usage or Usage(),
+    )
 
 
 # -- pairwise ----------------------------------------------------------------
@@ -379,14 +362,14 @@ def judge_pairwise(
         if n not in rounds:
             verdicts.append(
                 PairVerdict(
-                    a.example_id,
-                    a.model,
-                    b.model,
-                    "tie",
-                    "tie",
-                    "tie",
-                    "the two answers are identical",
-                    "the two answers are identical",
+                    example_id=a.example_id,
+                    model_a=a.model,
+                    model_b=b.model,
+                    winner="tie",
+                    first="tie",
+                    second="tie",
+                    reason_first="the two answers are identical",
+                    reason_second="the two answers are identical",
                 )
             )
         else:
@@ -448,17 +431,17 @@ def _pair(a: JudgeCase, b: JudgeCase, first: Reply, second: Reply) -> PairVerdic
     two = {"a": "b", "b": "a"}.get(two or "", two)  # model_b stood in place A in the second round
     winner = None if one is None or two is None else one if one == two else "tie"
     return PairVerdict(
-        a.example_id,
-        a.model,
-        b.model,
-        winner,
-        one,
-        two,
-        reason_one,
-        reason_two,
-        _clip(first.text),
-        _clip(second.text),
-        Usage.of([first, second]),
+        example_id=a.example_id,
+        model_a=a.model,
+        model_b=b.model,
+        winner=winner,
+        first=one,
+        second=two,
+        reason_first=reason_one,
+        reason_second=reason_two,
+        raw_first=_clip(first.text),
+        raw_second=_clip(second.text),
+        usage=Usage.of([first, second]),
     )
 
 
@@ -484,12 +467,6 @@ def _answer(text: str) -> str:
 
 def _clip(text: str, limit: int = RAW_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + " [...]"
-
-
-def _usage(data: Any) -> Usage:
-    if not isinstance(data, Mapping):
-        return Usage()
-    return Usage(**{f.name: data[f.name] for f in fields(Usage) if f.name in data})
 
 
 def _objects(text: str) -> list[dict[str, Any]]:

@@ -82,12 +82,12 @@ def load_verdicts(ev: EvalDir, predictions: Mapping[Key, Mapping[str, Any]] | No
     for record in read_jsonl(judge_path(ev))[0]:
         try:
             if record.get("kind") == "single":
-                v = SingleVerdict.from_dict(record)
+                v = SingleVerdict.model_validate(record)
                 key = (v.model, str(v.example_id))
                 if shas.get(key) == record.get("sha"):
                     single[key] = v
             elif record.get("kind") == "pair":
-                p = PairVerdict.from_dict(record)
+                p = PairVerdict.model_validate(record)
                 ex = str(p.example_id)
                 if [shas.get((p.model_a, ex)), shas.get((p.model_b, ex))] == record.get("sha"):
                     pairs[(ex, p.model_a, p.model_b)] = p
@@ -134,7 +134,12 @@ def judge_eval(
     for v in verdicts:
         append_jsonl(
             judge_path(ev),
-            {"kind": "single", "judge": llm.model, "sha": _sha(graded[(v.model, str(v.example_id))]), **v.to_dict()},
+            {
+                "kind": "single",
+                "judge": llm.model,
+                "sha": _sha(graded[(v.model, str(v.example_id))]),
+                **v.model_dump(mode="json"),
+            },
         )
     return verdicts
 
@@ -172,7 +177,8 @@ def judge_pairs(
     for v in verdicts:
         out_a, out_b = shown[str(v.example_id)]
         append_jsonl(
-            judge_path(ev), {"kind": "pair", "judge": llm.model, "sha": [_sha(out_a), _sha(out_b)], **v.to_dict()}
+            judge_path(ev),
+            {"kind": "pair", "judge": llm.model, "sha": [_sha(out_a), _sha(out_b)], **v.model_dump(mode="json")},
         )
     return verdicts
 

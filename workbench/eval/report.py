@@ -99,7 +99,7 @@ def report_data(results: Results, curves: list[Curve] | None = None) -> dict[str
             "rubric": results.rubric.to_dict(),
             "verdicts": len(results.verdicts.single),
             "pairs": len(results.verdicts.pairs),
-            "usage": results.verdicts.usage.to_dict(),
+            "usage": results.verdicts.usage.model_dump(),
             "agreement": agreement,
         },
         "checkpoints": [
