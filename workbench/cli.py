@@ -477,10 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list runs with state, step, best eval loss and age")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
+    from workbench.cli_advise import add_advise_commands
     from workbench.cli_config import add_config_commands
     from workbench.cli_eval import add_eval_commands
 
     add_config_commands(sub)
+    add_advise_commands(sub)
     add_eval_commands(sub)
     return parser
 
