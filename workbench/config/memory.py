@@ -189,7 +189,7 @@ class MemoryEstimate:
     seq_len: int
     rows: int
     """Sequences in one micro-batch (DPO: chosen and rejected of each pair)."""
-    device: str = "cuda"
+    device: Literal["cuda", "cpu"] = "cuda"
     gpus: int = 1
     notes: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
@@ -512,7 +512,7 @@ def _transients(s: _Spec, fused: bool) -> list[MemoryItem]:
     one_layer = s.tokens * per_layer
     once = s.tokens * _final_norm(s) + _mask_square(s) + _lora_weight_cache(s)  # + the boolean mask, built once
     if t.gradient_checkpointing:
-        kept = s.tokens * f.num_layers * s.prec.weight * f.hidden_size + once
+        kept: float = s.tokens * f.num_layers * s.prec.weight * f.hidden_size + once
         how = f"checkpointing keeps each layer's input ({s.prec.weight}h B per token) × {f.num_layers} layers"
         backward, again = 2 * one_layer, "one layer recomputed and its backward"
     else:
@@ -627,7 +627,7 @@ def _logits(s: _Spec, fused: bool) -> float:
     if not fused:
         return n * v * (d + 4 + 4)
     rows, cols = min(n, LOGPROB_TILE[0]), min(v, LOGPROB_TILE[1])
-    tiles = rows * LOGPROB_TILE[1] * d  # the tile buffer is allocated full width
+    tiles: float = rows * LOGPROB_TILE[1] * d  # the tile buffer is allocated full width
     if not s.cuda:
         tiles += _TILE_TEMPORARIES_CPU * rows * cols * 4
     chunk = cols * h * d if w != d else 0  # the head's weight, cast chunk by chunk

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -119,6 +119,10 @@ class RunConfig(_Section):
     # Where relative data paths are resolved from; set by load_config, not written out.
     base_dir: Path | None = Field(None, exclude=True, description="directory relative paths are resolved against")
 
+    @overload
+    def resolve(self, path: str) -> Path: ...
+    @overload
+    def resolve(self, path: None) -> None: ...
     def resolve(self, path: str | None) -> Path | None:
         """A data path from the config, resolved against the config's directory."""
         if path is None:

@@ -65,7 +65,7 @@ def resolve_precision(precision: str, hardware: Hardware) -> Precision:
         return "bf16" if hardware.cuda and hardware.bf16 else ("fp16" if hardware.cuda else "fp32")
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}")
-    return precision  # type: ignore[return-value]
+    return precision
 
 
 def machine_precision(precision: str) -> Precision:

@@ -154,7 +154,7 @@ def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
         raise DataError("the train ratio must be above 0")
     if not math.isclose(sum(values), 1.0, abs_tol=1e-6):
         raise DataError(f"split ratios must add up to 1, got {' + '.join(map(str, values))} = {sum(values):g}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def _counts(n: int, ratios: tuple[float, float, float]) -> list[int]:

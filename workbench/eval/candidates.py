@@ -274,7 +274,7 @@ def _prompts_and_references(
         ]
     if shape in (Shape.PREFERENCE, Shape.IMPLICIT_PREFERENCE):
         return [(r["prompt"], _text(r["chosen"])) for r in normalize(rows, shape, "dpo")]
-    out = []
+    out: list[tuple[list[dict[str, Any]], str | None]] = []
     for row in normalize(rows, shape, "sft"):
         if "text" in row:
             raise DataError(

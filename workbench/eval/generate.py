@@ -104,7 +104,7 @@ def load_model(ref: ModelRef, *, merge: bool = True) -> tuple[Any, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # peft calls a transformers method deprecated in v5
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=trust_remote_code)
-            model = AutoModelForCausalLM.from_pretrained(
+            model: Any = AutoModelForCausalLM.from_pretrained(
                 model_dir,
                 dtype=dtype,
                 trust_remote_code=trust_remote_code,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -217,7 +218,7 @@ def markdown(results: Results, data: dict[str, Any], curves: list[Curve]) -> str
 def _svg_chart(curve: Curve, width: int = 520, height: int = 180) -> str:
     """A small SVG line chart: the metric (green) and the eval loss (orange, own scale) by step."""
 
-    def line(points: list[tuple[float, float]], color: str) -> str:
+    def line(points: Sequence[tuple[float, float]], color: str) -> str:
         if len(points) < 1:
             return ""
         xs, ys = [p[0] for p in points], [p[1] for p in points]

@@ -241,8 +241,9 @@ class Results:
         if name == "failures":
             return any(self.fails(c) for c in row.cells.values())
         if name == "unrated":
+            rating = self.ratings.get(row.id)
             return all(c.human is None for c in row.cells.values() if c.output is not None) and not (
-                self.ratings.get(row.id) and self.ratings.get(row.id).choices
+                rating and rating.choices
             )
         return True
 

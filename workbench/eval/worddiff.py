@@ -31,11 +31,11 @@ def word_diff(reference: str, output: str) -> list[tuple[str, str]]:
             added = "".join(out[j1:j2])
             segments.append(("added" if added.strip() else "same", added))
     merged: list[tuple[str, str]] = []
-    for op, text in segments:
-        if merged and merged[-1][0] == op:
-            merged[-1] = (op, merged[-1][1] + text)
+    for kind, text in segments:
+        if merged and merged[-1][0] == kind:
+            merged[-1] = (kind, merged[-1][1] + text)
         elif text:
-            merged.append((op, text))
+            merged.append((kind, text))
     return merged
 
 

@@ -58,7 +58,7 @@ def prepare_data(config: RunConfig) -> PreparedData:
     train, shape, bad = _load(config, train_path, "training")
     notes: list[str] = []
     if config.data.val:
-        val, _, bad_val = _load(config, config.resolve(config.data.val), "validation")  # type: ignore[arg-type]
+        val, _, bad_val = _load(config, config.resolve(config.data.val), "validation")
         bad += bad_val
     elif config.data.val_ratio > 0:
         split = split_rows(
@@ -82,7 +82,7 @@ def prepare_data(config: RunConfig) -> PreparedData:
         val = val[: config.data.max_eval_examples]
     test: list[dict[str, Any]] = []
     if config.data.test:
-        test, _, bad_test = _load(config, config.resolve(config.data.test), "test")  # type: ignore[arg-type]
+        test, _, bad_test = _load(config, config.resolve(config.data.test), "test")
         bad += bad_test
     if bad:
         notes.append(f"skipped {len(bad)} bad rows (skip_bad_rows is on)")

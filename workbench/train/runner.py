@@ -28,7 +28,7 @@ def resolved_copy(config: RunConfig) -> RunConfig:
     """The config with every path made absolute, as the run directory records it."""
     data = config.data.model_copy(
         update={
-            name: str(config.resolve(getattr(config.data, name)).resolve())  # type: ignore[union-attr]
+            name: str(config.resolve(getattr(config.data, name)).resolve())
             for name in ("train", "val", "test")
             if getattr(config.data, name)
         }

@@ -106,6 +106,8 @@ def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, A
     )
     common.update(PROCESS_ARGUMENTS, use_cpu=not torch.cuda.is_available())
     callbacks = [callback]
+    args: Any
+    trainer: Any  # an SFTTrainer or a DPOTrainer
     if e.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=e.early_stopping_patience))
     if config.method == "dpo":
