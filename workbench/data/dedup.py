@@ -118,7 +118,12 @@ class Match:
     """The twin's split (leakage only)."""
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"index": self.index, "similarity": round(self.similarity, 4), "twin": self.twin, "exact": self.exact}
+        out: dict[str, Any] = {
+            "index": self.index,
+            "similarity": round(self.similarity, 4),
+            "twin": self.twin,
+            "exact": self.exact,
+        }
         if self.split is not None:
             out.update(split=self.split, twin_split=self.twin_split)
         return out

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -111,8 +112,11 @@ def shingle_arrays(words: Sequence[list[str]], k: int, cache: dict[str, int]) ->
 # -- LSH parameters ------------------------------------------------------------------
 
 
-def detection_probability(similarity: float | np.ndarray, bands: int, rows: int) -> float | np.ndarray:
-    """The chance that two sets of this Jaccard share at least one LSH bucket: ``1 - (1 - s^r)^b``."""
+def detection_probability(similarity: Any, bands: Any, rows: Any) -> Any:
+    """The chance that two sets of this Jaccard share at least one LSH bucket: ``1 - (1 - s^r)^b``.
+
+    Scalars or numpy arrays (broadcast), for one (b, r) or a grid of them.
+    """
     return 1.0 - (1.0 - np.power(similarity, rows)) ** bands
 
 

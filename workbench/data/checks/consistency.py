@@ -250,7 +250,7 @@ def _format_label(ex: Example) -> str:
 
 def _json_format(examples: Sequence[Example], out: _Collector) -> list[Example]:
     """Invalid JSON among mostly-JSON answers; returns the answers that are JSON objects."""
-    labels = {ex.index: (_format_label(ex),) for ex in examples}
+    labels: Labels = {ex.index: (_format_label(ex),) for ex in examples}
     majority = out.vote("output format", labels, "answers")
     if majority is not None and majority[0] in (_JSON, _FENCED):
         top, share = majority
@@ -296,7 +296,7 @@ def _keys(keys: Sequence[str]) -> str:
 
 
 def _json_keys(examples: Sequence[Example], out: _Collector) -> None:
-    key_sets = {ex.index: (_keys(sorted(ex.parsed)),) for ex in examples}
+    key_sets: Labels = {ex.index: (_keys(sorted(ex.parsed)),) for ex in examples}
     majority = out.vote("JSON keys", key_sets, "JSON object answers")
     if majority is None:
         return
@@ -320,7 +320,7 @@ def _json_keys(examples: Sequence[Example], out: _Collector) -> None:
             "Use the same keys as the other answers: a model learns one schema.",
         )
     same_set = [ex for ex in examples if key_sets[ex.index][0] == top]
-    orders = {ex.index: (_keys(list(ex.parsed)),) for ex in same_set}
+    orders: Labels = {ex.index: (_keys(list(ex.parsed)),) for ex in same_set}
     majority = out.vote("JSON key order", orders, "answers with the usual keys")
     if majority is None:
         return
@@ -389,7 +389,7 @@ def _style(
     out: _Collector, name: str, scope: str, texts: dict[int, tuple[Example, str]], label: Callable[[str], str | None]
 ) -> None:
     """Vote on one style (``label``) over one kind of text: answers, or the values of one JSON key."""
-    labels = {i: (lab,) for i, (_, text) in texts.items() if (lab := label(text)) is not None}
+    labels: Labels = {i: (lab,) for i, (_, text) in texts.items() if (lab := label(text)) is not None}
     what = "the answer" if scope == "answer" else scope
     majority = out.vote(
         f"{scope} {name}" if scope != "answer" else name, labels, "answers" if scope == "answer" else f"{scope} values"
@@ -420,7 +420,7 @@ def _marker(text: str) -> str | None:
 
 def _list_style(examples: Sequence[Example], out: _Collector) -> None:
     lists = {ex.index: (ex, ex.response_text) for ex in examples if ex.format == "list"}
-    labels = {i: (f"'{m}' items",) for i, (_, text) in lists.items() if (m := _marker(text))}
+    labels: Labels = {i: (f"'{m}' items",) for i, (_, text) in lists.items() if (m := _marker(text))}
     majority = out.vote("list markers", labels, "list answers")
     if majority is None:
         return

@@ -187,6 +187,7 @@ class Example:
         """Whether the conversation must end on an answer to train on."""
         self.response_text = self.view.response_text
         self.has_response = bool(self.view.response)
+        self.parsed: Any
         self.format, self.parsed = classify_output(self.response_text) if self.has_response else ("none", None)
         self.prompt_text = self.view.prompt_text
         """The user-side text (no system prompt)."""

@@ -134,10 +134,10 @@ def detect(text: str, tokens: Sequence[str] | None = None) -> str | None:
     if len(tokens) < MIN_WORDS:
         return None
     counts = Counter(tokens)
-    scores: Counter[str] = Counter()
+    scores: dict[str, float] = {}
     for token in STOPWORDS.intersection(counts):
         for lang, weight in _WEIGHTS[token]:
-            scores[lang] += weight * counts[token]
+            scores[lang] = scores.get(lang, 0.0) + weight * counts[token]
     if not scores:
         return None
     best = max(scores, key=scores.__getitem__)
