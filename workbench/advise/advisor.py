@@ -292,7 +292,9 @@ def _why_not_sft(a: Answers) -> str:
             "the model does not yet answer in the right form."
         )
     if a.little_data:
-        return f"you have {a.label('data').lower()} examples; supervised fine-tuning wants hundreds to thousands."
+        have = a.label("data").lower()
+        have = "no" if have == "none" else have
+        return f"you have {have} labelled examples; supervised fine-tuning wants hundreds to thousands."
     return "possible with your data, but try prompting first: if it is good enough, there is nothing to train."
 
 
