@@ -271,3 +271,140 @@ def test_query_filters_and_sorts(tmp_path: Path):
         findings = {4: [DataFinding(4, "empty_output", "error", "x")], 1: [DataFinding(1, "pii", "warning", "y")]}
         assert [e.id for e in ds.query(check="any", findings=findings, sort="findings")] == [4, 1]
         assert [e.id for e in ds.query(check="pii", findings=findings)] == [1]
+
+
+def test_csv_with_bytes_that_are_not_utf8_saves_and_keeps_them(tmp_path: Path):
+    # Failed before the fix: saving raised UnicodeEncodeError (the kept lines held surrogateescape'd bytes).
+    path = tmp_path / "d.csv"
+    head = b"prompt,completion\n" + b"q0?,A0.\n"
+    bad_columns = b"caf\xe9,one,two\n"  # wrong column count and Latin-1
+    bad_bytes = b"q\xff?,A\xfe.\r\n"  # the right columns, but not UTF-8
+    path.write_bytes(head + bad_columns + b"q1?,A1.\n" + bad_bytes + b"q2?,A2.\n")
+    with open_dataset(path) as ds:
+        assert [k.line for k in ds.kept] == [3, 5]
+        ds.set_row(1, {"prompt": "q1?", "completion": "Edited."})
+        ds.save()
+    data = path.read_bytes()
+    assert bad_columns in data and bad_bytes in data  # byte for byte, line ending included
+    with open_dataset(path) as again:
+        assert [e.row["completion"] for e in again.visible()] == ["A0.", "Edited.", "A2."]
+        assert [k.line for k in again.kept] == [3, 5]
+
+
+def test_lone_surrogates_save_as_json_escapes_and_are_refused_where_the_type_cannot_hold_them(tmp_path: Path):
+    # A valid UTF-8 JSON file may spell a lone surrogate as an escape; it must save (it failed before).
+    path = tmp_path / "d.json"
+    path.write_text('[{"prompt": "a \\ud800 b", "completion": "x"}, {"prompt": "q", "completion": "\\udc80"}]')
+    with open_dataset(path) as ds:
+        assert len(ds) == 2 and not ds.kept  # an escape is not a byte that failed to decode
+        ds.set_row(0, {"prompt": "a \ud800 b", "completion": "edited"})
+        ds.save()
+    with open_dataset(path) as again:
+        assert [e.row for e in again.visible()] == [
+            {"prompt": "a \ud800 b", "completion": "edited"},
+            {"prompt": "q", "completion": "\udc80"},
+        ]
+    write_jsonl(tmp_path / "src.jsonl", rows(3))
+    for name, where in (("d.csv", "d.csv:3"), ("d.parquet", "d.parquet: row 1")):
+        target = tmp_path / name
+        with open_dataset(tmp_path / "src.jsonl") as src:
+            src.export(target, statuses=["pending"])
+        with open_dataset(target) as ds:
+            ds.set_row(1, {"prompt": "question 1?", "completion": "bad \udcff"})
+            before = target.read_bytes()
+            with pytest.raises(DataError, match=rf"{where}: field 'completion'.*surrogate"):
+                ds.save()
+            assert target.read_bytes() == before and not ds.original_path.exists()
+        with open_dataset(target) as again:  # the journal kept the edit
+            assert again.recovered == 1 and again.get(1).row["completion"] == "bad \udcff"
+            again.set_row(1, {"prompt": "question 1?", "completion": "fixed"})
+            again.save()
+
+
+def test_json_syntax_error_keeps_the_unread_rest_of_the_file(tmp_path: Path):
+    path = tmp_path / "d.json"
+    tail = b' {"prompt": "q2", "completion": "c2"}\n  {"prompt": broken\n]\n'
+    path.write_bytes(b'[\n  {"prompt": "q0", "completion": "c0"},\n  {"prompt": "q1", "completion": "c1"}' + tail)
+    with open_dataset(path) as ds:
+        assert len(ds) == 2 and len(ds.kept) == 1 and ds.kept[0].bad.tail
+        ds.set_row(1, {"prompt": "q1", "completion": "edited"})
+        ds.add([{"prompt": "new", "completion": "n"}])
+        ds.save()
+    assert path.read_bytes().endswith(tail)
+    with open_dataset(path) as again:
+        assert [e.row["completion"] for e in again.visible()] == ["c0", "edited", "n"]
+        assert again.kept[0].bad.raw_bytes == tail
+
+
+def test_json_rows_under_a_key_keep_the_rest_of_the_object(tmp_path: Path):
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps({"tags": ["a", "b"], "data": rows(2), "meta": {"v": 1}}, indent=2))
+    with open_dataset(path) as ds:
+        ds.set_row(0, {"prompt": "question 0?", "completion": "edited"})
+        ds.save()
+    saved = json.loads(path.read_text())
+    assert saved["tags"] == ["a", "b"] and saved["meta"] == {"v": 1}
+    assert saved["data"][0]["completion"] == "edited" and len(saved["data"]) == 2
+
+
+def test_csv_cells_with_a_carriage_return_or_blank_text_survive_a_save(tmp_path: Path):
+    path = tmp_path / "d.csv"
+    path.write_text("prompt,completion\nq0,c0\n")
+    with open_dataset(path) as ds:
+        ds.set_row(0, {"prompt": "line\rbreak", "completion": 'a, "quoted"\nanswer'})
+        ds.add([{"prompt": " ", "completion": "  "}])
+        ds.save()
+    with open_dataset(path) as again:
+        assert [e.row for e in again.visible()] == [
+            {"prompt": "line\rbreak", "completion": 'a, "quoted"\nanswer'},
+            {"prompt": " ", "completion": "  "},
+        ]
+        assert not again.kept
+
+
+def test_csv_error_keeps_the_unread_rest_and_odd_cells_are_refused(tmp_path: Path):
+    path = tmp_path / "d.csv"
+    rest = b"q1,c\r1\nq2,c2\n"  # a bare CR stops Python's csv reader
+    path.write_bytes(b"prompt,completion\nq0,c0\n" + rest)
+    with open_dataset(path) as ds:
+        assert len(ds) == 1 and ds.kept[0].bad.tail
+        ds.add([{"prompt": "new", "completion": "n"}])
+        ds.save()
+        assert path.read_bytes().endswith(rest)
+        ds.set_row(0, {"prompt": '["not", "messages"]', "completion": "c0"})
+        with pytest.raises(DataError, match=r"d.csv:2: field 'prompt'.*read back as list"):
+            ds.save()
+    with open_dataset(path) as again:
+        assert [e.row["prompt"] for e in again.visible()] == ['["not", "messages"]', "new"]
+
+
+def test_parquet_keeps_new_fields_and_rows_of_the_wrong_shape(tmp_path: Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "d.parquet"
+    data = [*rows(3), {"prompt": "no answer", "completion": None}]
+    pq.write_table(pa.Table.from_pylist(data), path)
+    with open_dataset(path) as ds:
+        assert len(ds) == 4 and ds.get(3).status == "flagged"
+        ds.set_row(1, {"prompt": "question 1?", "completion": "c", "source": "edited"})
+        ds.save()
+    with open_dataset(path) as again:
+        assert len(again) == 4 and again.get(3).row["prompt"] == "no answer"  # it used to vanish on save
+        assert again.get(1).row["source"] == "edited"  # from_pylist kept only the first row's keys
+
+
+def test_a_datasets_directory_refuses_to_save_and_keeps_the_edits(tmp_path: Path):
+    from datasets import Dataset
+
+    path = tmp_path / "ds"
+    Dataset.from_list(rows(3)).save_to_disk(str(path))
+    with open_dataset(path) as ds:
+        ds.set_row(1, {"prompt": "question 1?", "completion": "edited"})
+        ds.set_status([1], "accepted")
+        with pytest.raises(DataError, match="export"):
+            ds.save()
+    with open_dataset(path) as again:
+        assert again.recovered == 2 and again.get(1).row["completion"] == "edited"
+        assert again.export(tmp_path / "out.jsonl") == 1
+    assert json.loads((tmp_path / "out.jsonl").read_text())["completion"] == "edited"

@@ -38,7 +38,11 @@ class BadRow:
     unit: str = "line"
     """How the row is located: ``line``, ``item`` (JSON array/object) or ``row`` (Parquet, datasets)."""
     raw_bytes: bytes | None = None
-    """For JSONL, the exact bytes of the line, so a rewrite can keep it byte for byte."""
+    """The exact source bytes (JSONL, CSV, JSON), so a rewrite can keep the row byte for byte."""
+    tail: bool = False
+    """A syntax error stopped the reading here: ``raw_bytes`` is the rest of the file."""
+    value: Any = None
+    """The row as read, when it was read but does not fit the shape; None when it could not be read."""
 
     @property
     def location(self) -> str:
@@ -83,6 +87,10 @@ class LoadResult:
     bad_rows: list[BadRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """Things the reader decided that the user should know (e.g. JSONL named .json)."""
+    frame: tuple[bytes, bytes] | None = None
+    """JSON arrays: the bytes before and after the rows (see ``readers.Read.frame``)."""
+    columns: list[str] | None = None
+    """CSV: the header's column names."""
 
     @property
     def row_count(self) -> int:
@@ -124,7 +132,18 @@ def load_rows(
             conversational = detect_conversational(parsed, shape)
     except DataError as err:
         raise DataError(f"{name}: {err}") from None
-    result = LoadResult(path, found.file_type, shape, conversational, [], [], [], notes=list(found.notes))
+    result = LoadResult(
+        path,
+        found.file_type,
+        shape,
+        conversational,
+        [],
+        [],
+        [],
+        notes=list(found.notes),
+        frame=found.frame,
+        columns=found.columns,
+    )
     for record in found.records:
         problems = [(None, record.error)] if record.error else validate_row(record.value, shape, conversational)
         if problems:
@@ -141,7 +160,19 @@ def load_rows(
 
 
 def _bad(name: str, found: Read, record: Record, field_name: str | None, message: str) -> BadRow:
-    return BadRow(name, record.line, field_name, message, record.raw, record.index, found.unit, record.raw_bytes)
+    value = record.value if record.error is None else None
+    return BadRow(
+        name,
+        record.line,
+        field_name,
+        message,
+        record.raw,
+        record.index,
+        found.unit,
+        record.raw_bytes,
+        record.tail,
+        value,
+    )
 
 
 def _summary(name: str, bad: list[BadRow], total: int, headline: str = "") -> str:

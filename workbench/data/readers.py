@@ -3,7 +3,14 @@
 A reader never gives up on the first broken row: a line that is not JSON or
 not UTF-8 becomes a record with an ``error`` and the reader carries on, so the
 loader can report every problem at once. Each record keeps its source text
-(for JSONL the exact bytes of the line) so a later rewrite can keep it as is.
+and, for JSONL, CSV and JSON, the exact bytes it came from, so a later rewrite
+can put an unreadable row back as it was. Bytes that are not UTF-8 are read
+with the ``surrogateescape`` handler (each becomes a lone surrogate U+DC80 to
+U+DCFF) and go back to bytes the same way.
+
+Where a syntax error stops the reading (JSON, CSV), the rest of the file
+becomes one record marked ``tail``: it is reported, and a rewrite puts it back,
+as it was, at the end.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ _EXTENSIONS = {
 _LIST_KEYS = ("data", "train", "rows", "examples", "records", "items", "instances")
 _MESSAGE_FIELDS = frozenset({"messages", "conversations", "prompt", "completion", "chosen", "rejected"})
 _ESCAPED = re.compile("[\udc80-\udcff]")  # undecodable bytes, kept by the surrogateescape handler
+_BOM = "\ufeff"
 _WHITESPACE = re.compile(r"\s*")
 
 
@@ -49,9 +57,12 @@ class Record:
     raw: str
     """The row's source text, for showing; for Parquet and datasets, the row as JSON."""
     raw_bytes: bytes | None = None
-    """The exact bytes of the line (JSONL only), line ending included."""
+    """The exact source bytes (JSONL line, CSV record's lines, JSON item), line ending included; None for
+    Parquet and datasets. For a ``tail``, the rest of the file."""
     error: str | None = None
     """Why the row could not be read."""
+    tail: bool = False
+    """The reading stopped here: ``raw_bytes`` is everything from here to the end of the file."""
 
 
 @dataclass
@@ -65,6 +76,11 @@ class Read:
     notes: list[str] = field(default_factory=list)
     suffix: str = ""
     """Added to the file name in messages, e.g. ``[train]`` for a split of a DatasetDict."""
+    frame: tuple[bytes, bytes] | None = None
+    """JSON arrays: the bytes up to and including the ``[`` of the rows, and those after the last item read
+    (the closing ``]``, an enclosing object's rest, or a ``tail``); a rewrite puts the rows between them."""
+    columns: list[str] | None = None
+    """CSV: the header's column names, in order."""
 
 
 def looks_like_dataset(path: Path, sniff: int = 4096) -> bool:
@@ -124,7 +140,7 @@ def read(path: Path, file_type: str, split: str = "train") -> Read:
     if file_type == "json":
         return _read_json(path)
     if file_type == "csv":
-        return Read("csv", "line", _read_csv(path))
+        return _read_csv(path)
     if file_type == "parquet":
         return Read("parquet", "row", _read_parquet(path))
     if file_type == "datasets":
@@ -141,12 +157,13 @@ def read_jsonl_lines(lines: Iterable[bytes]) -> list[Record]:
             text = data.decode("utf-8")
         except UnicodeDecodeError as err:
             shown = data.decode("utf-8", "replace").rstrip("\r\n")
-            error = f"not valid UTF-8 (byte 0x{data[err.start]:02x} at column {err.start + 1}); save the file as UTF-8"
-            records.append(Record(len(records), number, None, shown, raw_bytes, error))
+            why = f"not valid UTF-8 (byte 0x{data[err.start]:02x} at column {err.start + 1}); save the file as UTF-8"
+            records.append(Record(len(records), number, None, shown, raw_bytes, why))
             continue
         if not text.strip():
             continue
-        value, error = None, None
+        value: Any = None
+        error: str | None = None
         try:
             value = json.loads(text)
         except json.JSONDecodeError as err:
@@ -165,7 +182,7 @@ def _read_json(path: Path) -> Read:
     if start == len(text):
         return Read("json", "item", [])
     if text[start] == "[":
-        return Read("json", "item", _walk_array(text, start))
+        return _json_rows(text, start)
     if _looks_like_jsonl(text):
         note = f"{path.name} holds one JSON object per line; read it as JSONL"
         return Read("jsonl", "line", read_jsonl_lines(io.BytesIO(data)), [note])
@@ -179,22 +196,57 @@ def _read_json(path: Path) -> Read:
     key = _rows_key(top, path)
     if key is None:  # a single row
         line = text.count("\n", 0, start) + 1
-        return Read("json", "item", [_checked(Record(0, line, top, text.strip()))])
-    records = [_checked(Record(i, None, item, _dump(item))) for i, item in enumerate(top[key])]
-    return Read("json", "item", records, [f"read the rows under the key {key!r}"])
+        return Read("json", "item", [_checked(Record(0, line, top, text.strip()), text)])
+    found = _json_rows(text, _member_start(text, start, key), nested=True)
+    found.notes.append(f"read the rows under the key {key!r}")
+    return found
 
 
-def _walk_array(text: str, start: int) -> list[Record]:
-    """Decode items one by one, so each keeps its line and source text.
+def _json_rows(text: str, start: int, nested: bool = False) -> Read:
+    """The rows of the array at ``start``, and the text around them (``Read.frame``)."""
+    records, end = _walk_array(text, start, nested)
+    bom = _BOM if text.startswith(_BOM) else ""
+    frame = (_bytes(bom + text[: start + 1]), _bytes(text[end:]))
+    return Read("json", "item", records, frame=frame)
+
+
+def _member_start(text: str, start: int, key: str) -> int:
+    """Where the value of ``key`` starts in the object at ``start`` (the last one, as ``json.loads`` keeps)."""
+    decoder = json.JSONDecoder()
+    found = -1
+    pos = _WHITESPACE.match(text, start + 1).end()  # type: ignore[union-attr]
+    while not text.startswith("}", pos):
+        name, pos = decoder.raw_decode(text, pos)
+        pos = _WHITESPACE.match(text, pos).end() + 1  # type: ignore[union-attr]  # past the ':'
+        pos = _WHITESPACE.match(text, pos).end()  # type: ignore[union-attr]
+        if name == key:
+            found = pos
+        _, pos = decoder.raw_decode(text, pos)
+        pos = _WHITESPACE.match(text, pos).end()  # type: ignore[union-attr]
+        if text.startswith(",", pos):
+            pos = _WHITESPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
+    return found
+
+
+def _walk_array(text: str, start: int, nested: bool = False) -> tuple[list[Record], int]:
+    """Decode items one by one, so each keeps its line and source text; also where the last item ended.
 
     A syntax error ends the walk: JSON gives no safe point to resume from, so
-    the error record says the rest of the file was not read.
+    the error record says the rest of the file was not read, and keeps it
+    (from the end of the last item read) as a ``tail``.
     """
     newlines = [m.start() for m in re.finditer("\n", text)]
     line_of = lambda pos: bisect.bisect_left(newlines, pos) + 1  # noqa: E731
     decoder = json.JSONDecoder()
     records: list[Record] = []
-    pos = start + 1
+    pos = last = start + 1
+
+    def stop(at: int, message: str) -> tuple[list[Record], int]:
+        line = line_of(at)
+        shown = _line_at(text, line)
+        records.append(Record(len(records), line, None, shown, _bytes(text[last:]), message, tail=True))
+        return records, last
+
     while True:
         pos = _WHITESPACE.match(text, pos).end()  # type: ignore[union-attr]
         if text.startswith("]", pos):
@@ -203,24 +255,22 @@ def _walk_array(text: str, start: int) -> list[Record]:
             item, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
             line = line_of(err.pos)
-            error = f"not valid JSON: {err.msg} (line {line} column {err.colno}); the rest of the file was not read"
-            records.append(Record(len(records), line, None, _line_at(text, line), None, error))
-            return records
-        records.append(_checked(Record(len(records), line_of(pos), item, text[pos:end])))
+            return stop(
+                err.pos,
+                f"not valid JSON: {err.msg} (line {line} column {err.colno}); the rest of the file was not read",
+            )
+        source = text[pos:end]
+        records.append(_checked(Record(len(records), line_of(pos), item, source, _bytes(source)), source))
+        last = end
         pos = _WHITESPACE.match(text, end).end()  # type: ignore[union-attr]
         if text.startswith(",", pos):
             pos += 1
         elif not text.startswith("]", pos):
-            line = line_of(pos)
-            error = "not valid JSON: expected ',' or ']' after an item; the rest of the file was not read"
-            records.append(Record(len(records), line, None, _line_at(text, line), None, error))
-            return records
+            return stop(pos, "not valid JSON: expected ',' or ']' after an item; the rest of the file was not read")
     rest = _WHITESPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
-    if rest < len(text):
-        line = line_of(rest)
-        error = "not valid JSON: extra data after the array"
-        records.append(Record(len(records), line, None, _line_at(text, line), None, error))
-    return records
+    if rest < len(text) and not nested:  # (what follows a nested array, json.loads has already accepted)
+        return stop(rest, "not valid JSON: extra data after the array")
+    return records, last
 
 
 def _looks_like_jsonl(text: str) -> bool:
@@ -248,33 +298,44 @@ def _rows_key(top: dict[str, Any], path: Path) -> str | None:
     return None
 
 
-def _read_csv(path: Path) -> list[Record]:
-    """CSV with a header row; cells that hold JSON message lists are parsed."""
+def _read_csv(path: Path) -> Read:
+    """CSV with a header row; cells that hold JSON message lists are parsed.
+
+    A blank line, or one whose cells are all empty, is not a row (cells of spaces are text, so they make one).
+    A ``csv.Error`` (a stray carriage return, a field over the size limit) stops the reading: the rest of the
+    file, from the record it is in, is kept as a ``tail``.
+    """
     text = path.read_bytes().decode("utf-8-sig", "surrogateescape")
     lines = re.findall(r"[^\n]*\n|[^\n]+$", text)
     reader = csv.reader(lines)
     records: list[Record] = []
+    header: list[str] = []
+    last = 0
     try:
         header = [name.strip() for name in next(reader, [])]
         last = reader.line_num
         for cells in reader:
             first, last = last + 1, reader.line_num
-            raw = "".join(lines[first - 1 : last]).rstrip("\r\n")
-            if not cells or not any(c.strip() for c in cells):
+            source = "".join(lines[first - 1 : last])
+            raw = source.rstrip("\r\n")
+            if not any(cells) or not raw.strip():
                 continue
             if len(cells) != len(header):
                 error = f"expected {len(header)} columns ({', '.join(header)}), got {len(cells)}"
-                records.append(Record(len(records), first, None, raw, None, error))
+                records.append(_shown(Record(len(records), first, None, raw, _bytes(source), error)))
                 continue
-            row = {k: v for k, c in zip(header, cells) if (v := _csv_value(k, c)) is not None}
-            records.append(_checked(Record(len(records), first, row, raw)))
+            row = {k: v for k, c in zip(header, cells) if (v := csv_value(k, c)) is not None}
+            record = Record(len(records), first, row, raw, _bytes(source))
+            records.append(_checked(record, "".join(header) + raw))  # the header's names are in the row too
     except csv.Error as err:
         line = reader.line_num
-        records.append(Record(len(records), line, None, _line_at(text, line), None, f"not valid CSV: {err}"))
-    return records
+        error = f"not valid CSV: {err}; the rest of the file (from line {last + 1}) was not read"
+        tail = _bytes("".join(lines[last:]))
+        records.append(Record(len(records), line, None, _line_at(text, line), tail, error, tail=True))
+    return Read("csv", "line", records, columns=header)
 
 
-def _csv_value(key: str, cell: str) -> Any:
+def csv_value(key: str, cell: str) -> Any:
     """CSV has only strings: empty is absent, true/false is a label, JSON lists are messages."""
     if cell == "":
         return None
@@ -316,22 +377,27 @@ def _read_datasets(path: Path, split: str) -> Read:
     return Read("datasets", "row", records, suffix=suffix)
 
 
-def _checked(record: Record) -> Record:
-    """Flag a row holding bytes that were not UTF-8 (read with surrogateescape)."""
-    if _has_escaped(record.value):
+def _checked(record: Record, source: str) -> Record:
+    """Flag a row whose source text holds bytes that were not UTF-8 (read with surrogateescape).
+
+    The source is what is looked at, not the parsed value: a JSON escape such as ``"\\udc80"`` in a
+    valid UTF-8 file is a lone surrogate in the value, but nothing is wrong with the file.
+    """
+    if _ESCAPED.search(source):
         record.value, record.error = None, "not valid UTF-8; save the file as UTF-8"
-        record.raw = record.raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        _shown(record)
     return record
 
 
-def _has_escaped(value: Any) -> bool:
-    if isinstance(value, str):
-        return _ESCAPED.search(value) is not None
-    if isinstance(value, dict):
-        return any(_has_escaped(k) or _has_escaped(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_escaped(v) for v in value)
-    return False
+def _shown(record: Record) -> Record:
+    """Undecodable bytes shown as U+FFFD in ``raw`` (``raw_bytes`` keeps them)."""
+    record.raw = record.raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return record
+
+
+def _bytes(text: str) -> bytes:
+    """Text read with surrogateescape back to the exact bytes it came from."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def _line_at(text: str, line: int) -> str:

@@ -14,15 +14,20 @@ Nothing is lost:
   after copying the original once to ``NAME.orig`` (the file as it was before
   the workbench first changed it). Review state goes to ``NAME.review.json``.
 * Lines that could not be read (bad JSON, bad UTF-8) are written back byte for
-  byte where they were, and listed with their line numbers. Rows that parse
-  but do not fit the dataset's shape are loaded as examples to fix, flagged.
+  byte where they were, and listed with their line numbers; where a syntax
+  error stopped the reading, the rest of the file goes back as it was, last.
+  Rows that parse but do not fit the dataset's shape are loaded as examples to
+  fix, flagged (in CSV they stay lines, kept as they were).
+* A save writes every row or none: a value the file type cannot hold (a lone
+  surrogate in CSV or Parquet, a cell CSV would read back as something else,
+  a column Parquet cannot type) refuses the save with a DataError naming the
+  line (or row) and the field; the journal still holds every edit.
 * One writer: an exclusive lock beside the file; a second session on the same
   dataset opens read-only and says who holds it.
 """
 
 from __future__ import annotations
 
-import csv
 import errno
 import fcntl
 import hashlib
@@ -40,15 +45,16 @@ from pathlib import Path
 from typing import Any
 
 from workbench.data.findings import DataFinding
-from workbench.data.formats import Shape, validate_row
+from workbench.data.formats import Shape, type_name, validate_row
 from workbench.data.load import BadRow, load_rows
-from workbench.data.readers import file_type_for_name, file_type_of
+from workbench.data.readers import csv_value, file_type_for_name, file_type_of
 from workbench.data.view import ExampleView, view
 from workbench.errors import DataError
 from workbench.fileio import atomic_write_bytes
 
 STATUSES = ("pending", "accepted", "rejected", "flagged")
 REVIEW_VERSION = 1
+_SURROGATE = re.compile("[\ud800-\udfff]")  # not characters: UTF-8 cannot encode them
 
 
 class ReadOnlyError(DataError):
@@ -121,8 +127,17 @@ def _write(path: Path, data: bytes) -> None:
     atomic_write_bytes(path, data, durable=True)
 
 
+def _json_bytes(value: Any, **kwargs: Any) -> bytes:
+    """JSON as UTF-8, non-ASCII characters as they are; a value holding lone surrogates (a JSON escape such as
+    ``"\\udc80"`` reads as one) is written with ASCII escapes instead, which read back the same."""
+    text = json.dumps(value, ensure_ascii=False, **kwargs)
+    if _SURROGATE.search(text):
+        text = json.dumps(value, ensure_ascii=True, **kwargs)
+    return text.encode()
+
+
 def row_hash(row: dict[str, Any]) -> str:
-    return hashlib.sha1(json.dumps(row, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+    return hashlib.sha1(_json_bytes(row, sort_keys=True)).hexdigest()[:16]
 
 
 def file_hash(path: Path) -> str:
@@ -223,6 +238,8 @@ class DatasetSession:
         self.shape = result.shape
         self.conversational = result.conversational
         self.file_type = result.file_type
+        self._frame = result.frame if self.file_type == "json" else None
+        self._columns = result.columns if self.file_type == "csv" else None
         self.base_hash = file_hash(self.path)
         self.examples: list[Example] = []
         self.kept: list[KeptLine] = []
@@ -234,12 +251,14 @@ class DatasetSession:
             entries.append((origin, Example(0, row, origin=origin, line=line, raw=raw)))
         for bad in result.bad_rows:
             origin = bad.index if bad.index is not None else 0
-            parsed = _readable(bad)
-            if parsed is not None and self.file_type in ("jsonl", "json"):
-                # Readable but the wrong shape: an example to fix, not a line to keep aside.
-                entries.append(
-                    (origin, Example(0, parsed, status="flagged", origin=origin, line=bad.line, problems=[bad.message]))
+            if isinstance(bad.value, dict) and self.file_type != "csv":
+                # Readable but the wrong shape: an example to fix, not a line to keep aside (a CSV line is
+                # kept as it was: its cells alone do not say what the row was meant to hold).
+                raw = bad.raw_bytes if self.file_type == "jsonl" else None
+                example = Example(
+                    0, bad.value, "flagged", origin=origin, line=bad.line, raw=raw, problems=[bad.message]
                 )
+                entries.append((origin, example))
             else:
                 entries.append((origin, KeptLine(bad, origin)))
         entries.sort(key=lambda e: e[0])
@@ -276,6 +295,10 @@ class DatasetSession:
         unmatched = 0
         for ex in self.examples:
             bucket = by_hash.get(row_hash(ex.row))
+            if not bucket and None in ex.row.values():
+                # Parquet and datasets give every row every column (None where a row had none): an edited row
+                # saved without a column comes back with it.
+                bucket = by_hash.get(row_hash({k: v for k, v in ex.row.items() if v is not None}))
             if bucket:
                 entry = bucket.pop(0)
                 if entry.get("status") in STATUSES and not ex.problems:
@@ -334,7 +357,7 @@ class DatasetSession:
 
     def _write_journal(self, entry: dict[str, Any]) -> None:
         assert self._journal_fh is not None
-        self._journal_fh.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+        self._journal_fh.write(_json_bytes(entry) + b"\n")
         self._journal_fh.flush()
         os.fsync(self._journal_fh.fileno())
 
@@ -533,7 +556,8 @@ class DatasetSession:
     def add(self, rows: Iterable[dict[str, Any]], *, status: str = "pending", source: str = "added") -> list[int]:
         """New examples (pending unless told), appended at the end; returns their ids."""
         self._check_writable()
-        created, atoms = [], []
+        created: list[dict[str, Any]] = []
+        atoms: list[tuple[int, str, Any, Any]] = []
         for row in rows:
             problems = self.row_problems(row)
             if problems:
@@ -588,9 +612,9 @@ class DatasetSession:
                 f"{self.path}: saving a datasets directory in place is not supported; "
                 "export it to a .jsonl or .parquet file instead"
             )
+        data = self._encode(self._ordered(self.visible()), keep_bad=True)  # a refusal here has touched nothing
         if not self.original_path.exists():
             shutil.copy2(self.path, self.original_path)
-        data = self._encode(self._ordered(self.visible()), keep_bad=True)
         new_hash = hashlib.sha256(data).hexdigest()
         # Order matters for a crash at any point: the review file first (it names the new content's
         # hash, so a journal left over from a cut save is known as already saved), then the data,
@@ -640,63 +664,119 @@ class DatasetSession:
         return out
 
     def _encode(self, items: list[Any], *, keep_bad: bool, file_type: str | None = None) -> bytes:
+        """The file's bytes. ``keep_bad``: a save in place, kept lines and the file's framing included.
+
+        Raises DataError (naming the line or row, and the field) for a value the type cannot hold.
+        """
         file_type = file_type or self.file_type
         if not keep_bad:
             items = [x for x in items if isinstance(x, Example)]
         if file_type == "jsonl":
-            buf = io.BytesIO()
+            out = []
             for item in items:
                 if isinstance(item, KeptLine):
-                    raw = item.bad.raw_bytes if item.bad.raw_bytes is not None else item.bad.raw.encode() + b"\n"
-                    buf.write(raw if raw.endswith(b"\n") else raw + b"\n")
-                elif item.raw is not None:
-                    buf.write(item.raw if item.raw.endswith(b"\n") else item.raw + b"\n")
+                    raw = _kept_bytes(item.bad)
                 else:
-                    buf.write(json.dumps(item.row, ensure_ascii=False).encode() + b"\n")
-            return buf.getvalue()
+                    raw = item.raw if item.raw is not None else self._json(item)
+                out.append(raw if raw.endswith(b"\n") else raw + b"\n")
+            return b"".join(out)
         if file_type == "json":
+            # A tail (the unread rest of the file) is already the end of the frame: rows go before it.
             parts = [
-                item.bad.raw if isinstance(item, KeptLine) else json.dumps(item.row, ensure_ascii=False, indent=2)
+                _kept_bytes(item.bad) if isinstance(item, KeptLine) else self._json(item, indent=2)
                 for item in items
+                if not (isinstance(item, KeptLine) and item.bad.tail)
             ]
-            body = "[\n" + ",\n".join(parts) + "\n]\n"
-            return (self._rewrap_json(body) if keep_bad else body).encode()  # in place: keep a wrapper object
+            before, after = (self._frame if keep_bad else None) or (b"[", b"\n]\n")
+            return before + (b"\n" + b",\n".join(parts) if parts else b"") + after
         if file_type == "csv":
-            rows = [item.row for item in items if isinstance(item, Example)]
-            columns = list(dict.fromkeys(k for r in rows for k in r))
-            buf = io.StringIO()
-            writer = csv.writer(buf, lineterminator="\n")
-            writer.writerow(columns)
-            for item in items:
-                if isinstance(item, KeptLine):
-                    buf.write(item.bad.raw.rstrip("\n") + "\n")
-                    continue
-                writer.writerow([_csv_cell(item.row.get(c)) for c in columns])
-            return buf.getvalue().encode()
+            return self._encode_csv(items, exact=keep_bad)
         if file_type == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            rows = [item.row for item in items if isinstance(item, Example)]
-            sink = io.BytesIO()
-            pq.write_table(pa.Table.from_pylist(rows), sink)
-            return sink.getvalue()
+            return self._encode_parquet([item for item in items if isinstance(item, Example)])
         raise DataError(f"cannot write {file_type!r} files; use .jsonl, .json, .csv or .parquet")
 
-    def _rewrap_json(self, body: str) -> str:
-        """Keep a top-level object around the rows when the source had one ({"data": [...], ...})."""
+    def _where(self, ex: Example) -> str:
+        """Where an example came from, for messages: ``d.csv:12``, ``d.parquet: row 3`` or a new example."""
+        if ex.origin is None:
+            return f"{self.path.name}: new example {ex.id}"
+        if ex.line is not None:
+            return f"{self.path.name}:{ex.line}"
+        return f"{self.path.name}: row {ex.origin}"
+
+    def _json(self, ex: Example, indent: int | None = None) -> bytes:
         try:
-            top = json.loads(self.original_path.read_text() if self.original_path.exists() else self.path.read_text())
-        except (OSError, ValueError):
-            return body
-        if not isinstance(top, dict):
-            return body
-        key = next((k for k, v in top.items() if isinstance(v, list)), None)
-        if key is None:
-            return body
-        marker = "\u0000ROWS\u0000"
-        skeleton = json.dumps({**top, key: marker}, ensure_ascii=False, indent=2)
-        return skeleton.replace(json.dumps(marker), body.strip()) + "\n"
+            return _json_bytes(ex.row, indent=indent)
+        except (TypeError, ValueError) as err:
+            raise DataError(f"{self._where(ex)}: cannot be written as JSON: {err}") from None
+
+    def _encode_csv(self, items: list[Example | KeptLine], *, exact: bool) -> bytes:
+        """Header, then each row or kept line (as its bytes). ``exact``: refuse a cell that would read back
+        as something else (a save in place); an export writes objects and numbers as their text."""
+        rows = [item.row for item in items if isinstance(item, Example)]
+        columns = list(dict.fromkeys([*(self._columns or []), *(k for r in rows for k in r)]))
+        for name in columns:
+            if _SURROGATE.search(name):
+                raise DataError(f"{self.path.name}: column {name!r}: {_SURROGATE_WHY}")
+        out = [_csv_line(columns).encode()]
+        for item in items:
+            if isinstance(item, KeptLine):
+                raw = _kept_bytes(item.bad)
+                out.append(raw if raw.endswith(b"\n") or item.bad.tail else raw + b"\n")
+                continue
+            cells = []
+            for name in columns:
+                value = item.row.get(name)
+                cell = _csv_cell(value)
+                if _SURROGATE.search(cell):
+                    raise DataError(f"{self._where(item)}: field {name!r}: {_SURROGATE_WHY}")
+                back = csv_value(name, cell)
+                if exact and not _same(back, value):
+                    raise DataError(
+                        f"{self._where(item)}: field {name!r}: a CSV cell cannot hold {type_name(value)} "
+                        f"{_short(value)}: it would read back as {type_name(back)} {_short(back)}; "
+                        "edit the field, or export to .jsonl to keep it"
+                    )
+                cells.append(cell)
+            if exact and "" in item.row.values():
+                # An empty cell reads back as a missing field: refuse where the shape needs the field.
+                back_row = {k: v for k, v in item.row.items() if v != ""}
+                missing = validate_row(back_row, self.shape, self.conversational)
+                if missing and not validate_row(item.row, self.shape, self.conversational):
+                    name = missing[0][0] or next(k for k, v in item.row.items() if v == "")
+                    raise DataError(
+                        f"{self._where(item)}: field {name!r}: an empty text is a missing field in CSV, and the "
+                        f"{self.shape.label} shape needs it; write some text, or export to .jsonl to keep it empty"
+                    )
+            out.append(_csv_line(cells).encode())
+        return b"".join(out)
+
+    def _encode_parquet(self, examples: list[Example]) -> bytes:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        for ex in examples:
+            for name, value in ex.row.items():
+                if _has_surrogate(name) or _has_surrogate(value):
+                    raise DataError(f"{self._where(ex)}: field {name!r}: {_SURROGATE_WHY}")
+        rows = [ex.row for ex in examples]
+        # Column by column over every row's keys (from_pylist would keep only the first row's keys).
+        columns: dict[str, Any] = {}
+        for name in dict.fromkeys(k for r in rows for k in r):
+            values = [r.get(name) for r in rows]
+            try:
+                columns[name] = pa.array(values)
+            except (pa.ArrowException, TypeError, ValueError, OverflowError) as err:
+                ex = examples[_first_untypable(values)]
+                raise DataError(
+                    f"{self._where(ex)}: field {name!r}: {type_name(ex.row.get(name))} does not fit one Parquet column "
+                    f"with the other rows' values ({err}); edit the field, or export to .jsonl"
+                ) from None
+        sink = io.BytesIO()
+        try:
+            pq.write_table(pa.table(columns), sink)
+        except (pa.ArrowException, TypeError, ValueError) as err:
+            raise DataError(f"{self.path.name}: cannot be written as Parquet: {err}") from None
+        return sink.getvalue()
 
     def _write_review(self, content_hash: str) -> None:
         rows = []
@@ -715,7 +795,7 @@ class DatasetSession:
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "rows": rows,
         }
-        _write(self.review_path, json.dumps(payload, ensure_ascii=False).encode())
+        _write(self.review_path, _json_bytes(payload))
 
     # --- analysis helpers ---------------------------------------------------
 
@@ -736,29 +816,75 @@ def _jsonl_lines(path: Path) -> list[bytes]:
     return list(io.BytesIO(path.read_bytes()))
 
 
-def _readable(bad: BadRow) -> dict[str, Any] | None:
-    """The row of a bad record that parses as an object (only its shape is wrong); None otherwise.
+_SURROGATE_WHY = (
+    "holds a lone surrogate (U+D800 to U+DFFF, not a character), which cannot be written as UTF-8; "
+    "edit it out and save again"
+)
 
-    A line with bytes that are not UTF-8 is never parsed: it must go back to disk as it was.
-    """
-    if "UTF-8" in bad.message:
-        return None
-    try:
-        text = bad.raw_bytes.decode("utf-8") if bad.raw_bytes is not None else bad.raw
-        value = json.loads(text)
-    except (ValueError, TypeError):
-        return None
-    return value if isinstance(value, dict) else None
+
+def _kept_bytes(bad: BadRow) -> bytes:
+    """A kept line's exact source bytes."""
+    return bad.raw_bytes if bad.raw_bytes is not None else bad.raw.encode("utf-8", "surrogateescape")
+
+
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_surrogate(v) for v in value)
+    return False
+
+
+def _first_untypable(values: list[Any]) -> int:
+    """The first position at which the values stop fitting one Arrow array (a binary search over prefixes)."""
+    import pyarrow as pa
+
+    lo, hi = 1, len(values)  # values[:hi] fails
+    while lo < hi:
+        mid = (lo + hi) // 2
+        try:
+            pa.array(values[:mid])
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi - 1
 
 
 def _csv_cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
+        return _json_bytes(value).decode()
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _csv_line(cells: list[str]) -> str:
+    """One CSV record. A cell with a comma, quote, CR or LF is quoted (csv.writer leaves a lone CR bare when
+    lines end in LF, and the reader then stops at it), and so is a blank one, which alone would read as no row."""
+    quoted = [
+        f'"{c.replace(chr(34), chr(34) * 2)}"' if _NEEDS_QUOTES.search(c) or (c and not c.strip()) else c for c in cells
+    ]
+    return ",".join(quoted) + "\n"
+
+
+_NEEDS_QUOTES = re.compile('[,"\r\n]')
+
+
+def _same(back: Any, value: Any) -> bool:
+    """Whether a CSV cell reads back as the value it was written from (an empty string is an absent field)."""
+    if back is None or value is None or value == "":
+        return (back is None) == (value is None or value == "")
+    return back == value or (type(back) is type(value) and _json_bytes(back) == _json_bytes(value))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def open_dataset(path: str | Path, *, readonly: bool = False) -> DatasetSession:
