@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast setup bench clean
+.PHONY: run test test-fast lint setup bench clean
 
 LOG := $(VENV)/install.log
 # Each step's output goes to $(LOG); a failing step prints its tail.
@@ -30,7 +30,13 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/workbench --workspace sample_data
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# Lint, format and types first (seconds), then every test, slow real-model ones included.
+test: lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 test-fast: $(STAMP)
