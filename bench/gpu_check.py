@@ -506,26 +506,15 @@ def _kill_group(pid: int) -> None:
 
 def _kill_workers(part_dir: Path) -> list[int]:
     """End the detached training workers a part started that are still alive (by the pid in status.json)."""
+    from workbench.train.rundir import pid_alive
+
     killed = []
     for status in part_dir.glob("runs/*/status.json"):
         pid = (_read_json(status) or {}).get("pid")
-        if isinstance(pid, int) and pid > 1 and _alive(pid):
+        if isinstance(pid, int) and pid > 1 and pid_alive(pid):
             _kill_group(pid)
             killed.append(pid)
     return killed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-            return False
-    return True
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -106,36 +106,24 @@ def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, A
     )
     common.update(PROCESS_ARGUMENTS, use_cpu=not torch.cuda.is_available())
     callbacks = [callback]
-    args: Any
-    trainer: Any  # an SFTTrainer or a DPOTrainer
     if e.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=e.early_stopping_patience))
-    if config.method == "dpo":
-        from trl import DPOConfig, DPOTrainer
+    import trl
 
-        args = DPOConfig(**common)
-        trainer = DPOTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_ds,
-            eval_dataset=eval_ds if has_eval else None,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=callbacks,
-        )
-    else:
-        from trl import SFTConfig, SFTTrainer
-
-        args = SFTConfig(**common)
-        trainer = SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_ds,
-            eval_dataset=eval_ds if has_eval else None,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=callbacks,
-        )
+    # Only the classes differ between the methods: the arguments come from one mapping.
+    config_class, trainer_class = (
+        (trl.DPOConfig, trl.DPOTrainer) if config.method == "dpo" else (trl.SFTConfig, trl.SFTTrainer)
+    )
+    args: Any = config_class(**common)
+    trainer: Any = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds if has_eval else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
     if len(trainer.train_dataset) == 0:
         raise DataError(
             f"all {len(data.train)} training examples were dropped while tokenizing: with max_length "
