@@ -97,3 +97,15 @@ def fake_run(
         )
     run.log_path.write_text("[workbench] model bundled\n" + (f"{error}\n" if error else "[workbench] run completed\n"))
     return run
+
+
+async def settle_for_snapshot(pilot, seconds: float = 0.5) -> None:
+    """The last step before a snapshot: steady cursors (a blinking one is caught on or off by chance), then settle."""
+    from textual.widgets import Input, TextArea
+
+    for screen in pilot.app.screen_stack:
+        for widget in screen.query("TextArea, Input"):
+            if isinstance(widget, (TextArea, Input)):
+                widget.cursor_blink = False
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause(seconds)

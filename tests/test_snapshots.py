@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from appkit import fake_run, make_app, until
+from appkit import fake_run, make_app, settle_for_snapshot, until
 
 from screens.train import TrainPane
 
@@ -70,7 +70,7 @@ def after(key: str):
     async def run_before(pilot) -> None:
         await settled(pilot)
         await pilot.press(key)
-        await pilot.pause(0.2)
+        await settle_for_snapshot(pilot, 0.2)
 
     return run_before
 

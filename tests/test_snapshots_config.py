@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from appkit import make_app, until
+from appkit import make_app, settle_for_snapshot, until
 
 from screens.config import ConfigPane
 
@@ -53,7 +53,7 @@ def steps(*keys: str, field: str | None = None):
             await pilot.press(key)
             await pilot.pause(0.2)
         pilot.app.clear_notifications()
-        await pilot.pause(0.5)
+        await settle_for_snapshot(pilot)
 
     return run_before
 

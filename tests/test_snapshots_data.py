@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from appkit import make_app, until
+from appkit import make_app, settle_for_snapshot, until
 
 from screens.data import DataPane
 
@@ -47,8 +47,7 @@ def steps(*keys: str, critique: bool = False):
             await pilot.press(key)
             await pilot.pause(0.1)
         pilot.app.clear_notifications()
-        await pilot.wait_for_scheduled_animations()
-        await pilot.pause(0.5)
+        await settle_for_snapshot(pilot)
 
     return run_before
 

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from appkit import make_app, until
+from appkit import make_app, settle_for_snapshot, until
 from evalkit import make_eval
 
 from screens.eval import EvalPane
@@ -54,8 +54,7 @@ def steps(*keys: str, wait_rows: bool = True):
         if wait_rows:
             await until(pilot, lambda: pane.summarized, what="the summary")
         pilot.app.clear_notifications()
-        await pilot.wait_for_scheduled_animations()
-        await pilot.pause(0.3)
+        await settle_for_snapshot(pilot, 0.3)
 
     return run_before
 
