@@ -478,12 +478,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
     from workbench.cli_advise import add_advise_commands
+    from workbench.cli_chat import add_chat_commands
     from workbench.cli_config import add_config_commands
     from workbench.cli_eval import add_eval_commands
+    from workbench.cli_serve import add_serve_commands
+    from workbench.cli_ship import add_ship_commands
 
     add_config_commands(sub)
     add_advise_commands(sub)
     add_eval_commands(sub)
+    add_ship_commands(sub)
+    add_chat_commands(sub)
+    add_serve_commands(sub)
     return parser
 
 

@@ -25,6 +25,14 @@ class RunError(WorkbenchError):
     """A run directory that cannot be started, found or controlled."""
 
 
+class ShipError(WorkbenchError):
+    """A merge, GGUF export or other shipping step that cannot be done as asked."""
+
+
+class ServeError(WorkbenchError):
+    """A server that cannot be started, found, reached or stopped."""
+
+
 class DataError(WorkbenchError):
     """A dataset that cannot be loaded, or rows that do not fit their shape.
 

@@ -5,7 +5,7 @@ CLI and the eval planner all find what they offer here, by one walk of the works
 
 * The walk enters every directory except hidden ones (``.git``, ``.venv``, ``.workbench``...),
   ``__pycache__``, ``node_modules`` and ``site-packages``, the directories of long jobs
-  (``runs/``, ``evals/``, ``serves/``, ``sweeps/``, at any depth: a run's ``config.yaml`` is a
+  (``runs/``, ``evals/``, ``serves/``, ``sweeps/``, ``models/``, at any depth: a run's ``config.yaml`` is a
   copy, not a config of the user's) and a ``datasets`` directory (found as one dataset).
 * It skips the workbench's own side files: hidden files (a dataset's journal
   ``.NAME.journal`` and lock ``.NAME.lock``, the temporary files of atomic writes), the review
@@ -23,7 +23,9 @@ CLI and the eval planner all find what they offer here, by one walk of the works
 * A **suite** (regression or red-team cases) is a JSONL file whose first line has ``expect``.
 * **Runs** are the directories of ``runs/`` with a ``status.json`` or ``config.yaml``;
   **evals** those of ``evals/`` with an ``eval.yaml``.
-* (Servers, when they come, are ``serves/<id>/``: a ``servers()`` beside ``runs()`` here.)
+* **Servers** are the directories of ``serves/`` with a ``status.json`` or ``serve.yaml``;
+  **merged models** those of ``models/`` with a ``config.json``, and **GGUF files** the
+  ``*.gguf`` of ``models/``.
 
 Lists are sorted by path relative to the workspace, part by part; datasets put the files
 whose name starts with ``train`` first (the one to open by default). Everything returned is
@@ -38,7 +40,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-JOB_DIRS = frozenset({"runs", "evals", "serves", "sweeps"})
+# The directories of long jobs and of what they produce (merged models and GGUF files in models/).
+JOB_DIRS = frozenset({"runs", "evals", "serves", "sweeps", "models"})
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages"})
 SCHEMA_NAME = "schema.json"  # a task's JSON Schema, beside its dataset
 SIDE_NAMES = frozenset({SCHEMA_NAME, "state.json"})
@@ -117,7 +120,14 @@ class Workspace:
     def evals_dir(self) -> Path:
         return self.path / "evals"
 
-    # Servers go here when they come: serves_dir = path / "serves", servers() like runs().
+    @property
+    def serves_dir(self) -> Path:
+        return self.path / "serves"
+
+    @property
+    def models_dir(self) -> Path:
+        """Merged models (directories) and GGUF files (with their Modelfiles) made from the runs."""
+        return self.path / "models"
 
     # --- the walk -------------------------------------------------------------------------
 
@@ -161,6 +171,22 @@ class Workspace:
     def evals(self) -> list[Path]:
         """The eval directories of ``evals/`` (an ``eval.yaml`` in each), by name."""
         return self._jobs(self.evals_dir, ("eval.yaml",))
+
+    def servers(self) -> list[Path]:
+        """The server directories of ``serves/`` (a ``status.json`` or ``serve.yaml`` in each), by name."""
+        return self._jobs(self.serves_dir, ("status.json", "serve.yaml"))
+
+    def merged_models(self) -> list[Path]:
+        """The model directories of ``models/`` (a ``config.json`` in each), by name."""
+        return self._jobs(self.models_dir, ("config.json",))
+
+    def gguf_files(self) -> list[Path]:
+        """The ``*.gguf`` files of ``models/`` (at its top level or one directory down), by path."""
+        try:
+            found = [*self.models_dir.glob("*.gguf"), *self.models_dir.glob("*/*.gguf")]
+        except OSError:
+            return []
+        return sorted(p for p in found if p.is_file())
 
     @staticmethod
     def _jobs(root: Path, marks: tuple[str, ...]) -> list[Path]:

@@ -1,0 +1,12 @@
+"""``workbench serve``: (being built)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_serve_commands(sub: Any) -> None:
+    """Hang the commands on the main parser's subparsers."""
+    del sub
+    _ = argparse
