@@ -83,7 +83,16 @@ def cmd_eval_new(args: argparse.Namespace) -> int:
 
     workspace = args.workspace
     names = _model_names(args.models)
-    models = resolve_models(workspace, names) if names else default_models(list_candidates(workspace))
+    models = (
+        resolve_models(workspace, names, api_key_env=args.api_key_env)
+        if names
+        else default_models(list_candidates(workspace))
+    )
+    for ref in models:  # a server that is down or refuses the key: said here, not in a background process
+        if ref.is_endpoint:
+            from workbench.eval.remote import check_endpoint
+
+            check_endpoint(ref)
     data = Path(args.data).resolve() if args.data else None
     if data is None and not args.suite:
         data = default_dataset(workspace)
@@ -135,7 +144,8 @@ def cmd_eval_candidates(args: argparse.Namespace) -> int:
         return 0
     width = max(len(c.key) for c in candidates)
     for c in candidates:
-        print(f"{c.key:<{width}}  {c.kind:<10}  {c.label}")
+        where = f"  {c.path}#{c.endpoint_model}" if c.is_endpoint and c.path else ""
+        print(f"{c.key:<{width}}  {c.kind:<10}  {c.label}{where}")
     return 0
 
 
@@ -345,8 +355,14 @@ def add_eval_commands(subparsers: Any) -> None:
         "--models",
         action="append",
         metavar="M[,M...]",
-        help="base, RUN/adapter, RUN/ckpt-N or a path (see `eval candidates`); "
+        help="base, RUN/adapter, RUN/ckpt-N, a path, a running server's serve:ID/MODEL (see `eval candidates`), "
+        "any OpenAI-compatible endpoint as http://HOST:PORT/v1#MODEL, or a provider as litellm:PROVIDER/MODEL; "
         "default: base and the newest run's final adapter",
+    )
+    p.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="the environment variable holding the endpoints' API key (its name: the key is never written down)",
     )
     p.add_argument(
         "--data",
@@ -376,7 +392,10 @@ def add_eval_commands(subparsers: Any) -> None:
     p.add_argument("--wait", action="store_true", help="generate in the foreground with a progress line")
     p.set_defaults(func=cmd_eval_new)
 
-    p = sub.add_parser("candidates", help="the models an eval can compare: base, final adapters, checkpoints")
+    p = sub.add_parser(
+        "candidates",
+        help="the models an eval can compare: base, final adapters, checkpoints, running servers' models",
+    )
     _workspace(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval_candidates)

@@ -155,7 +155,9 @@ class LLM:
     rate limits, timeouts and connection errors happen here
     (``num_retries`` more attempts, waiting ``retry_wait`` seconds, doubled each
     time, at most 30 s). With ``mock``, litellm answers with the mock instead of
-    calling the provider, and no key is needed. ``api_base`` (default:
+    calling the provider, and no key is needed. ``api_key_env`` names an environment variable whose
+    value is sent as the key (for an endpoint whose key litellm would not look for); ``keyless``
+    sends a placeholder to a server that wants none. ``api_base`` (default:
     $WORKBENCH_LLM_API_BASE) sends every call to that server instead. ``cache_dir`` None turns the
     cache off. Safe to share between threads.
     """
@@ -172,6 +174,8 @@ class LLM:
         mock: Mock | None = None,
         retry_wait: float = 1.0,
         api_base: str | None = None,
+        api_key_env: str | None = None,
+        keyless: bool = False,
     ) -> None:
         if not model or not model.strip():
             raise WorkbenchError("no LLM model given: name one like openai/gpt-4o-mini")
@@ -185,6 +189,10 @@ class LLM:
         self.retry_wait = retry_wait
         self.api_base = api_base or os.environ.get("WORKBENCH_LLM_API_BASE") or None
         """A server to ask instead of the provider's (a local vLLM or llama.cpp with an OpenAI-style API)."""
+        self.api_key_env = api_key_env or None
+        """The NAME of the environment variable whose value is sent as the key (read at each call, never kept)."""
+        self.keyless = keyless
+        """A server that takes no key (ours on loopback): a placeholder is sent, as OpenAI-style clients need one."""
         self.cache_error: str | None = None
         """Why the last cache write failed (an unwritable cache_dir); replies still come back."""
         self._usage = Usage()
@@ -234,7 +242,11 @@ class LLM:
         self._check_model(litellm)
         kwargs: dict[str, Any] = {"timeout": self.timeout, "drop_params": True, **request, "num_retries": 0}
         if self.mock is None:
-            self._check_keys(litellm, request.get("api_base"))
+            api_key = self._api_key()
+            if api_key is None:
+                self._check_keys(litellm, request.get("api_base"))
+            else:
+                kwargs["api_key"] = api_key  # in this call only: never in the request, the cache or an error
         attempt = 0
         while True:
             if self.mock is not None:  # asked again on each attempt, as a provider would be
@@ -318,6 +330,15 @@ class LLM:
         except Exception:
             raise WorkbenchError(_unknown_model(self.model)) from None
 
+    def _api_key(self) -> str | None:
+        """The key to send: from $api_key_env, a placeholder for a keyless server, None to let litellm look."""
+        if self.api_key_env:
+            value = os.environ.get(self.api_key_env)
+            if not value:
+                raise WorkbenchError(f"no API key for {self.model}: set {self.api_key_env} in the environment")
+            return value
+        return "EMPTY" if self.keyless else None
+
     def _check_keys(self, litellm: ModuleType, api_base: str | None) -> None:
         """A missing API key named before any network traffic (a missing *_API_BASE has a local default)."""
         found = litellm.validate_environment(model=self.model, api_base=api_base)
@@ -363,6 +384,9 @@ class LLM:
             message = f"{model}: cannot reach the provider{tries}: {_first_line(err)}"
         else:
             message = f"{model}: {type(err).__name__}: {_first_line(err)}"
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if key:  # whatever the variable is called
+            message = message.replace(key, "***")
         return WorkbenchError(redact(message))
 
     # -- cache ------------------------------------------------------------

@@ -64,8 +64,9 @@ def _loadable(path: Path) -> bool:
     return (path / "adapter_config.json").is_file() or (path / "config.json").is_file()
 
 
-def list_candidates(workspace: str | Path) -> list[ModelRef]:
-    """The base model(s), then each run's final adapter and complete checkpoints, newest run first."""
+def list_candidates(workspace: str | Path, *, served: bool = True) -> list[ModelRef]:
+    """The base model(s), each run's final adapter and complete checkpoints (newest run first), then
+    each running server's models as endpoints (``serve:<server-id>/<model>``; ``served=False`` leaves them out)."""
     bases: dict[str, ModelRef] = {}
     trained: list[ModelRef] = []
     for summary in list_runs(workspace):
@@ -86,6 +87,10 @@ def list_candidates(workspace: str | Path) -> list[ModelRef]:
         bases["bundled"] = ModelRef(
             key="base", label=_base_label("bundled"), kind="base", path="bundled", base_model="bundled"
         )
+    if served:
+        from workbench.eval.remote import served_candidates
+
+        trained += served_candidates(workspace)
     return [*bases.values(), *trained]
 
 
@@ -157,13 +162,18 @@ def default_models(candidates: Sequence[ModelRef]) -> list[ModelRef]:
     return base + adapter
 
 
-def resolve_models(workspace: str | Path, names: Sequence[str]) -> list[ModelRef]:
+def resolve_models(workspace: str | Path, names: Sequence[str], *, api_key_env: str | None = None) -> list[ModelRef]:
     """Model refs from what a user typed, each one of:
 
-    ``base`` (the first base), a candidate key (``RUN/adapter``, ``RUN/ckpt-24``), the same with a
-    unique run-id prefix or ``last`` for the run, ``RUN/final`` or ``RUN/checkpoint-24``, or the
-    path of a model directory, a run's adapter or a checkpoint.
+    ``base`` (the first base), a candidate key (``RUN/adapter``, ``RUN/ckpt-24``,
+    ``serve:<server-id>/<model>``), the same with a unique run-id prefix or ``last`` for the run,
+    ``RUN/final`` or ``RUN/checkpoint-24``, the path of a model directory, a run's adapter or a
+    checkpoint, or an endpoint: ``http(s)://HOST:PORT/v1#MODEL``, ``endpoint:URL#MODEL``,
+    ``litellm:PROVIDER/MODEL``. ``api_key_env`` names the environment variable holding the key
+    of the endpoints named here (never the key itself).
     """
+    from workbench.eval.remote import check_env_name, parse_endpoint
+
     candidates = list_candidates(workspace)
     by_key = {c.key: c for c in candidates}
     out: list[ModelRef] = []
@@ -171,17 +181,32 @@ def resolve_models(workspace: str | Path, names: Sequence[str]) -> list[ModelRef
         name = raw.strip()
         if not name:
             continue
-        ref = by_key.get(name) or _by_run_prefix(workspace, name, candidates) or _by_path(workspace, name, candidates)
+        ref = by_key.get(name) or _served(parse_endpoint(name), candidates)
+        if ref is not None and ref.is_endpoint and api_key_env:
+            ref = ref.model_copy(update={"api_key_env": check_env_name(api_key_env)})
+        ref = ref or parse_endpoint(name, api_key_env=api_key_env)
+        ref = ref or _by_run_prefix(workspace, name, candidates) or _by_path(workspace, name, candidates)
         if ref is None:
             keys = ", ".join(c.key for c in candidates[:8]) + (" …" if len(candidates) > 8 else "")
             raise EvalError(
-                f"no model {name!r}: expected base, RUN/adapter, RUN/ckpt-N or a path "
+                f"no model {name!r}: expected base, RUN/adapter, RUN/ckpt-N, a path or an endpoint "
+                f"(http://HOST:PORT/v1#MODEL, litellm:PROVIDER/MODEL) "
                 f"(candidates: {keys}; see `workbench eval candidates`)"
             )
         if ref.key in {r.key for r in out}:
             raise EvalError(f"model {name!r} is listed twice")
         out.append(ref)
     return out
+
+
+def _served(ref: ModelRef | None, candidates: Sequence[ModelRef]) -> ModelRef | None:
+    """The running server's candidate for an endpoint typed as a URL, when it is one of ours."""
+    if ref is None or not ref.path:
+        return None
+    return next(
+        (c for c in candidates if c.is_endpoint and (c.path, c.endpoint_model) == (ref.path, ref.endpoint_model)),
+        None,
+    )
 
 
 def _by_run_prefix(workspace: str | Path, name: str, candidates: Sequence[ModelRef]) -> ModelRef | None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from workbench.errors import ModelError
 from workbench.eval.store import EvalDir, GenerationSettings, ModelRef
+from workbench.llm import Mock
 
 
 @dataclass
@@ -80,6 +81,10 @@ def load_model(ref: ModelRef, *, merge: bool = True) -> tuple[Any, Any]:
 
     from workbench.models import resolve_model
 
+    if ref.is_endpoint:
+        raise ModelError(
+            f"model {ref.key!r} is an endpoint ({ref.path or ref.endpoint_model}): it is asked over HTTP, not loaded"
+        )
     device, dtype = device_and_dtype()
     trust_remote_code = ref.trust_remote_code
     path = Path(ref.path).expanduser()
@@ -202,11 +207,13 @@ def generate(
     cancel: threading.Event | None = None,
     progress: Callable[[GenerationProgress], None] | None = None,
     merge: bool = True,
+    llm_mock: Mock | None = None,
 ) -> str:
     """Generate every missing (model, example) prediction; returns ``completed`` or ``stopped``.
 
     Stops between batches once ``cancel`` is set: what was generated is kept, and a later
-    call goes on from there.
+    call goes on from there. An endpoint ref is asked over HTTP (:mod:`workbench.eval.remote`);
+    ``llm_mock`` makes litellm answer those with its ``mock_response`` instead (tests, demos).
     """
     spec = ev.spec()
     settings = spec.generation
@@ -224,6 +231,19 @@ def generate(
         if cancel is not None and cancel.is_set():
             return "stopped"
         report(GenerationProgress("loading", ref.key, done, total, model_done, len(examples)))
+        if ref.is_endpoint:
+            from workbench.eval.remote import answer
+
+            started = time.perf_counter()
+            for records in answer(ref, todo, settings, cancel=cancel, mock=llm_mock):
+                ev.append_predictions(records)
+                done += len(records)
+                model_done += len(records)
+                speed = (model_done - (len(examples) - len(todo))) / max(time.perf_counter() - started, 1e-9)
+                report(GenerationProgress("generating", ref.key, done, total, model_done, len(examples), speed))
+            if model_done < len(examples):  # the only way out short of every answer: a stop
+                return "stopped"
+            continue
         model, tokenizer = load_model(ref, merge=merge)
         try:
             prompts = [prompt_ids(tokenizer, e["messages"]) for e in todo]

@@ -19,6 +19,7 @@ files, never the worker.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from workbench.detach import match_ref, new_dir_id
 from workbench.errors import RunError, WorkbenchError
@@ -50,21 +51,53 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="allow", validate_assignment=True, populate_by_name=True)
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""What an environment variable's name looks like (a key does not: it has dashes, or is far too long)."""
+
+
 class ModelRef(_Section):
-    """One model under comparison: a base model, a run's final adapter, or a checkpoint."""
+    """One model under comparison: a base model, a run's final adapter, a checkpoint, or an endpoint."""
 
     key: str = Field(description="short unique id within the eval: base, demo-20261125-114013/adapter, .../ckpt-24")
     label: str = Field(description="what people read: 'demo 11:40 · step 24'")
-    kind: Literal["base", "adapter", "checkpoint"] = Field(
-        description="base: a model as given; adapter: a run's final output (adapter/); checkpoint: a run's checkpoint-N"
+    kind: Literal["base", "adapter", "checkpoint", "endpoint"] = Field(
+        description="base: a model as given; adapter: a run's final output (adapter/); checkpoint: a run's "
+        "checkpoint-N; endpoint: a model behind an OpenAI-compatible API (ours, vLLM) or a litellm provider"
     )
-    path: str = Field(description="the model or adapter directory (for a base model, its spec as given)")
+    path: str = Field(
+        description="the model or adapter directory (for a base model, its spec as given); for an endpoint, the API "
+        "base URL (http://127.0.0.1:8123/v1), empty for a litellm provider id"
+    )
     base_model: str | None = Field(
         None, description="the base model spec (resolve_model) a LoRA adapter applies to; for a base, the spec itself"
     )
     run_id: str | None = Field(None, description="the run the adapter or checkpoint comes from")
     step: int | None = Field(None, description="the checkpoint's training step")
     trust_remote_code: bool = Field(False, description="run the model repository's own code (as its run's config said)")
+    endpoint_model: str | None = Field(
+        None,
+        description="endpoint: the model name sent in requests; with no URL, a litellm id such as openai/gpt-4o-mini",
+    )
+    api_key_env: str | None = Field(
+        None,
+        description="endpoint: the NAME of the environment variable that holds the API key; the key itself is "
+        "never written anywhere (None: no key, or litellm's own variable for a provider)",
+    )
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and (not ENV_NAME.fullmatch(value) or len(value) > 100):
+            raise ValueError(
+                "api_key_env is the NAME of an environment variable (letters, digits and _, such as "
+                "WORKBENCH_SERVE_KEY), never the key itself"
+            )
+        return value or None
+
+    @property
+    def is_endpoint(self) -> bool:
+        """Answered over HTTP by a server, not loaded here."""
+        return self.kind == "endpoint"
 
 
 class GenerationSettings(_Section):
