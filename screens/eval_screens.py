@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, SelectionList, Static, TextArea
 from textual_plotext import PlotextPlot
 
+from screens.eval_endpoint import EndpointScreen
 from screens.widgets.eval_cells import diff_text, metric_label, value_text
 from workbench.errors import WorkbenchError
 from workbench.eval import runner
@@ -24,7 +25,7 @@ from workbench.eval.metrics import METRICS
 from workbench.eval.plan import create_from_plan, parse_selection, plan_eval
 from workbench.eval.ratings import blind_label
 from workbench.eval.results import Results, Row
-from workbench.eval.store import GenerationSettings
+from workbench.eval.store import GenerationSettings, ModelRef
 from workbench.eval.worddiff import similarity, word_diff
 from workbench.workspace import Workspace
 
@@ -43,6 +44,12 @@ class NewEvalScreen(ModalScreen[Any]):
         Binding("escape", "dismiss(None)", "Cancel"),
         Binding("ctrl+s", "start", "Start"),
         Binding("ctrl+a", "tick_run", "Whole run", tooltip="Tick the highlighted run's adapter and every checkpoint"),
+        Binding(
+            "ctrl+e",
+            "add_endpoint",
+            "Add endpoint",
+            tooltip="An OpenAI-compatible server (ours, vLLM) or a litellm provider as a candidate",
+        ),
     ]
 
     def __init__(self, workspace: Path, run_id: str | None = None) -> None:
@@ -78,6 +85,7 @@ class NewEvalScreen(ModalScreen[Any]):
             yield Static("", id="new-error")
             with Horizontal(classes="new-row"):
                 yield Button("Start (ctrl+s)", id="new-start", variant="primary")
+                yield Button("Add endpoint… (ctrl+e)", id="new-endpoint")
                 yield Button("Cancel (Esc)", id="new-cancel")
 
     def on_mount(self) -> None:
@@ -120,7 +128,8 @@ class NewEvalScreen(ModalScreen[Any]):
         for p in suites:
             suite_list.add_option((f"suite: {_short(p, self.workspace)}", str(p), False))
         suite_list.display = bool(suites)
-        runs = sum(1 for c in candidates if c.kind != "base")
+        runs = sum(1 for c in candidates if c.kind in ("adapter", "checkpoint"))
+        served = sum(1 for c in candidates if c.is_endpoint)
         ticked = (
             f"The base model and every checkpoint of {self.run_id} are ticked. "
             if self.run_id
@@ -135,6 +144,8 @@ class NewEvalScreen(ModalScreen[Any]):
                 else "No trained adapters yet: train one in the Train pane, or evaluate the base alone."
             )
             + " A schema.json beside the dataset is checked on every answer."
+            + (f" {served} model(s) of running servers are listed." if served else "")
+            + " ctrl+e adds any OpenAI-compatible endpoint."
         )
         models.focus()
 
@@ -150,6 +161,24 @@ class NewEvalScreen(ModalScreen[Any]):
         for key, ref in self.candidates.items():
             if ref.run_id == run_id:
                 models.select(key)
+
+    @on(Button.Pressed, "#new-endpoint")
+    def action_add_endpoint(self) -> None:
+        """Ask for an endpoint (checked by the dialog); it joins the list, ticked."""
+
+        def added(ref: ModelRef | None) -> None:
+            if ref is None:
+                return
+            models = self.query_one("#new-models", SelectionList)
+            if ref.key not in self.candidates:
+                self.candidates[ref.key] = ref
+                models.add_option((f"{ref.label}  [dim]{ref.key}[/dim]", ref.key, True))
+            else:
+                self.candidates[ref.key] = ref  # the key variable given this time wins
+                models.select(ref.key)
+            models.focus()
+
+        self.app.push_screen(EndpointScreen(), added)
 
     @on(Button.Pressed, "#new-start")
     def action_start(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -409,3 +410,56 @@ def test_cli_lists_served_models_and_evaluates_an_endpoint(tmp_path: Path, serve
     err = capsys.readouterr().err
     assert "error: endpoint http://127.0.0.1:" in err and "cannot be reached" in err and "Traceback" not in err
     assert len(list((tmp_path / "evals").iterdir())) == 1
+
+
+# --- the Eval pane ------------------------------------------------------------------------
+
+
+async def test_add_an_endpoint_in_the_new_eval_dialog_and_evaluate_it(tmp_path: Path, served: Served):
+    from appkit import make_app, until
+    from textual.widgets import Input, SelectionList, Static
+
+    from screens.eval import EvalPane
+    from screens.eval_endpoint import EndpointScreen
+    from screens.eval_screens import NewEvalScreen
+    from workbench.eval.store import list_evals
+
+    shutil.copytree(SUPPORT, tmp_path / "support")
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("4")
+        pane = app.query_one(EvalPane)
+        await until(pilot, lambda: "No evals yet" in str(app.query_one("#eval-header", Static).render()), what="pane")
+        await pilot.press("n")
+        assert isinstance(app.screen, NewEvalScreen)
+        dialog = app.screen
+        models = dialog.query_one("#new-models", SelectionList)
+        await until(pilot, lambda: models.option_count, what="candidates")
+        await pilot.press("ctrl+e")
+        await until(pilot, lambda: isinstance(app.screen, EndpointScreen), what="the endpoint dialog")
+        endpoint = app.screen
+        endpoint.query_one("#endpoint-url", Input).value = served.url
+        endpoint.query_one("#endpoint-model", Input).value = "nope"
+        await pilot.press("ctrl+s")
+        error = endpoint.query_one("#endpoint-error", Static)
+        await until(pilot, lambda: "does not serve model 'nope'" in str(error.render()), what="the refusal")
+        assert "it serves: tiny" in str(error.render()) and app.screen is endpoint
+        endpoint.query_one("#endpoint-model", Input).value = ""  # no model: the dialog offers the server's
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: endpoint.query_one("#endpoint-model", Input).value == "tiny", what="the offer")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: app.screen is dialog, what="the endpoint to be added")
+        key = "endpoint:" + served.url.removeprefix("http://").removesuffix("/v1") + "/tiny"
+        assert key in models.selected
+        models.deselect_all()
+        models.select(key)
+        dialog.query_one("#new-limit", Input).value = "2"
+        dialog.query_one("#new-tokens", Input).value = "6"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: pane.results is not None, what="the new eval")
+        ev = EvalDir(list_evals(tmp_path)[0].path)
+        assert [m.key for m in ev.spec().models] == [key]
+        await until(pilot, lambda: ev.status().state in ("completed", "failed"), 120, what="generation")
+        assert ev.status().state == "completed", ev.status().error
+        assert len(ev.predictions()) == 2
