@@ -207,6 +207,38 @@ class ChatSession:
 
     # --- keeping a conversation ----------------------------------------------------
 
+    def last_answer(self, model: str) -> str:
+        """``model``'s newest answer ('' before the first)."""
+        self._check_model(model)
+        return self._answers[model][-1] if self._answers[model] else ""
+
+    def dataset_choices(self) -> list[Path]:
+        """Where a conversation can be kept: the chatted runs' training sets first, then the workspace's datasets."""
+        from workbench.ship.provenance import run_config
+        from workbench.train.runner import find_run
+        from workbench.workspace import Workspace
+
+        first: list[Path] = []
+        for run_id in dict.fromkeys(r.run_id for r in self.refs if r.run_id):
+            try:
+                run = find_run(self.workspace, run_id)
+            except WorkbenchError:
+                continue
+            train = (run_config(run.path).get("data") or {}).get("train")
+            if isinstance(train, str) and train:
+                path = Path(train).expanduser()
+                path = (path if path.is_absolute() else run.path / path).resolve()
+                if path.is_file() and path not in first:
+                    first.append(path)
+        rest = [p.resolve() for p in Workspace(self.workspace).datasets()]
+        return first + [p for p in rest if p not in first]
+
+    def suite_choices(self) -> list[Path]:
+        """The workspace's regression and red-team suites."""
+        from workbench.workspace import Workspace
+
+        return Workspace(self.workspace).suites()
+
     def save_as_example(self, dataset: str | Path, model: str) -> int:
         """The conversation with ``model``'s answers, added to ``dataset`` as one pending example (source
         ``chat``) in the dataset's own shape, and saved; returns its 0-based position among the examples."""
@@ -248,6 +280,10 @@ class ChatSession:
             raise DataError(f"{path}: the suite already has a case {case_id!r}")
         line = json.dumps({"id": case_id, "messages": messages, "expect": expect}, ensure_ascii=False)
         _check_case(line, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DataError(f"{path}: cannot create the suite's folder ({err.strerror})") from None
         atomic_write_bytes(path, old + (b"" if not old or old.endswith(b"\n") else b"\n") + line.encode() + b"\n")
         return case_id
 
@@ -267,6 +303,22 @@ def make_settings(settings: GenerationSettings | None = None, **changes: Any) ->
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise ChatError(f"generation setting {field}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+def parse_expect(text: str, answer: str) -> dict[str, Any]:
+    """What a case expects, as typed: a JSON object, or nothing for 'the output contains this answer'."""
+    text = text.strip()
+    if not text:
+        if not answer.strip():
+            raise ChatError("the answer is empty, so 'contains the answer' checks nothing; type an expectation")
+        return {"must_contain": answer.strip()}
+    try:
+        expect = json.loads(text)
+    except ValueError as err:
+        raise ChatError(f'the expectation is not valid JSON ({err}); e.g. {{"must_contain": "refund"}}') from None
+    if not isinstance(expect, dict):
+        raise ChatError(f'the expectation must be a JSON object, e.g. {{"must_contain": "refund"}}, not {text!r}')
+    return expect
 
 
 def _pump(model: str, job: Any, events: queue.Queue[tuple[str, str | None, Any]]) -> None:
@@ -368,4 +420,5 @@ __all__ = [
     "conversation_row",
     "default_system_prompt",
     "make_settings",
+    "parse_expect",
 ]

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from workbench.chat import ChatSession, make_settings
+from workbench.chat import ChatSession, make_settings, parse_expect
 from workbench.errors import WorkbenchError
 from workbench.eval.store import GenerationSettings
 
@@ -195,16 +195,7 @@ class Repl:
         if not parts or len(parts) > 2:
             raise WorkbenchError('usage: /case SUITE [MODEL] [{"must_contain": "..."}]')
         path, model = self._path(parts[0]), self._model(parts[1] if len(parts) > 1 else None)
-        if brace:
-            try:
-                expect = json.loads(brace + tail)
-            except ValueError as err:
-                raise WorkbenchError(f"/case: the expectation is not valid JSON ({err})") from None
-            if not isinstance(expect, dict):
-                raise WorkbenchError('/case: the expectation must be a JSON object, e.g. {"must_contain": "refund"}')
-        else:
-            answer = self.session.history(model)[-1]["content"] if self.session.turns else ""
-            expect = {"must_contain": answer.strip()}
+        expect = parse_expect(brace + tail, self.session.last_answer(model))
         case_id = self.session.save_as_case(path, model, expect)
         self.out.write(f"saved case {case_id} to {path} (expect {json.dumps(expect, ensure_ascii=False)[:80]})\n")
 
