@@ -57,8 +57,17 @@ class Completion:
 class Job:
     """One submitted request: iterate it for text deltas (blocking), or wait for :meth:`result`."""
 
-    def __init__(self, model: str, prompt: list[int], settings: GenerationSettings, stop: Sequence[str]) -> None:
+    def __init__(
+        self,
+        model: str,
+        prompt: list[int],
+        settings: GenerationSettings,
+        stop: Sequence[str],
+        on_delta: Callable[[str | None], None] | None = None,
+    ) -> None:
         self.model = model
+        self.on_delta = on_delta
+        """Called on the engine thread with each delta, then with None once the job is done (or failed)."""
         self.prompt = prompt
         self.settings = settings
         self.stop = [s for s in stop if s]
@@ -113,16 +122,28 @@ class Job:
     def _push(self, text: str) -> None:
         if text:
             self._deltas.put(text)
+            self._notify(text)
 
     def _finish(self, completion: Completion) -> None:
         self._completion = completion
-        self._done.set()
-        self._deltas.put(_DONE)
+        self._end()
 
     def _fail(self, error: BaseException) -> None:
         self._error = error
+        self._end()
+
+    def _end(self) -> None:
         self._done.set()
         self._deltas.put(_DONE)
+        self._notify(None)
+
+    def _notify(self, delta: str | None) -> None:
+        if self.on_delta is None:
+            return
+        try:
+            self.on_delta(delta)
+        except Exception:  # a listener gone (a closed event loop) must not fail the other rows of the batch
+            self.on_delta = None
 
 
 class _Row:
@@ -386,8 +407,13 @@ class Engine:
         settings: GenerationSettings,
         *,
         stop: list[str] | None = None,
+        on_delta: Callable[[str | None], None] | None = None,
     ) -> Job:
-        """Queue a chat request; returns at once. Unknown model or a prompt too long: ServeError."""
+        """Queue a chat request; returns at once. Unknown model or a prompt too long: ServeError.
+
+        ``on_delta`` (for an event loop: wrap ``loop.call_soon_threadsafe``) is called on the engine
+        thread with each text delta and then None, so a caller need not block a thread on the job.
+        """
         prompt = self.prompt_tokens(model, messages)
         room = self.context_length - settings.max_new_tokens
         if len(prompt) > room:
@@ -395,7 +421,7 @@ class Engine:
                 f"the prompt has {len(prompt)} tokens and max_tokens is {settings.max_new_tokens}: together "
                 f"{len(prompt) + settings.max_new_tokens}, over the model's context of {self.context_length} tokens"
             )
-        job = Job(model, prompt, settings, stop or [])
+        job = Job(model, prompt, settings, stop or [], on_delta)
         with self._cond:
             if self._closed:
                 raise ServeError("the engine is closed")
