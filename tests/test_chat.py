@@ -15,7 +15,7 @@ from workbench.chat import ChatError, ChatSession, conversation_row
 from workbench.cli import main
 from workbench.data.formats import Shape
 from workbench.data.store import open_dataset
-from workbench.errors import DataError
+from workbench.errors import DataError, ServeError
 from workbench.eval.candidates import resolve_models
 from workbench.eval.generate import generate_batch, load_model, prompt_ids
 from workbench.eval.store import GenerationSettings
@@ -89,6 +89,21 @@ def test_history_keeps_each_models_own_answers_and_the_system_prompt_of_the_trai
     assert chat.turns == 0 and chat.history(chat.models[0]) == [{"role": "system", "content": SYSTEM}]
     own = ChatSession(chat_ws, ["base"], engine=engine, system_prompt="Be brief.")
     assert own.history("base") == [{"role": "system", "content": "Be brief."}]
+
+
+def test_a_turn_left_unread_is_cancelled_and_not_kept(chat_ws, engine, monkeypatch):
+    jobs = []
+    submit = engine.submit
+    monkeypatch.setattr(engine, "submit", lambda *a, **kw: jobs.append(submit(*a, **kw)) or jobs[-1])
+    chat = session(chat_ws, engine, settings=GenerationSettings(max_new_tokens=400))
+    stream = chat.send("Tell me a long story")
+    assert not next(stream).done
+    stream.close()  # the reader went away (ctrl-C, the screen closed)
+    assert len(jobs) == 2 and chat.turns == 0
+    for job in jobs:
+        with pytest.raises(ServeError, match="cancelled"):
+            job.result(timeout=120)
+    assert [d.model for d in chat.send("Hi") if d.done]  # the engine goes on answering
 
 
 def test_settings_change_between_turns_and_bad_ones_are_refused(chat_ws, engine):

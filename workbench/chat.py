@@ -17,7 +17,7 @@ import queue
 import re
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,7 +137,7 @@ class ChatSession:
             messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
         return messages
 
-    def send(self, text: str) -> Iterator[ChatDelta]:
+    def send(self, text: str) -> Generator[ChatDelta, None, None]:
         """Ask every model ``text``; yield their answers' text as it comes (interleaved), then a done delta each.
 
         The turn joins the conversation once every answer is complete; an error (raised from here) or a
@@ -146,23 +146,27 @@ class ChatSession:
         if not text.strip():
             raise ChatError("nothing to send: the message is empty")
         settings = self.settings.model_copy()
-        jobs = [
-            (m, self.engine.submit(m, [*self.history(m), {"role": "user", "content": text}], settings))
-            for m in self.models
-        ]
-        events: queue.Queue[tuple[str, str | None, Any]] = queue.Queue()
-        for model, job in jobs:
-            threading.Thread(target=_pump, args=(model, job, events), daemon=True, name=f"chat-{model}").start()
+        jobs: list[tuple[str, Any]] = []
         finished: dict[str, Completion] = {}
-        while len(finished) < len(jobs):
-            model, delta, end = events.get()
-            if isinstance(end, BaseException):
-                raise end
-            if delta is not None:
-                yield ChatDelta(model, delta)
-            else:
-                finished[model] = end
-                yield ChatDelta(model, "", done=True, completion=end)
+        try:
+            for m in self.models:
+                jobs.append((m, self.engine.submit(m, [*self.history(m), {"role": "user", "content": text}], settings)))
+            events: queue.Queue[tuple[str, str | None, Any]] = queue.Queue()
+            for model, job in jobs:
+                threading.Thread(target=_pump, args=(model, job, events), daemon=True, name=f"chat-{model}").start()
+            while len(finished) < len(jobs):
+                model, delta, end = events.get()
+                if isinstance(end, BaseException):
+                    raise end
+                if delta is not None:
+                    yield ChatDelta(model, delta)
+                else:
+                    finished[model] = end
+                    yield ChatDelta(model, "", done=True, completion=end)
+        finally:  # an error, or the caller stopped reading: answers still being generated are cancelled
+            for model, job in jobs:
+                if model not in finished:
+                    job.cancel()
         with self._lock:
             self._users.append(text)
             for model in self.models:

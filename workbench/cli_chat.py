@@ -130,16 +130,20 @@ class Repl:
         two = len(session.models) > 1
         out.write(f"── {live} ──\n" if two else "")
         done = {}
-        for delta in session.send(text):
-            if delta.done:
-                done[delta.model] = delta.completion
-                if delta.model == live:
-                    out.write("\n" + _footer(delta.completion) + "\n")
-            elif delta.model == live:
-                out.write(delta.text)
-            else:
-                held[delta.model] += delta.text
-            out.flush()
+        stream = session.send(text)
+        try:
+            for delta in stream:
+                if delta.done:
+                    done[delta.model] = delta.completion
+                    if delta.model == live:
+                        out.write("\n" + _footer(delta.completion) + "\n")
+                elif delta.model == live:
+                    out.write(delta.text)
+                else:
+                    held[delta.model] += delta.text
+                out.flush()
+        finally:  # ctrl-C: the answers still being generated are cancelled
+            stream.close()
         for model, answer in held.items():
             out.write(f"── {model} ──\n{answer}\n{_footer(done.get(model))}\n")
         out.write("\n")
