@@ -1,4 +1,4 @@
-"""The workbench app: four panes, one key each; thin on purpose.
+"""The workbench app: five panes, one key each; thin on purpose.
 
 `create_app` is the factory the CLI, the tests and the benchmarks share.
 """
@@ -25,16 +25,17 @@ from screens.config import ConfigPane
 from screens.data import DataPane
 from screens.eval import EvalPane
 from screens.modals import HelpScreen
+from screens.models import ModelsPane
 from screens.train import TrainPane
 from workbench.appstate import AppState, load_state, save_state
 
-PANES = [("data", "1 Data"), ("config", "2 Config"), ("train", "3 Train"), ("eval", "4 Eval")]
+PANES = [("data", "1 Data"), ("config", "2 Config"), ("train", "3 Train"), ("eval", "4 Eval"), ("models", "5 Models")]
 
 
 class WorkbenchApp(App[None]):
-    """Data, Config, Train and Eval over one workspace."""
+    """Data, Config, Train, Eval and Models over one workspace."""
 
-    CSS_PATH = ["app.tcss", "train.tcss", "data.tcss", "config.tcss", "eval.tcss"]
+    CSS_PATH = ["app.tcss", "train.tcss", "data.tcss", "config.tcss", "eval.tcss", "models.tcss"]
     TITLE = "Fine-tuning workbench"
     BINDINGS = [
         Binding(
@@ -73,6 +74,15 @@ class WorkbenchApp(App[None]):
             show=False,
             tooltip="The Eval pane (F4 too)",
         ),
+        Binding(
+            "5,f5",
+            "pane('models')",
+            "Models",
+            key_display="5",
+            id="pane.models",
+            show=False,
+            tooltip="The Models pane (F5 too)",
+        ),
         Binding("question_mark", "help", "Help", id="app.help", tooltip="Every key of this pane"),
         Binding(
             "ctrl+t",
@@ -110,6 +120,8 @@ class WorkbenchApp(App[None]):
                         config = ConfigPane(self.workspace, id="config-pane")
                         config.initial_config = remembered.get("last_config")
                         yield config
+                    elif pane == "models":
+                        yield ModelsPane(self.workspace, id="models-pane")
                     else:
                         evals = EvalPane(self.workspace, id="eval-pane")
                         evals.initial_eval = remembered.get("last_eval")
@@ -166,7 +178,13 @@ class WorkbenchApp(App[None]):
         widget = self.query(f"#{pane}-pane")
         if widget and hasattr(widget.first(), "ensure_loaded"):
             widget.first().ensure_loaded()
-        focus = {"train": "#runs", "data": "#examples", "config": "#form", "eval": "#eval-grid"}.get(pane)
+        focus = {
+            "train": "#runs",
+            "data": "#examples",
+            "config": "#form",
+            "eval": "#eval-grid",
+            "models": "#models-table",
+        }.get(pane)
         if not focus:
             return
         # The pane's keys work from the first moment: focus now, before the screen's auto-focus
@@ -210,6 +228,8 @@ class WorkbenchApp(App[None]):
                     + [k for k in _keys(EvalPane.BINDINGS) if k[0] not in ("2", "3", "4", "5")],
                 )
             )
+        elif active == "models":
+            sections.append(("Models pane", [("↑ ↓", "choose a model")] + _keys(ModelsPane.BINDINGS)))
         self.push_screen(HelpScreen(sections))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -221,6 +241,7 @@ class WorkbenchApp(App[None]):
             ("config", "Config", ConfigPane),
             ("train", "Train", TrainPane),
             ("eval", "Eval", EvalPane),
+            ("models", "Models", ModelsPane),
         ):
             found = self.query(f"#{pane_id}-pane")
             if not found:
