@@ -1,8 +1,8 @@
 """Endpoints as eval candidates: a real OpenAI-compatible server on loopback, asked through litellm.
 
-The server is a FastAPI app run by uvicorn in a thread on 127.0.0.1 (port 0), answering with the
-tiny random model; the eval's predictions must be the server's own greedy answers, token counts and
-finish reasons included. Errors (server down, a missing or wrong key, a model it does not serve)
+The server is ours (workbench.serve.app.build_app over workbench.serve.engine.Engine on the tiny
+random model) run by uvicorn in a thread on 127.0.0.1 (port 0); the eval's predictions must be the
+engine's own greedy answers, token counts and finish reasons included. Errors (server down, a missing or wrong key, a model it does not serve)
 are EvalErrors naming the URL; no key is ever written into the eval directory.
 """
 
@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException
 
 from workbench.eval.candidates import list_candidates, resolve_models
 from workbench.eval.generate import generate
 from workbench.eval.plan import create_from_plan, plan_eval
-from workbench.eval.remote import endpoint_models, endpoint_ref, parse_endpoint, provider_ref
+from workbench.eval.remote import answer, endpoint_models, endpoint_ref, parse_endpoint, provider_ref
 from workbench.eval.store import EvalDir, EvalError, GenerationSettings, ModelRef, parse_spec
 from workbench.eval.worker import run_eval
 
@@ -44,76 +43,33 @@ class Served:
     url: str
     """The API base: http://127.0.0.1:PORT/v1."""
     model: str
-    answer: Any
-    """``answer(messages, settings) -> (text, prompt_tokens, completion_tokens, finish)``: the server's own."""
-    requests: list[dict[str, Any]]
-    """Every chat request body the server received."""
+    engine: Any
+    log: Any
+    """The server's request log (workbench.serve.log.RequestLog)."""
 
+    def answer(self, messages: list[dict[str, Any]], settings: GenerationSettings) -> tuple[str, int, int, str]:
+        """The engine's own answer, asked directly: (text, prompt tokens, completion tokens, finish reason)."""
+        done = self.engine.submit(self.model, messages, settings).result(timeout=120)
+        return done.text, done.prompt_tokens, done.completion_tokens, done.finish_reason
 
-class _TinyAnswers:
-    """The tiny model's greedy answers, one prompt at a time, as the server gives them."""
-
-    def __init__(self, model_dir: Path) -> None:
-        from workbench.eval.generate import load_model
-
-        ref = ModelRef(key="base", label="tiny", kind="base", path=str(model_dir), base_model=str(model_dir))
-        self.model, self.tokenizer = load_model(ref)
-        self.lock = threading.Lock()
-
-    def __call__(self, messages: list[dict[str, Any]], settings: GenerationSettings) -> tuple[str, int, int, str]:
-        from workbench.eval.generate import generate_batch, prompt_ids
-
-        with self.lock:
-            prompt = prompt_ids(self.tokenizer, messages)
-            out = generate_batch(self.model, self.tokenizer, [prompt], settings)[0]
-        return out.output, out.prompt_tokens, out.output_tokens, out.finish
-
-
-def _app(answer: Any, model: str, api_key: str | None, requests: list[dict[str, Any]]) -> Any:
-    app = FastAPI()
-
-    def refused(request: Request) -> JSONResponse | None:
-        if api_key is not None and request.headers.get("authorization") != f"Bearer {api_key}":
-            return JSONResponse({"error": {"message": "missing or wrong API key"}}, status_code=401)
-        return None
-
-    @app.get("/v1/models")
-    def models(request: Request) -> Any:
-        return refused(request) or {"object": "list", "data": [{"id": model, "object": "model"}]}
-
-    @app.post("/v1/chat/completions")
-    def chat(request: Request, body: dict[str, Any]) -> Any:
-        requests.append(body)
-        if (no := refused(request)) is not None:
-            return no
-        if body.get("model") != model:
-            return JSONResponse({"error": {"message": f"unknown model {body.get('model')!r}"}}, status_code=404)
-        settings = GenerationSettings(
-            max_new_tokens=body.get("max_tokens") or 256, temperature=body.get("temperature") or 0.0
-        )
-        text, prompt_tokens, completion_tokens, finish = answer(body["messages"], settings)
-        return {
-            "id": f"chatcmpl-{len(requests)}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
-
-    return app
+    def requests(self) -> list[Any]:
+        """Every chat request the server logged, oldest first."""
+        return sorted(self.log.recent(limit=10_000), key=lambda r: r.time)
 
 
 @pytest.fixture(scope="module")
-def tiny_answers(tiny_model_dir: Path) -> _TinyAnswers:
-    return _TinyAnswers(tiny_model_dir)
+def engine(tiny_model_dir: Path) -> Iterator[Any]:
+    """Our serving engine on the tiny model, served as 'tiny'."""
+    from workbench.serve.engine import Engine
+
+    ref = ModelRef(key="base", label="tiny", kind="base", path=str(tiny_model_dir), base_model=str(tiny_model_dir))
+    engine = Engine([ref], names=["tiny"])
+    yield engine
+    engine.close()
 
 
 def _serve(app: Any) -> Iterator[int]:
+    """uvicorn in a thread on 127.0.0.1, port 0; yields the port, stops at the end."""
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
@@ -129,19 +85,57 @@ def _serve(app: Any) -> Iterator[int]:
         thread.join(10)
 
 
-@pytest.fixture(scope="module")
-def served(tiny_answers: _TinyAnswers) -> Iterator[Served]:
-    """The tiny model on loopback, no key (as our server serves on loopback)."""
-    requests: list[dict[str, Any]] = []
-    for port in _serve(_app(tiny_answers, "tiny", None, requests)):
-        yield Served(f"http://127.0.0.1:{port}/v1", "tiny", tiny_answers, requests)
+def _ours(engine: Any, db: Path, api_key: str | None) -> Iterator[Served]:
+    from workbench.serve.app import build_app
+    from workbench.serve.log import RequestLog
+
+    log = RequestLog(db)
+    try:
+        for port in _serve(build_app(engine, log, api_key=api_key)):
+            yield Served(f"http://127.0.0.1:{port}/v1", "tiny", engine, log)
+    finally:
+        log.close()
 
 
 @pytest.fixture(scope="module")
-def served_with_key(tiny_answers: _TinyAnswers) -> Iterator[Served]:
-    requests: list[dict[str, Any]] = []
-    for port in _serve(_app(tiny_answers, "tiny", SECRET, requests)):
-        yield Served(f"http://127.0.0.1:{port}/v1", "tiny", tiny_answers, requests)
+def served(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """Our server (workbench.serve.app) on loopback with no key, as `workbench serve` runs there."""
+    yield from _ours(engine, tmp_path_factory.mktemp("serve") / "requests.db", None)
+
+
+@pytest.fixture(scope="module")
+def served_with_key(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    yield from _ours(engine, tmp_path_factory.mktemp("serve-key") / "requests.db", SECRET)
+
+
+def _flaky_app(answer: Any, fail: Any) -> Any:
+    """A bare OpenAI-style server whose ``fail()`` decides which requests get a 503."""
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    def models() -> Any:
+        return {"object": "list", "data": [{"id": "tiny", "object": "model"}]}
+
+    @app.post("/v1/chat/completions")
+    def chat(body: dict[str, Any]) -> Any:
+        if fail():
+            raise HTTPException(503, "busy, try again")
+        settings = GenerationSettings(max_new_tokens=body.get("max_tokens") or 256)
+        text, prompt_tokens, completion_tokens, finish = answer(body["messages"], settings)
+        return {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": "tiny",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+    return app
 
 
 def _eval(workspace: Path, refs: list[ModelRef], limit: int = 6) -> EvalDir:
@@ -211,7 +205,7 @@ def test_a_key_given_where_its_variable_name_goes_is_refused_without_echoing_it(
 def test_eval_against_a_served_model_gets_the_servers_own_greedy_answers(tmp_path: Path, served: Served):
     ref = endpoint_ref(served.url, served.model)
     ev = _eval(tmp_path, [ref])
-    before = len(served.requests)
+    before = len(served.requests())
     assert generate(ev) == "completed"
     predictions = ev.predictions()
     examples = ev.examples()
@@ -225,10 +219,10 @@ def test_eval_against_a_served_model_gets_the_servers_own_greedy_answers(tmp_pat
             completion_tokens,
             finish,
         )
-    asked = served.requests[before:]
-    assert len(asked) == 6
-    assert {(r["temperature"], r["max_tokens"]) for r in asked} == {(0.0, 12)}  # the eval's settings, greedy
-    assert generate(ev) == "completed" and len(served.requests) == before + 6  # nothing asked twice
+    asked = served.requests()[before:]
+    assert len(asked) == 6 and {r.status for r in asked} == {200}
+    assert {(r.params.get("temperature"), r.params.get("max_tokens")) for r in asked} == {(0.0, 12)}  # greedy
+    assert generate(ev) == "completed" and len(served.requests()) == before + 6  # nothing asked twice
 
 
 def test_a_served_model_is_scored_in_the_same_grid_as_a_local_one(tmp_path: Path, served: Served, tiny_model_dir):
@@ -296,28 +290,20 @@ def test_a_model_the_server_does_not_serve_names_what_it_does(tmp_path: Path, se
         generate(ev)
 
 
-def test_a_server_that_fails_mid_eval_is_retried_then_reported(tmp_path: Path, tiny_answers: _TinyAnswers):
-    """Transient 503s are retried; one that lasts is an EvalError naming the endpoint and the server's words."""
+def test_a_server_that_fails_now_and_then_is_retried(tmp_path: Path, served: Served):
+    """Transient 503s are retried with backoff; the answers are the engine's, as if nothing had failed."""
     calls: list[int] = []
 
-    def flaky(messages: list[dict[str, Any]], settings: GenerationSettings) -> Any:
+    def fail() -> bool:
         calls.append(1)
-        if len(calls) % 2:  # every other request fails once
-            raise HTTPException(503, "busy, try again")
-        return tiny_answers(messages, settings)
+        return len(calls) % 2 == 1  # every request fails once, then gets through
 
-    requests: list[dict[str, Any]] = []
-    for port in _serve(_app(flaky, "tiny", None, requests)):
-        url = f"http://127.0.0.1:{port}/v1"
-        ev = _eval(tmp_path, [endpoint_ref(url, "tiny")], limit=3)
-        from workbench.eval import remote
-
-        records = [
-            r
-            for chunk in remote.answer(ev.spec().models[0], ev.examples(), SETTINGS, retry_wait=0.01, workers=1)
-            for r in chunk
-        ]
-        assert [r["output"] for r in records] == [tiny_answers(e["messages"], SETTINGS)[0] for e in ev.examples()]
+    for port in _serve(_flaky_app(served.answer, fail)):
+        ref = endpoint_ref(f"http://127.0.0.1:{port}/v1", "tiny")
+        ev = _eval(tmp_path, [ref], limit=3)
+        records = [r for chunk in answer(ref, ev.examples(), SETTINGS, retry_wait=0.01, workers=1) for r in chunk]
+        assert [r["output"] for r in records] == [served.answer(e["messages"], SETTINGS)[0] for e in ev.examples()]
+        assert len(calls) == 6
 
 
 # --- a provider through litellm, offline ------------------------------------------------
