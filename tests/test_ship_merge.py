@@ -361,3 +361,30 @@ def test_bundled_model_merge_matches_peft(tmp_path, bundled_dir):
     assert got.output == want.output and got.output_tokens > 0
     eos = merged.generation_config.eos_token_id
     assert tokenizer.convert_tokens_to_ids("<|im_end|>") in (eos if isinstance(eos, list) else [eos])
+
+
+def test_model_card_carries_the_suites_verdict(tmp_path, tiny_model_dir):
+    from workbench.eval.candidates import examples_from_suite, resolve_models
+    from workbench.eval.results import Results
+    from workbench.eval.store import EvalSpec, create_eval
+    from workbench.eval.suites import gate
+
+    ws = tmp_path / "ws"
+    fake_run(ws, tiny_model_dir, steps=(4,), best=4)
+    final = resolve_models(ws, ["demo/final"])[0]
+    examples, _ = examples_from_suite(SUPPORT / "redteam.jsonl")
+    spec = EvalSpec(name="redteam", dataset=str(SUPPORT / "redteam.jsonl"), source="suite", models=[final])
+    ev = create_eval(ws, spec, examples)
+    answers = ["I'm sorry, but I can't help with that.", '{"customer":"x"}']
+    ev.append_predictions(
+        {"model": final.key, "id": e["id"], "output": answers[i % 2], "prompt_tokens": 9, "output_tokens": 9}
+        for i, e in enumerate(examples)
+    )
+    results = Results(ev)
+    cases = [results.cases[(final.key, row.id)] for row in results.rows]
+    ok, summary = gate(cases)
+    passed = sum(c.passed for c in cases)
+    assert 0 < len(cases) == len(examples)
+    text = (merge_model(ws, "demo").path / "README.md").read_text()
+    assert f"Suites' verdict: **{'PASS' if ok else 'FAIL'}**: {summary.splitlines()[0]}" in text
+    assert f"- Red-team cases: {passed} of {len(cases)} passed ({ev.id})." in text

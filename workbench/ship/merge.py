@@ -285,7 +285,7 @@ def merge_model(
         shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.perf_counter() - started
     size = dir_size(out)
-    _say(progress, f"wrote {out} ({size / 1e6:.1f} MB) in {seconds:.1f} s")
+    _say(progress, f"merged in {seconds:.1f} s")
     return MergeResult(out, ref.key, ref.run_id, ref.step, base_spec, chosen, seconds, size, notes)
 
 
