@@ -82,3 +82,9 @@ def test_gguf_error_on_a_directory_that_is_no_model(ws, tmp_path, capsys):
     assert main(["-w", str(ws), "gguf", str(tmp_path), "--type", "q8_0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(tmp_path) in err and "Traceback" not in err
+
+
+def test_merge_last_means_the_newest_runs_final_adapter(ws, tmp_path, capsys):
+    assert main(["-w", str(ws), "merge", "last", "-o", str(tmp_path / "m"), "--json", "-q"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["source"] == "demo-20261203-114013/adapter" and data["step"] == 4
