@@ -449,3 +449,25 @@ async def test_add_an_endpoint_in_the_new_eval_dialog_and_evaluate_it(tmp_path: 
         await until(pilot, lambda: ev.status().state in ("completed", "failed"), 120, what="generation")
         assert ev.status().state == "completed", ev.status().error
         assert len(ev.predictions()) == 2
+
+
+@pytest.mark.slow  # a detached server process: about 25 s on two busy cores
+def test_a_detached_server_of_the_workspace_is_scored_beside_the_model_it_serves(tmp_path: Path, tiny_model_dir):
+    """`workbench serve start` for real (a detached worker); its model is a candidate and answers as the model does."""
+    from workbench.eval.results import Results
+    from workbench.serve.servedir import list_servers, start_server, stop_server
+
+    sd = start_server(tmp_path, [str(tiny_model_dir)], wait=120)
+    try:
+        [server] = [s for s in list_servers(tmp_path) if s.id == sd.id]
+        assert server.state == "running", server.error
+        [ref] = [c for c in list_candidates(tmp_path) if c.is_endpoint]
+        assert ref.key == f"serve:{sd.id}/{server.models[0]}"
+        [local] = resolve_models(tmp_path, [str(tiny_model_dir)])
+        ev = _eval(tmp_path, [local, ref], limit=3)
+        assert run_eval(ev, handle_signals=False, log=lambda _t: None) == "completed", ev.status().error
+        res = Results(ev)
+        assert [row.cells[ref.key].output for row in res.rows] == [row.cells[local.key].output for row in res.rows]
+    finally:
+        stop_server(sd)
+    assert [c for c in list_candidates(tmp_path) if c.is_endpoint] == []  # a stopped server is no candidate
