@@ -120,6 +120,7 @@ class ModelsPane(LoadsWhenShown, Vertical):
         self.listed = False  # the table shows a listing (tests and snapshots wait for it)
         self.jobs: dict[str, str] = {}  # running job kind -> what it is doing, for the header
         self._listing = False
+        self._again = False
         self._select: str | None = None  # a key to highlight once the next listing has it
         self._shown_rows: dict[str, tuple[Any, ...]] = {}
         self._error = ""
@@ -144,9 +145,11 @@ class ModelsPane(LoadsWhenShown, Vertical):
     # --- listing -------------------------------------------------------------------------
 
     def refresh_list(self) -> None:
-        if not self._listing:  # a slow listing is never stacked behind another
-            self._listing = True
-            self._list()
+        if self._listing:  # never two at once; one more after it, which sees what changed meanwhile
+            self._again = True
+            return
+        self._listing, self._again = True, False
+        self._list()
 
     @work(thread=True, group="models-list", exit_on_error=False)
     def _list(self) -> None:
@@ -157,6 +160,8 @@ class ModelsPane(LoadsWhenShown, Vertical):
 
     def on_models_listed(self, message: ModelsListed) -> None:
         self._listing = False
+        if self._again:
+            self.refresh_list()
         self._error = message.error
         if not message.error:
             self.entries = message.entries

@@ -120,9 +120,8 @@ async def test_m_merges_the_highlighted_checkpoint_and_the_merged_model_appears(
         await pilot.press("m")
         merged = ws / "models" / f"{RUN_ID}-ckpt-4-merged"
         await until(pilot, lambda: str(merged) in keys(app), timeout=120, what="the merged model in the list")
-        assert not pane.jobs
+        await until(pilot, lambda: pane.highlighted_key() == str(merged), what="the merged model highlighted")
         assert (merged / "config.json").is_file() and (merged / "workbench.json").is_file()
-        assert pane.highlighted_key() == str(merged)  # the new model is highlighted
         entry = pane.highlighted()
         assert entry is not None and entry.source == f"{RUN_ID}/ckpt-4" and entry.actions[0] == "gguf"
         assert any("Merged" in n.message for n in app._notifications)
@@ -157,7 +156,7 @@ async def test_g_asks_the_type_and_exports_the_merged_model(ws, tiny_model_dir):
         await until(pilot, lambda: not pane.jobs, timeout=120, what="the export to end")
         out = ws / "models" / f"{MERGED}.q8_0.gguf"
         assert out.is_file(), text_of(app, "#models-detail")
-        await until(pilot, lambda: str(out) in keys(app), what="the GGUF file in the list")
+        await until(pilot, lambda: pane.highlighted_key() == str(out), what="the GGUF file highlighted")
         entry = pane.highlighted()
         assert entry is not None and entry.key == str(out) and entry.qtype == "q8_0" and entry.modelfile
         assert entry.source == f"models/{MERGED}"
@@ -200,8 +199,7 @@ async def test_s_starts_a_server_and_x_stops_it(ws):
             servers = list_servers(ws)
             assert len(servers) == 1, text_of(app, "#models-detail")
             server = servers[0]
-            await until(pilot, lambda: server.id in keys(app), what="the server in the list")
-            assert pane.highlighted_key() == server.id
+            await until(pilot, lambda: pane.highlighted_key() == server.id, what="the new server highlighted")
             await until(
                 pilot,
                 lambda: (pane.highlighted() or inventory.ModelEntry("", "", "", "")).state == "running",
