@@ -221,9 +221,9 @@ def check_key(host: str) -> str | None:
 def _slug(ref: ModelRef) -> str:
     if ref.run_id:
         return re.sub(r"-\d{8}-\d{6}(-\d+)?$", "", ref.run_id)
-    if ref.kind == "base" and ref.path in ("bundled", ""):
-        return "base"
-    return Path(ref.path).name or "serve"
+    from workbench.serve.vllm import served_name
+
+    return served_name(ref) or "serve"
 
 
 # --- start, find, list, stop ------------------------------------------------------------------------

@@ -37,14 +37,10 @@ def require_vllm() -> None:
 
 
 def served_name(ref: ModelRef) -> str:
-    """What clients pass as ``model``: ``base``, ``<run-id>`` for a run's adapter, ``<run-id>/ckpt-N``, a dir's name."""
-    if ref.kind == "adapter":
-        return ref.run_id or Path(ref.path).name
-    if ref.kind == "checkpoint":
-        return f"{ref.run_id}/ckpt-{ref.step}" if ref.run_id else Path(ref.path).name
-    if ref.key == "base" or ref.path == "bundled":
-        return "base"
-    return Path(ref.path).name
+    """What clients pass as ``model``: the name our engine serves the ref under (one naming for both engines)."""
+    from workbench.serve.engine import default_name
+
+    return default_name(ref)
 
 
 @dataclass
