@@ -196,6 +196,9 @@ class WorkbenchApp(App[None]):
         self.call_after_refresh(lambda: self.query_one(focus).focus())
 
     def action_pane(self, pane: str) -> None:
+        if self.query_one(TabbedContent).active == pane:  # its key again: no tab change, so focus it here
+            self._focus_pane(pane)
+            return
         self.screen.set_focus(None)  # focus left in the old tab would pull the tabs back to it
         self.query_one(TabbedContent).active = pane
 

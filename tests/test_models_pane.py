@@ -61,6 +61,9 @@ async def highlight(pilot, pane: ModelsPane, key: str) -> None:
 async def test_key_5_lists_the_runs_adapter_and_checkpoints_with_their_commands(ws):
     app = make_app(ws)
     async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("1", "f5")  # F5 reaches the pane too
+        assert app.query_one("TabbedContent").active == "models"
         pane = await opened(pilot)
         assert keys(app) == ["base", f"{RUN_ID}/adapter", f"{RUN_ID}/ckpt-8", f"{RUN_ID}/ckpt-4"]
         assert app.focused is app.query_one("#models-table")

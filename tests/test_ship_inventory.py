@@ -220,6 +220,29 @@ def test_the_best_of_several_evals_and_the_suite_gate(shipped):
     assert (entry.gate.passed, entry.gate.total) == (1, 2) and "refuse" in entry.gate.summary
 
 
+def test_a_servers_figures_come_from_the_evals_of_its_endpoints(shipped):
+    from workbench.eval.store import ModelRef
+
+    server = "serve-20261203-120000"
+    ref = ModelRef(
+        key=f"serve:{server}/base",
+        label="served base",
+        kind="endpoint",
+        path="http://127.0.0.1:8123/v1",
+        endpoint_model="base",
+    )
+    spec = EvalSpec(
+        name="served", dataset=str(SUPPORT / "test.jsonl"), models=[ref], schema=str(SUPPORT / "schema.json")
+    )
+    ev = create_eval(shipped, spec, EXAMPLES)
+    ev.append_predictions(
+        {"model": ref.key, "id": str(e["id"]), "output": o} for e, o in zip(EXAMPLES, OUTPUTS["base"])
+    )
+    got = by_key(list_models(shipped))
+    assert got[server].figure is not None and got[server].figure.mean == pytest.approx(3 / 6)
+    assert got["base"].figure is None  # the endpoint is the server's, not the base's
+
+
 def test_best_figure_prefers_schema_validity_and_respects_direction():
     def fig(metric, mean, created):
         return EvalFigure("e", metric, mean, mean, mean, 3, created)
