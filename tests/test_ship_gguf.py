@@ -347,3 +347,19 @@ def test_bundled_q8_0_logits_within_tolerance(bundled_dir, bundled_exports):
             agree = source(torch.tensor([ids])).logits[0].argmax(-1) == loaded(torch.tensor([ids])).logits[0].argmax(-1)
         assert agree.float().mean() > 0.9
     assert bundled_exports["q8_0"].size_bytes < 0.6 * bundled_exports["f16"].size_bytes
+
+
+def test_merged_run_exports_with_its_training_system_prompt(workspace, tiny_model_dir):
+    from shipkit import fake_run
+
+    from workbench.ship.merge import merge_model
+    from workbench.ship.provenance import system_prompt_of_run
+
+    run = fake_run(workspace, tiny_model_dir, steps=(4,), best=4)
+    merged = merge_model(workspace, f"{run.name}/adapter")
+    result = export_gguf(merged.path, qtype="q8_0")
+    assert result.path.parent == workspace / "models" and result.path.name == f"{merged.path.name}.q8_0.gguf"
+    prompt = system_prompt_of_run(run)
+    assert prompt and f'SYSTEM """{prompt}"""' in result.modelfile.read_text()
+    fields = _fields(result.path)
+    assert fields["tokenizer.ggml.tokens"][fields["tokenizer.ggml.eos_token_id"]] == "<|im_end|>"
