@@ -242,3 +242,19 @@ async def test_a_lost_server_offers_nothing_to_stop(tmp_path):
         await pilot.pause()
         assert not pane.jobs
         assert "No trained models yet" in text_of(app, "#models-header")
+
+
+async def test_a_listing_that_fails_is_said_in_the_header(tmp_path, monkeypatch):
+    import screens.models
+    from workbench.errors import WorkbenchError
+
+    def broken(workspace):
+        raise WorkbenchError(f"{workspace}/runs: permission denied")
+
+    monkeypatch.setattr(screens.models, "list_models", broken)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await opened(pilot)
+        assert "Could not list the models" in text_of(app, "#models-header")
+        assert "permission denied" in text_of(app, "#models-header")
+        assert keys(app) == []
