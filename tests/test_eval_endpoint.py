@@ -306,6 +306,24 @@ def test_a_server_that_fails_now_and_then_is_retried(tmp_path: Path, served: Ser
         assert len(calls) == 6
 
 
+def test_a_server_that_keeps_failing_is_reported_with_the_endpoint_and_its_words(tmp_path: Path, served: Served):
+    calls: list[int] = []
+
+    def fail() -> bool:
+        calls.append(1)
+        return True
+
+    for port in _serve(_flaky_app(served.answer, fail)):
+        url = f"http://127.0.0.1:{port}/v1"
+        ref = endpoint_ref(url, "tiny")
+        ev = _eval(tmp_path, [ref], limit=2)
+        with pytest.raises(EvalError) as caught:
+            list(answer(ref, ev.examples(), SETTINGS, retry_wait=0.01, workers=1))
+        assert f"{ref.key} (endpoint {url}, model tiny)" in str(caught.value)
+        assert "busy, try again" in str(caught.value)
+        assert len(calls) == 4  # the first attempt and three retries, then the eval stops
+
+
 # --- a provider through litellm, offline ------------------------------------------------
 
 

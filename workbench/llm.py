@@ -380,8 +380,12 @@ class LLM:
             message = _unknown_model(model)
         elif isinstance(err, litellm.ContextWindowExceededError):
             message = f"{model}: the request is longer than the model's context window"
-        elif isinstance(err, litellm.APIConnectionError):
+        elif isinstance(err, litellm.APIConnectionError) or "Connection error" in str(err):
             message = f"{model}: cannot reach the provider{tries}: {_first_line(err)}"
+        elif isinstance(err, (litellm.InternalServerError, litellm.ServiceUnavailableError)):
+            code = getattr(err, "status_code", None)
+            said = _server_said(err) or _first_line(err)
+            message = f"{model}: the server failed{f' ({code})' if code else ''}{tries}: {said}"
         else:
             message = f"{model}: {type(err).__name__}: {_first_line(err)}"
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
@@ -494,6 +498,22 @@ def _first_line(err: Exception, limit: int = 200) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     text = re.sub(r"^litellm\.\w+:\s*", "", text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _server_said(err: Exception, limit: int = 200) -> str | None:
+    """The message in an error answer's body (OpenAI's ``error.message``, FastAPI's ``detail``), when there is one."""
+    try:
+        text = str(getattr(err, "response", None).text)  # type: ignore[union-attr]
+        body = json.loads(text)
+    except Exception:
+        return None
+    said = body.get("error", body.get("detail")) if isinstance(body, dict) else None
+    if isinstance(said, dict):
+        said = said.get("message")
+    if not isinstance(said, str) or not said.strip():
+        return None
+    said = " ".join(said.split())
+    return said if len(said) <= limit else said[: limit - 1] + "…"
 
 
 def _unknown_model(model: str) -> str:
