@@ -363,3 +363,42 @@ def test_merged_run_exports_with_its_training_system_prompt(workspace, tiny_mode
     assert prompt and f'SYSTEM """{prompt}"""' in result.modelfile.read_text()
     fields = _fields(result.path)
     assert fields["tokenizer.ggml.tokens"][fields["tokenizer.ggml.eos_token_id"]] == "<|im_end|>"
+
+
+def test_llama3_rope_scaling_becomes_llama_cpps_rope_freqs(tmp_path, tiny_model_dir):
+    import gguf
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    rope = {
+        "rope_type": "llama3",
+        "rope_theta": 500000.0,
+        "factor": 32.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64,
+    }
+    config = LlamaConfig(
+        vocab_size=1000,
+        hidden_size=64,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        rope_parameters=rope,
+        tie_word_embeddings=True,
+    )
+    out = tmp_path / "llama3-rope"
+    LlamaForCausalLM(config).save_pretrained(out)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (tiny_model_dir / name).is_file():
+            shutil.copy(tiny_model_dir / name, out / name)
+    result = export_gguf(out, qtype="f16")
+    tensor = next(t for t in gguf.GGUFReader(result.path).tensors if t.name == "rope_freqs.weight")
+    factors = np.asarray(tensor.data, dtype=np.float64)
+    scaled, _ = ROPE_INIT_FUNCTIONS["llama3"](config)
+    base = 1.0 / (500000.0 ** (torch.arange(0, 32, 2, dtype=torch.float64) / 32))
+    assert factors.shape == (16,) and factors.min() == 1.0 and factors.max() == 32.0
+    assert np.allclose(base.numpy() / factors, scaled.double().numpy(), rtol=1e-5)

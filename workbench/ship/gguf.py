@@ -8,6 +8,8 @@ its runtime and transformers' GGUF loader (our oracle in the tests) both read th
   rotary layout (halves) to llama.cpp's (interleaved pairs); transformers' loader undoes exactly that
   permutation for ``llama``. Qwen2 is written as ``qwen2``, unpermuted (NeoX rotary), with its biases.
 * Tied embeddings (SmolLM2): ``token_embd`` alone, no ``output.weight``; readers tie them again.
+* Llama 3.1-style rope scaling is written as llama.cpp's ``rope_freqs`` tensor (transformers' GGUF loader
+  ignores it, so only llama.cpp and Ollama run such a file at full fidelity); linear scaling as metadata.
 * Norms and every other 1-D tensor stay F32. Q8_0/Q4_0 quantize 2-D matrices whose rows are a multiple of
   the 32-value block; any other matrix falls back to F16 (listed in the result). In Q4_0 the embedding /
   output matrix is kept at Q8_0, as llama.cpp's own quantizer keeps the output at higher precision.
@@ -136,12 +138,34 @@ def _rope(config: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     if kind == "default":
         return theta, {}
     merged = {**scaling, **params, "rope_type": kind}
-    if kind != "linear":
+    if kind not in ("linear", "llama3"):
         raise ShipError(
-            f"rope scaling {kind!r} is not exported yet (only none and 'linear'); "
+            f"rope scaling {kind!r} is not exported yet (only none, 'linear' and 'llama3'); "
             "export the model with llama.cpp's convert_hf_to_gguf.py instead"
         )
     return theta, merged
+
+
+def llama3_rope_factors(config: dict[str, Any]) -> np.ndarray | None:
+    """The ``rope_freqs`` tensor llama.cpp divides its rotary frequencies by for Llama 3.1+ scaling
+    (as convert_hf_to_gguf computes it); None when the model has no llama3 rope scaling."""
+    theta, scaling = _rope(config)
+    if scaling.get("rope_type") != "llama3":
+        return None
+    heads = int(config["num_attention_heads"])
+    dim = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
+    freqs = 1.0 / (theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim))
+    factor = float(scaling.get("factor", 8.0))
+    low, high = float(scaling.get("low_freq_factor", 1.0)), float(scaling.get("high_freq_factor", 4.0))
+    old_context = float(scaling.get("original_max_position_embeddings", 8192))
+    wavelen = 2 * np.pi / freqs
+    smooth = (old_context / wavelen - low) / (high - low)
+    factors = np.where(
+        wavelen < old_context / high,
+        1.0,
+        np.where(wavelen > old_context / low, factor, 1 / ((1 - smooth) / factor + smooth)),
+    )
+    return factors.astype(np.float32)
 
 
 def _add_hparams(writer: Any, config: dict[str, Any], n_vocab: int) -> None:
@@ -164,7 +188,7 @@ def _add_hparams(writer: Any, config: dict[str, Any], n_vocab: int) -> None:
         writer.add_value_length(head_dim)
     theta, scaling = _rope(config)
     writer.add_rope_freq_base(theta)
-    if scaling:
+    if scaling.get("rope_type") == "linear":
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(float(scaling["factor"]))
 
@@ -302,6 +326,8 @@ class _Plan:
     name: str
     shape: tuple[int, ...]
     ggml_type: Any  # gguf.GGMLQuantizationType
+    data: np.ndarray | None = None
+    """A tensor computed here rather than read from the shard (llama3's rope_freqs)."""
 
 
 def _plan(config: dict[str, Any], shards: list[Path], arch: str, qtype: str) -> tuple[list[_Plan], list[str]]:
@@ -338,6 +364,10 @@ def _plan(config: dict[str, Any], shards: list[Path], arch: str, qtype: str) -> 
                         fallbacks.append(name)
                         ggml_type = q.F16
                 plans.append(_Plan(key, shard, name, shape, ggml_type))
+    factors = llama3_rope_factors(config)
+    if factors is not None:
+        name = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"
+        plans.append(_Plan("", shards[0], name, factors.shape, q.F32, data=factors))
     return plans, fallbacks
 
 
@@ -365,6 +395,9 @@ def _tensor_data(plans: list[_Plan], config: dict[str, Any], arch: str) -> Itera
     handles: dict[Path, Any] = {}
     try:
         for plan in plans:
+            if plan.data is not None:
+                yield plan, np.ascontiguousarray(plan.data, dtype=np.float32)
+                continue
             if plan.shard not in handles:
                 handles[plan.shard] = safe_open(str(plan.shard), framework="pt").__enter__()
             tensor = handles[plan.shard].get_tensor(plan.source)
