@@ -402,3 +402,34 @@ def test_llama3_rope_scaling_becomes_llama_cpps_rope_freqs(tmp_path, tiny_model_
     base = 1.0 / (500000.0 ** (torch.arange(0, 32, 2, dtype=torch.float64) / 32))
     assert factors.shape == (16,) and factors.min() == 1.0 and factors.max() == 32.0
     assert np.allclose(base.numpy() / factors, scaled.double().numpy(), rtol=1e-5)
+
+
+def test_pre_tokenizer_names_follow_llama_cpp():
+    from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_PRE_TOKENIZER_SPLITS
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    from workbench.ship.gguf import pre_tokenizer_name
+
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}
+
+    def split(regex):
+        no_regex = {**byte_level, "use_regex": False}
+        return {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": regex}}, no_regex]}
+
+    assert pre_tokenizer_name({"pre_tokenizer": byte_level}) == "gpt-2"
+    digits = {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True}, byte_level]}
+    assert pre_tokenizer_name({"pre_tokenizer": digits}) == "smollm"  # SmolLM2's own tokenizer.json
+    assert pre_tokenizer_name({"pre_tokenizer": split(PRETOKENIZE_REGEX)}) == "qwen2"
+    assert pre_tokenizer_name({"pre_tokenizer": split(GGUF_PRE_TOKENIZER_SPLITS["llama-bpe"])}) == "llama-bpe"
+    assert pre_tokenizer_name({"pre_tokenizer": split(r"\w+")}) is None
+
+
+def test_an_interrupted_export_leaves_nothing_behind(model_copy, tmp_path):
+    def stop_at_tensors(message: str) -> None:
+        if message.startswith("tensor"):
+            raise KeyboardInterrupt
+
+    target = tmp_path / "out" / "x.q8_0.gguf"
+    with pytest.raises(KeyboardInterrupt):
+        export_gguf(model_copy, target, progress=stop_at_tensors)
+    assert list(target.parent.iterdir()) == []

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -196,7 +197,7 @@ def _add_hparams(writer: Any, config: dict[str, Any], n_vocab: int) -> None:
 # --- tokenizer --------------------------------------------------------------------------------------
 
 
-def _pre_tokenizer(tokenizer_json: dict[str, Any]) -> str | None:
+def pre_tokenizer_name(tokenizer_json: dict[str, Any]) -> str | None:
     """llama.cpp's name for how this byte-level BPE splits text before merging (None: not one we know)."""
     pre = tokenizer_json.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
@@ -281,7 +282,7 @@ def _add_tokenizer(writer: Any, model_dir: Path, config: dict[str, Any], n_vocab
         raise ShipError(f"{model_dir}: the tokenizer cannot be loaded ({one_line(exc)})") from exc
     tokens, types = _vocab(model_dir, tokenizer, n_vocab)
     writer.add_tokenizer_model("gpt2")
-    pre = _pre_tokenizer(tokenizer_json)
+    pre = pre_tokenizer_name(tokenizer_json)
     notes = [] if pre else ["pre-tokenizer not recognized: written as 'default' (GPT-2 splitting)"]
     writer.add_tokenizer_pre(pre or "default")
     writer.add_token_list(tokens)
@@ -459,6 +460,12 @@ def export_gguf(
     if embed is None:
         raise ShipError(f"{model_dir}: no embedding tensor (model.embed_tokens.weight) in the weights")
     n_vocab = embed.shape[0]
+    need = sum(int(np.prod(_byte_shape(p)[0])) * _byte_shape(p)[1].itemsize for p in plans) + 16 * 2**20
+    free = shutil.disk_usage(path.parent).free
+    if free < need:
+        raise ShipError(
+            f"{path.parent}: {free / 2**20:.0f} MiB free, the {qtype} GGUF needs about {need / 2**20:.0f} MiB"
+        )
 
     tmp = path.with_name(f".{path.name}.partial")
     writer = gguf.GGUFWriter(tmp, arch)
