@@ -272,6 +272,28 @@ def test_a_client_leaving_a_stream_is_logged_and_the_engine_goes_on(setup):
     assert direct(engine, run_id, 3)
 
 
+def test_a_failed_generation_is_500_in_one_line_and_logged(setup, monkeypatch):
+    url, engine, log, run_id = setup
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory (simulated)\nwith a second line")
+
+    monkeypatch.setattr(engine.model, "generate", broken)
+    body = {"model": run_id, "messages": HI, "max_tokens": 4}
+    reply = httpx.post(f"{url}/v1/chat/completions", json=body, headers=auth())
+    assert reply.status_code == 500
+    error = reply.json()["error"]
+    assert error["type"] == "server_error" and "RuntimeError: out of memory (simulated)" in error["message"]
+    assert "second line" not in error["message"] and "Traceback" not in reply.text
+    entry = logged(log, reply.headers["x-request-id"])
+    assert entry.status == 500 and "out of memory" in (entry.error or "")
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json={**body, "stream": True}, headers=auth()) as streamed:
+        lines = [line for line in streamed.iter_lines() if line]
+        request_id = streamed.headers["x-request-id"]
+    assert "out of memory" in json.loads(lines[-2][6:])["error"]["message"] and lines[-1] == "data: [DONE]"
+    assert logged(log, request_id).status == 500
+
+
 def test_without_a_key_it_serves_anyone(setup):
     _, engine, _, _ = setup
     with serving(build_app(engine)) as url:
