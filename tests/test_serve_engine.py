@@ -240,3 +240,21 @@ def test_close_fails_later_submits(served):
     eng.close()
     with pytest.raises(ServeError, match="closed"):
         eng.submit("base", ask("hi"), greedy())
+
+
+def test_close_stops_the_batch_being_generated(served):
+    ws, run_id = served
+    eng = load_engine(ws, ["demo/final"], window_s=0.0)
+    closer: list[threading.Thread] = []
+
+    def close_now(jobs) -> None:  # close while this batch is about to generate; wait until its jobs are cancelled
+        closer.append(threading.Thread(target=eng.close))
+        closer[0].start()
+        assert all(j.cancelled.wait(30) for j in jobs)
+
+    eng.on_batch = close_now
+    job = eng.submit(run_id, ask(PROMPTS[0]), greedy(400))
+    with pytest.raises(ServeError, match="cancelled"):
+        job.result(timeout=60)
+    closer[0].join(30)
+    assert not closer[0].is_alive() and not eng._thread.is_alive()

@@ -308,6 +308,7 @@ class Engine:
         self._pending: list[Job] = []
         self._cond = threading.Condition()
         self._closed = False
+        self._running: list[Job] = []
         self._thread = threading.Thread(target=self._loop, name="serve-engine", daemon=True)
         self._thread.start()
 
@@ -430,11 +431,13 @@ class Engine:
         return job
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop the engine thread; queued jobs fail with ServeError."""
+        """Stop the engine thread; queued jobs and those being generated fail with ServeError."""
         with self._cond:
             self._closed = True
             pending, self._pending = self._pending, []
             self._cond.notify_all()
+        for job in list(self._running):
+            job.cancel()  # their rows stop at the next token, so the thread is free at once
         for job in pending:
             job._fail(ServeError("the engine was closed before this request was answered"))
         if self._thread is not threading.current_thread():
@@ -479,6 +482,7 @@ class Engine:
             if batch is None:
                 return
             live = [j for j in batch if not j.cancelled.is_set()]
+            self._running = live
             for job in batch:
                 if job.cancelled.is_set():
                     job._fail(ServeError("the request was cancelled"))
