@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -173,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     n = 16 if args.quick else args.requests
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # killed from outside: still stop the server (finally below)
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         workspace = Path(args.workspace) if args.workspace else Path(tmp)
         started = time.perf_counter()
