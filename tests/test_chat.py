@@ -242,3 +242,20 @@ def test_cli_chat_with_two_models_prints_both_and_refuses_three(chat_ws, monkeyp
     assert "system prompt: (none)" in out
     assert main(["-w", str(chat_ws), "chat", "a", "b", "c"]) == 2
     assert "at most two models" in capsys.readouterr().err
+
+
+def test_a_merged_model_and_its_base_chat_side_by_side_on_two_engines(chat_ws, engine):
+    """Models on different bases (a merged model beside the base) get one engine each, not a refusal."""
+    from workbench.chat import EngineGroup
+    from workbench.ship.merge import merge_model
+
+    merged = merge_model(chat_ws, "last/adapter", chat_ws / "models" / "demo-merged")
+    with ChatSession(chat_ws, [str(merged.path), "base"], settings=SHORT) as chat:
+        assert isinstance(chat.engine, EngineGroup)
+        assert chat.models == ["demo-merged", "base"]
+        answers = chat.ask("My kettle arrived broken, what now?")
+    # the merged model answers as the unmerged adapter does (greedy), the base as itself
+    reference = session(chat_ws, engine).ask("My kettle arrived broken, what now?")
+    adapter = next(m for m in reference if m != "base")
+    assert answers["demo-merged"] == reference[adapter]
+    assert answers["base"] == reference["base"]

@@ -29,7 +29,7 @@ from workbench.errors import DataError, WorkbenchError
 from workbench.eval.candidates import resolve_models
 from workbench.eval.store import GenerationSettings, ModelRef
 from workbench.fileio import atomic_write_bytes
-from workbench.serve.engine import Completion, Engine, default_name
+from workbench.serve.engine import Completion, Engine, base_dir_of, default_name
 
 SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
 """Our roles as ShareGPT's ``from`` values (what the sample ShareGPT data uses)."""
@@ -76,6 +76,54 @@ def _system_prompt_of(workspace: str | Path, ref: ModelRef) -> str | None:
     return None
 
 
+class EngineGroup:
+    """One engine per base model, behind the engine's ``names``/``served``/``submit``/``close``.
+
+    A merged model and its base (or two runs on different bases) cannot share one engine; the playground
+    still compares them side by side, each answered by its own engine (so not in one batch).
+    """
+
+    def __init__(self, engines: Sequence[Engine]) -> None:
+        self.engines = list(engines)
+        self._by_name = {name: e for e in self.engines for name in e.names}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._by_name)
+
+    @property
+    def served(self) -> dict[str, Any]:
+        return {name: s for e in self.engines for name, s in getattr(e, "served", {}).items()}
+
+    def submit(self, model: str, *args: Any, **kwargs: Any) -> Any:
+        engine = self._by_name.get(model)
+        if engine is None:
+            raise ChatError(f"model {model!r} is not loaded (loaded: {', '.join(self._by_name)})")
+        return engine.submit(model, *args, **kwargs)
+
+    def close(self) -> None:
+        for engine in self.engines:
+            engine.close()
+
+
+def open_engines(refs: Sequence[ModelRef], names: Sequence[str]) -> Engine | EngineGroup:
+    """One engine when every model shares a base (answers batched together), else one per base."""
+    groups: dict[Path, list[int]] = {}
+    for i, ref in enumerate(refs):
+        groups.setdefault(base_dir_of(ref), []).append(i)
+    if len(groups) == 1:
+        return Engine(refs, names=names, max_batch=max(8, len(names)))
+    engines: list[Engine] = []
+    try:
+        for idx in groups.values():
+            engines.append(Engine([refs[i] for i in idx], names=[names[i] for i in idx], max_batch=8))
+    except BaseException:
+        for engine in engines:
+            engine.close()
+        raise
+    return EngineGroup(engines)
+
+
 class ChatSession:
     """A conversation with one or two models; see the module doc."""
 
@@ -96,7 +144,7 @@ class ChatSession:
         if engine is None:
             self.refs = resolve_models(self.workspace, names)
             self.models: list[str] = _unique([default_name(r) for r in self.refs])
-            self.engine = Engine(self.refs, names=self.models, max_batch=max(8, len(self.models)))
+            self.engine: Engine | EngineGroup = open_engines(self.refs, self.models)
             self._own_engine = True
         else:
             self.engine, self._own_engine = engine, False

@@ -73,12 +73,14 @@ def cmd_serve_list(args: argparse.Namespace) -> int:
     if not servers:
         print(f"no servers in {Workspace(args.workspace).serves_dir} (start one: workbench serve start MODEL)")
         return 0
-    print(f"{'SERVER':<30} {'STATE':<9} {'URL':<24} {'REQS':>5} {'AGE':>5}  MODELS")
+    w = max(6, *(len(s.id) for s in servers))
+    u = max(3, *(len(s.url or "-") for s in servers))
+    print(f"{'SERVER':<{w}} {'STATE':<9} {'URL':<{u}} {'REQS':>5} {'AGE':>5}  MODELS")
     for s in servers:
         requests = "-" if s.requests is None else str(s.requests)
         note = f"  ({s.error.splitlines()[0][:60]})" if s.error and s.state == "failed" else ""
         print(
-            f"{s.id:<30} {s.state:<9} {s.url or '-':<24} {requests:>5} {age(s.age_s):>5}  {', '.join(s.models)}{note}"
+            f"{s.id:<{w}} {s.state:<9} {s.url or '-':<{u}} {requests:>5} {age(s.age_s):>5}  {', '.join(s.models)}{note}"
         )
     return 0
 

@@ -277,6 +277,11 @@ def _base_of(ref: ModelRef) -> tuple[str, Path, Path | None]:
     raise ServeError(f"model {ref.key!r}: {path} holds neither a LoRA adapter nor a model (config.json)")
 
 
+def base_dir_of(ref: ModelRef) -> Path:
+    """The resolved directory of the base a ref runs on: models with the same one can share an engine."""
+    return _base_of(ref)[1]
+
+
 class Engine:
     """One base model with its adapters, answering batched, streaming chat requests from a thread of its own."""
 

@@ -184,9 +184,12 @@ def _evals(evals: Sequence[Mapping[str, Any]]) -> list[str]:
 def _limitations(prov: Mapping[str, Any]) -> list[str]:
     train = [f for f in prov.get("data") or [] if f.get("split") == "train"]
     rows = sum(int(f["rows"]) for f in train if isinstance(f.get("rows"), int))
+    cap = ((prov.get("config") or {}).get("data") or {}).get("max_train_examples")
+    # max_train_examples caps what the trainer took (the first N rows of the file)
+    count = f"the first {cap} of {rows}" if isinstance(cap, int) and 0 < cap < rows else str(rows)
     evals = prov.get("evals") or []
     lines = [
-        f"- Trained on {rows} examples of one task ({', '.join(Path(str(f['path'])).name for f in train) or 'unknown data'}); "
+        f"- Trained on {count} examples of one task ({', '.join(Path(str(f['path'])).name for f in train) or 'unknown data'}); "
         "expect it to do that task, not to be better in general than its base.",
     ]
     if evals:
