@@ -353,3 +353,33 @@ def test_the_key_is_never_written_to_the_log(setup):
     _, _, log, _ = setup
     rows = [json.dumps(e.params) + (e.error or "") for e in log.recent(500)]
     assert not any(KEY in row for row in rows)
+
+
+def test_the_training_system_prompt_goes_first_when_a_request_brings_none(setup):
+    """Like Ollama's SYSTEM: the served adapter hears the prompt it was trained under unless the client sends one."""
+    import httpx
+
+    _, engine, _, run_id = setup
+    system = "Answer with one line of JSON."
+    with serving(build_app(engine, None, system_prompts={run_id: system})) as url:
+
+        def ask(messages):
+            body = {"model": run_id, "messages": messages, "temperature": 0, "max_tokens": 6}
+            reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60).json()
+            return reply["choices"][0]["message"]["content"], reply["usage"]["prompt_tokens"]
+
+        plain, plain_tokens = ask(HI)
+        explicit, explicit_tokens = ask([{"role": "system", "content": system}, *HI])
+        other, _ = ask([{"role": "system", "content": "Be brief."}, *HI])
+    with_system = [{"role": "system", "content": system}, *HI]
+    expected = engine.submit(run_id, with_system, GenerationSettings(max_new_tokens=6)).result(timeout=60).text
+    assert (plain, plain_tokens) == (explicit, explicit_tokens) and plain == expected
+    assert plain_tokens > len(engine.prompt_tokens(run_id, HI))  # the prompt was really added
+    assert (
+        other
+        == engine.submit(
+            run_id, [{"role": "system", "content": "Be brief."}, *HI], GenerationSettings(max_new_tokens=6)
+        )
+        .result(timeout=60)
+        .text
+    )  # a client's own system message is kept, not replaced

@@ -130,6 +130,9 @@ def test_start_answer_list_stop_and_a_second_server_side_by_side(serve_ws: Path,
     assert [r.model for r in sorted(logged, key=lambda r: r.time)] == [RUN, "base"]
     assert logged[-1].status == 200 or logged[0].status == 200
     assert answer in [r.response for r in logged]
+    by_model = {r.model: r for r in logged}
+    assert by_model[RUN].params.get("default_system") is True  # the run's training system prompt went first
+    assert "default_system" not in by_model["base"].params  # the base was not trained with one
     assert not sd.stop_path.exists()
     assert {s.state for s in list_servers(serve_ws)} == {"stopped"}
     assert list_servers(serve_ws)[0].url is None  # a stopped server has no url to call

@@ -59,21 +59,9 @@ def default_system_prompt(workspace: str | Path, refs: Sequence[ModelRef]) -> st
 
 
 def _system_prompt_of(workspace: str | Path, ref: ModelRef) -> str | None:
-    from workbench.ship.provenance import read_provenance, system_prompt_of_run
+    from workbench.ship.provenance import system_prompt_of_ref
 
-    if ref.run_id:
-        from workbench.train.runner import find_run
-
-        try:
-            run = find_run(workspace, ref.run_id)
-        except WorkbenchError:
-            return None
-        return system_prompt_of_run(run.path)
-    path = Path(ref.path).expanduser()
-    if path.is_dir():
-        prompt = read_provenance(path).get("system_prompt")
-        return prompt if isinstance(prompt, str) and prompt.strip() else None
-    return None
+    return system_prompt_of_ref(workspace, ref)
 
 
 class EngineGroup:

@@ -16,7 +16,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
@@ -120,8 +120,16 @@ def build_app(
     api_key: str | None = None,
     server_id: str | None = None,
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
+    system_prompts: Mapping[str, str] | None = None,
 ) -> FastAPI:
-    """The FastAPI app serving ``engine``; with ``api_key`` every /v1 route needs ``Authorization: Bearer KEY``."""
+    """The FastAPI app serving ``engine``; with ``api_key`` every /v1 route needs ``Authorization: Bearer KEY``.
+
+    ``system_prompts`` (model name -> the system prompt its training data used) is put first in a request
+    that brings no system message of its own, as Ollama's SYSTEM does: a fine-tuned model asked without
+    the prompt it learned under answers far worse. The log keeps the request as received, with
+    ``params.default_system`` set when the prompt was added.
+    """
+    defaults = {k: v for k, v in (system_prompts or {}).items() if v}
     app = FastAPI(title="workbench", docs_url=None, redoc_url=None, openapi_url=None)
     started = time.time()
 
@@ -215,7 +223,11 @@ def build_app(
                 )
             queue: asyncio.Queue[str | None] = asyncio.Queue()
             loop = asyncio.get_running_loop()
-            job = await asyncio.to_thread(_submit, engine, req, entry.messages, default_max_tokens, loop, queue)
+            sent = entry.messages
+            if req.model in defaults and not any(m.get("role") == "system" for m in sent):
+                sent = [{"role": "system", "content": defaults[req.model]}, *sent]
+                entry.params = {**entry.params, "default_system": True}
+            job = await asyncio.to_thread(_submit, engine, req, sent, default_max_tokens, loop, queue)
         except _Refusal as exc:
             entry.status, entry.error = exc.status, str(exc)
             entry.latency_s = time.perf_counter() - t0

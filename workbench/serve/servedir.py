@@ -374,8 +374,13 @@ class ServerSummary:
     def age_s(self) -> float:
         return time.time() - self.started
 
+    @property
+    def base_url(self) -> str | None:
+        """What an OpenAI client takes as ``base_url`` (the server's root is ``url``)."""
+        return f"{self.url}/v1" if self.url else None
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "age_s": round(self.age_s, 1)}
+        return {**asdict(self), "base_url": self.base_url, "age_s": round(self.age_s, 1)}
 
 
 def request_count(sd: ServeDir) -> int | None:

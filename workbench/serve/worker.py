@@ -68,6 +68,19 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _system_prompts(spec: ServeSpec, engine: Any) -> dict[str, str]:
+    """Each served model's training system prompt (see build_app), by the name clients use."""
+    from workbench.serve.engine import default_name
+    from workbench.ship.provenance import system_prompt_of_ref
+
+    found = {}
+    for ref in spec.refs:
+        prompt = system_prompt_of_ref(spec.workspace, ref)
+        if prompt and default_name(ref) in engine.names:
+            found[default_name(ref)] = prompt
+    return found
+
+
 def _serve_workbench(sd: ServeDir, spec: ServeSpec, status: StatusWriter, beat: _Beat, stop: threading.Event) -> str:
     import uvicorn
 
@@ -82,7 +95,13 @@ def _serve_workbench(sd: ServeDir, spec: ServeSpec, status: StatusWriter, beat: 
             return "stopped"
         log = RequestLog(sd.db_path)
         try:
-            app = build_app(engine, log, api_key=os.environ.get(KEY_ENV) or None, server_id=sd.id)
+            app = build_app(
+                engine,
+                log,
+                api_key=os.environ.get(KEY_ENV) or None,
+                server_id=sd.id,
+                system_prompts=_system_prompts(spec, engine),
+            )
             sock = _bind(spec.host, spec.port)
             port = sock.getsockname()[1]
             config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=GRACEFUL_S)

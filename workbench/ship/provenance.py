@@ -167,3 +167,25 @@ __all__ = [
     "system_prompt_of_run",
     "write_provenance",
 ]
+
+
+def system_prompt_of_ref(workspace: str | Path, ref: Any) -> str | None:
+    """The system prompt a model was trained with: its run's most common one, or a merged model's (workbench.json).
+
+    ``ref`` is an eval :class:`~workbench.eval.store.ModelRef`; None for a base model or when nothing is known.
+    """
+    from workbench.errors import WorkbenchError
+
+    if getattr(ref, "run_id", None):
+        from workbench.train.runner import find_run
+
+        try:
+            run = find_run(workspace, ref.run_id)
+        except WorkbenchError:
+            return None
+        return system_prompt_of_run(run.path)
+    path = Path(str(ref.path)).expanduser()
+    if path.is_dir():
+        prompt = read_provenance(path).get("system_prompt")
+        return prompt if isinstance(prompt, str) and prompt.strip() else None
+    return None
