@@ -226,7 +226,7 @@ class WorkbenchApp(App[None]):
                     "Eval pane",
                     [
                         ("↑ ↓ ← →", "move between examples and answers"),
-                        ("Esc", "leave rating mode; again: leave the grid (F1-F4 always switch panes)"),
+                        ("Esc", "leave rating mode; again: leave the grid (F1-F5 always switch panes)"),
                     ]
                     + [k for k in _keys(EvalPane.BINDINGS) if k[0] not in ("2", "3", "4", "5")],
                 )

@@ -183,7 +183,7 @@ class EvalPane(EvalJobs, LoadsWhenShown, Vertical):
             "Leave",
             id="eval.leave",
             show=False,
-            tooltip="Leave rating mode; pressed again, leave the grid (F1-F4 always switch panes)",
+            tooltip="Leave rating mode; pressed again, leave the grid (F1-F5 always switch panes)",
         ),
         Binding("x", "stop", "Stop", id="eval.stop", show=False, tooltip="Stop generating after the batch in hand"),
         Binding("g", "resume", "Go on", id="eval.resume", show=False, tooltip="Resume a stopped or lost generation"),

@@ -223,7 +223,8 @@ def _slug(ref: ModelRef) -> str:
         return re.sub(r"-\d{8}-\d{6}(-\d+)?$", "", ref.run_id)
     from workbench.serve.vllm import served_name
 
-    return served_name(ref) or "serve"
+    # a merged model's name carries its run's stamp: 'demo-20261203-173040-merged' serves as 'demo-merged-<now>'
+    return re.sub(r"-\d{8}-\d{6}(-\d+)?", "", served_name(ref) or "") or "serve"
 
 
 # --- start, find, list, stop ------------------------------------------------------------------------
