@@ -110,7 +110,8 @@ def test_start_call_list_logs_stop_all(serve_ws: Path, capsys: pytest.CaptureFix
         code, out, _ = _run(capsys, serve_ws, "stop", "all", "--wait", "30")
         assert code == 0 and out.strip() == f"{sd.id}: stopped"
         code, out, _ = _run(capsys, serve_ws, "list")
-        assert f"{sd.id:<30} stopped" in out
+        (line,) = [row for row in out.splitlines() if row.startswith(sd.id)]
+        assert line.split()[:2] == [sd.id, "stopped"]
     finally:
         pid = sd.read_status_raw().get("pid")
         if sd.status().state in LIVE_STATES and pid and pid_alive(pid):

@@ -53,7 +53,7 @@ def merged_dir(ws: Path, base_dir: Path, name: str = MERGED, *, step: int = 4) -
         "created": "2026-12-03T12:00:00+00:00",
         "adapter_path": str(ws / "runs" / RUN_ID / f"checkpoint-{step}"),
         "config": {"name": "demo", "model": str(base_dir)},
-        "data": [{"path": str(SUPPORT / "train.jsonl"), "rows": 40, "sha256": "0" * 64}],
+        "data": [{"path": str(ws / "support" / "train.jsonl"), "rows": 40, "sha256": "0" * 64}],
         "evals": [],
         "system_prompt": "Answer with one line of JSON.",
     }
