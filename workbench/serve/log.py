@@ -10,6 +10,13 @@ Columns are chosen for monitoring (issue 13): ``time`` (Unix seconds when the re
 ``messages`` / ``response`` / ``params`` (JSON) feed drift checks and sending production samples
 back to a dataset; tokens and latencies give throughput. ``schema_version`` says which layout a file
 has, so a later workbench can migrate it.
+
+Version 2 adds the health of each answer, judged by the server when it records the request
+(:func:`workbench.monitor.health.annotate`), so that the monitor's figures over a million requests are
+SQL aggregates, not a million JSON parses: ``prompt_chars``, ``answer_chars``, ``valid`` (against the
+task's schema; NULL without one), ``refusal``, ``empty``, ``truncated`` (cut at max tokens), ``fields``
+(the schema's categorical fields of the answer, JSON) and ``lang`` / ``prompt_lang``. A writer opening a
+version 1 log adds the columns (old rows keep NULL there); a reader of one sees NULL.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 
 from workbench.errors import ServeError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -46,17 +53,40 @@ CREATE TABLE IF NOT EXISTS requests (
     finish_reason TEXT,
     params TEXT NOT NULL DEFAULT '{}',
     client TEXT,
-    server_id TEXT
+    server_id TEXT,
+    prompt_chars INTEGER,
+    answer_chars INTEGER,
+    valid INTEGER,
+    refusal INTEGER,
+    empty INTEGER,
+    truncated INTEGER,
+    fields TEXT,
+    lang TEXT,
+    prompt_lang TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_time ON requests (time);
 CREATE INDEX IF NOT EXISTS requests_model_time ON requests (model, time);
 CREATE INDEX IF NOT EXISTS requests_status_time ON requests (status, time);
 """
 
-_COLUMNS = (
+_V1_COLUMNS = (
     "id, time, model, endpoint, stream, status, error, messages, response, prompt_tokens, completion_tokens, "
     "latency_s, first_token_s, finish_reason, params, client, server_id"
 )
+HEALTH_COLUMNS = {
+    "prompt_chars": "INTEGER",
+    "answer_chars": "INTEGER",
+    "valid": "INTEGER",
+    "refusal": "INTEGER",
+    "empty": "INTEGER",
+    "truncated": "INTEGER",
+    "fields": "TEXT",
+    "lang": "TEXT",
+    "prompt_lang": "TEXT",
+}
+"""Version 2's columns: the health of each answer (see the module's docstring)."""
+_COLUMNS = _V1_COLUMNS + ", " + ", ".join(HEALTH_COLUMNS)
+_N_COLUMNS = _COLUMNS.count(",") + 1
 
 
 @dataclass
@@ -87,6 +117,22 @@ class LoggedRequest:
     client: str | None = None
     """The client's address, ``host:port``."""
     server_id: str | None = None
+    # --- version 2: the answer's health, set by workbench.monitor.health.annotate -------------------
+    prompt_chars: int | None = None
+    """Characters of the request's user turns."""
+    answer_chars: int | None = None
+    """Characters of the answer; None when there is none (an error)."""
+    valid: bool | None = None
+    """The answer fits the task's JSON Schema; None without a schema or an answer."""
+    refusal: bool | None = None
+    empty: bool | None = None
+    truncated: bool | None = None
+    """Cut at max_tokens (finish_reason ``length``)."""
+    fields: dict[str, str] | None = None
+    """The schema's categorical fields in a valid answer (``{"urgency": "high"}``)."""
+    lang: str | None = None
+    """The answer's language (ISO 639-1), None when too short to tell."""
+    prompt_lang: str | None = None
 
 
 class RequestLog:
@@ -110,6 +156,7 @@ class RequestLog:
                 self._create()
             self._db.execute("PRAGMA busy_timeout=5000")
             self._check_version()
+            self._select = self._select_list()
         except sqlite3.Error as exc:
             raise ServeError(f"{self.path}: cannot open the request log: {exc}") from None
 
@@ -118,6 +165,27 @@ class RequestLog:
             self._db.executescript(_SCHEMA)
             if self._db.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 0:
                 self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            have = self.columns()
+            missing = [name for name in HEALTH_COLUMNS if name not in have]
+            if missing:  # a version 1 log, written by an older server: old rows keep NULL health
+                self._db.execute("BEGIN IMMEDIATE")
+                for name in missing:
+                    self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {HEALTH_COLUMNS[name]}")
+                self._db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+                self._db.execute("COMMIT")
+
+    def columns(self) -> set[str]:
+        """The requests table's columns as the file has them (a version 1 log lacks the health ones)."""
+        return {str(row[1]) for row in self._db.execute("PRAGMA table_info(requests)")}
+
+    def _select_list(self) -> str:
+        have = self.columns()
+        return ", ".join(name if name in have else f"NULL AS {name}" for name in _COLUMNS.split(", "))
+
+    @property
+    def has_health(self) -> bool:
+        """Whether this log's rows can carry health columns (version 2 or later)."""
+        return all(name in self.columns() for name in HEALTH_COLUMNS)
 
     def _check_version(self) -> None:
         row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
@@ -151,13 +219,22 @@ class RequestLog:
             json.dumps(entry.params, ensure_ascii=False, default=str),
             entry.client,
             entry.server_id,
+            entry.prompt_chars,
+            entry.answer_chars,
+            _flag(entry.valid),
+            _flag(entry.refusal),
+            _flag(entry.empty),
+            _flag(entry.truncated),
+            None if entry.fields is None else json.dumps(entry.fields, ensure_ascii=False, sort_keys=True),
+            entry.lang,
+            entry.prompt_lang,
         )
         with self._lock:
-            self._db.execute(f"INSERT INTO requests ({_COLUMNS}) VALUES ({', '.join('?' * 17)})", values)
+            self._db.execute(f"INSERT INTO requests ({_COLUMNS}) VALUES ({', '.join('?' * _N_COLUMNS)})", values)
 
     def recent(self, limit: int = 100, since: float | None = None) -> list[LoggedRequest]:
         """The newest requests first: at most ``limit``, only those that arrived at ``since`` or later."""
-        sql = f"SELECT {_COLUMNS} FROM requests"
+        sql = f"SELECT {self._select} FROM requests"
         args: list[Any] = []
         if since is not None:
             sql += " WHERE time >= ?"
@@ -186,12 +263,20 @@ class RequestLog:
         self.close()
 
 
+def _flag(value: bool | None) -> int | None:
+    return None if value is None else int(bool(value))
+
+
 def _entry(row: tuple[Any, ...]) -> LoggedRequest:
     values = dict(zip([f.name for f in fields(LoggedRequest)], row))
     values["stream"] = bool(values["stream"])
     values["messages"] = json.loads(values["messages"] or "[]")
     values["params"] = json.loads(values["params"] or "{}")
+    for name in ("valid", "refusal", "empty", "truncated"):
+        if values[name] is not None:
+            values[name] = bool(values[name])
+    values["fields"] = None if values["fields"] is None else json.loads(values["fields"])
     return LoggedRequest(**values)
 
 
-__all__ = ["SCHEMA_VERSION", "LoggedRequest", "RequestLog"]
+__all__ = ["HEALTH_COLUMNS", "SCHEMA_VERSION", "LoggedRequest", "RequestLog"]
