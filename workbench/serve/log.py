@@ -245,6 +245,18 @@ class RequestLog:
             rows = self._db.execute(sql, args).fetchall()
         return [_entry(row) for row in rows]
 
+    def query(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one SQL statement over the log (the monitor's aggregates); read it, do not write with it."""
+        with self._lock:
+            return self._db.execute(sql, list(args)).fetchall()
+
+    def matching(self, where: str, args: tuple[Any, ...] | list[Any], *, order: str, limit: int) -> list[LoggedRequest]:
+        """The requests ``WHERE where`` (SQL over the columns), ``ORDER BY order``, at most ``limit``."""
+        sql = f"SELECT {self._select} FROM requests WHERE {where} ORDER BY {order} LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, [*args, limit]).fetchall()
+        return [_entry(row) for row in rows]
+
     def count(self, since: float | None = None) -> int:
         """How many requests are logged (since a time, when given)."""
         with self._lock:
