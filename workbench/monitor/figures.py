@@ -146,6 +146,15 @@ def _counts(rows: Iterable[tuple[Any, Any]]) -> dict[Any, int]:
     return {key: int(n) for key, n in rows if key is not None}
 
 
+def _summed(rows: Iterable[tuple[Any, Any]]) -> dict[Any, int]:
+    """Counts of (key, n) pairs added up per key, NULL keys left out, most frequent first."""
+    out: dict[Any, int] = {}
+    for key, n in rows:
+        if key is not None:
+            out[key] = out.get(key, 0) + int(n)
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], str(kv[0]))))
+
+
 def window(
     log_path: Path,
     *,
@@ -170,16 +179,15 @@ def window(
         prompt_lengths: dict[int, int] = {}
         fields_: dict[str, dict[str, int]] = {}
         if known:
-            health.languages = _counts(
-                log.query(f"SELECT lang, count(*) FROM requests WHERE {where} AND lang IS NOT NULL GROUP BY lang", args)
+            # the three small categorical figures in one scan: their product has few distinct values
+            categories = log.query(
+                f"SELECT lang, prompt_lang, fields, count(*) FROM requests WHERE {where} "
+                "GROUP BY lang, prompt_lang, fields",
+                args,
             )
-            health.prompt_languages = _counts(
-                log.query(
-                    f"SELECT prompt_lang, count(*) FROM requests WHERE {where} AND prompt_lang IS NOT NULL "
-                    "GROUP BY prompt_lang",
-                    args,
-                )
-            )
+            health.languages = _summed((lang, n) for lang, _, _, n in categories)
+            health.prompt_languages = _summed((lang, n) for _, lang, _, n in categories)
+            fields_ = _fields(list(_summed((text, n) for _, _, text, n in categories).items()))
             answer_lengths = _counts(
                 log.query(
                     f"SELECT answer_chars, count(*) FROM requests WHERE {where} AND answer_chars IS NOT NULL "
@@ -193,13 +201,6 @@ def window(
                     "GROUP BY prompt_chars",
                     args,
                 )
-            )
-            fields_ = _fields(
-                log.query(
-                    f"SELECT fields, count(*) FROM requests WHERE {where} AND fields IS NOT NULL GROUP BY fields",
-                    args,
-                ),
-                log.path,
             )
         buckets = _buckets(log, where, args, start, end, bucket_s, known)
     return Window(
@@ -270,7 +271,7 @@ def _totals(
     return traffic, Health(answered, judged, invalid, refusals, empty, truncated)
 
 
-def _fields(rows: list[tuple[Any, ...]], path: Path) -> dict[str, dict[str, int]]:
+def _fields(rows: list[tuple[Any, Any]]) -> dict[str, dict[str, int]]:
     """Field -> value -> count from the distinct ``fields`` JSON texts and their counts."""
     out: dict[str, dict[str, int]] = {}
     for text, n in rows:
