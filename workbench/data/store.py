@@ -39,7 +39,7 @@ import shutil
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,10 @@ class Example:
     line: int | None = None
     """1-based source line, where the file type has lines."""
     source: str = "file"
-    """``file``, ``added``, ``duplicate`` or ``synthetic``."""
+    """``file``, ``added``, ``duplicate``, ``synthetic``, ``chat`` or ``production`` (a served model's request)."""
+    source_info: dict[str, Any] | None = None
+    """Where a ``production`` example came from (request id, time, server, model, why it was picked): kept in
+    the review state, not in the data file, whose rows are what trains."""
     raw: bytes | None = field(default=None, repr=False)
     """The source line's exact bytes (JSONL) while the row is unedited: saving writes them back as they were."""
     problems: list[str] = field(default_factory=list)
@@ -305,6 +308,8 @@ class DatasetSession:
                     ex.status = entry["status"]
                 ex.note = entry.get("note", "") or ex.note
                 ex.source = entry.get("source", ex.source)
+                info = entry.get("source_info")
+                ex.source_info = info if isinstance(info, dict) else ex.source_info
         unmatched = sum(len(b) for b in by_hash.values())
         if unmatched:
             self.notes.append(
@@ -488,6 +493,7 @@ class DatasetSession:
                         status=spec.get("status", "pending"),
                         deleted=True,
                         source=spec.get("source", "added"),
+                        source_info=spec.get("source_info"),
                     )
                 )
                 self._next_id = max(self._next_id, spec["id"] + 1)
@@ -553,17 +559,37 @@ class DatasetSession:
         """Why a row does not fit this dataset's shape, in words ([] when it does)."""
         return [f"field {f!r}: {m}" if f else m for f, m in validate_row(row, self.shape, self.conversational)]
 
-    def add(self, rows: Iterable[dict[str, Any]], *, status: str = "pending", source: str = "added") -> list[int]:
-        """New examples (pending unless told), appended at the end; returns their ids."""
+    def add(
+        self,
+        rows: Iterable[dict[str, Any]],
+        *,
+        status: str = "pending",
+        source: str = "added",
+        source_info: dict[str, Any] | Sequence[dict[str, Any] | None] | None = None,
+    ) -> list[int]:
+        """New examples (pending unless told), appended at the end; returns their ids.
+
+        ``source_info``: where they came from (one dict for all rows, or one per row), journaled with the change
+        and saved in the review state, so it survives a save, a reopen and a crash, and goes with an undo."""
         self._check_writable()
+        rows = list(rows)
+        if source_info is None or isinstance(source_info, dict):
+            infos: list[dict[str, Any] | None] = [source_info] * len(rows)
+        else:
+            infos = list(source_info)
+            if len(infos) != len(rows):
+                raise DataError(f"new examples: {len(rows)} row(s) but {len(infos)} source_info entries")
         created: list[dict[str, Any]] = []
         atoms: list[tuple[int, str, Any, Any]] = []
-        for row in rows:
+        for row, info in zip(rows, infos):
             problems = self.row_problems(row)
             if problems:
                 raise DataError("new example: " + "; ".join(problems))
             new_id = self._next_id + len(created)
-            created.append({"id": new_id, "row": row, "status": status, "source": source})
+            spec: dict[str, Any] = {"id": new_id, "row": row, "status": status, "source": source}
+            if info is not None:
+                spec["source_info"] = dict(info)
+            created.append(spec)
             atoms.append((new_id, "deleted", True, False))
         if not created:
             return []
@@ -786,6 +812,8 @@ class DatasetSession:
                 entry["note"] = ex.note
             if ex.source != "file":
                 entry["source"] = ex.source
+            if ex.source_info:
+                entry["source_info"] = ex.source_info
             rows.append(entry)
         payload = {
             "version": REVIEW_VERSION,
