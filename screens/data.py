@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SuspendNotSupported
@@ -36,7 +37,7 @@ from screens.widgets.example_list import ExampleList
 from screens.widgets.lazy import LoadsWhenShown
 from workbench.data import analyze
 from workbench.data.findings import DataFinding
-from workbench.data.store import STATUSES, DatasetSession, open_dataset
+from workbench.data.store import STATUSES, DatasetSession, Example, open_dataset
 from workbench.errors import WorkbenchError
 from workbench.workspace import Workspace
 
@@ -48,6 +49,8 @@ SORTS = [
     ("score", "lowest score first"),
 ]
 STATUS_FILTERS = [None, "pending", "flagged", "accepted", "rejected"]
+SOURCE_ORDER = ["production", "chat", "synthetic", "added", "duplicate", "file"]
+"""The source filter's cycle (only the sources present in the dataset): production first, the reason to look."""
 
 
 @dataclass
@@ -98,6 +101,14 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
             id="data.status_filter",
             show=False,
             tooltip="Show all, pending, flagged, accepted or rejected examples",
+        ),
+        Binding(
+            "w",
+            "cycle_source",
+            "Source filter",
+            id="data.source_filter",
+            show=False,
+            tooltip="Where examples came from: all, production, chat, synthetic, added, file (those present)",
         ),
         Binding(
             "c",
@@ -206,6 +217,7 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         self.analysis: analyze.Analysis | None = None
         self.pattern: str | None = None
         self.status_filter: str | None = None
+        self.source_filter: str | None = None
         self.check: str | None = None
         self.sort_index = 0
         self.show_summary = False
@@ -265,7 +277,7 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         # collector from walking them on every full pass (300+ ms pauses at 100k examples).
         gc.freeze()
         self.findings, self.analysis = {}, None
-        self.pattern = self.status_filter = self.check = None
+        self.pattern = self.status_filter = self.source_filter = self.check = None
         self.sort_index = 0
         self.app.remember(last_dataset=str(self.session.path))
         for note in self.session.notes:
@@ -296,12 +308,17 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
                 findings=self.findings,
                 check=self.check,
                 sort=SORTS[self.sort_index][0],
+                source=self.source_filter,
             )
         except WorkbenchError as exc:
             self.notify(str(exc), severity="error")
             self.pattern = None
             items = session.query(
-                status=self.status_filter, findings=self.findings, check=self.check, sort=SORTS[self.sort_index][0]
+                status=self.status_filter,
+                findings=self.findings,
+                check=self.check,
+                sort=SORTS[self.sort_index][0],
+                source=self.source_filter,
             )
         lst.set_items(items, self.findings, session.shape, keep_id)
         self._render_header()
@@ -323,6 +340,9 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
             second.append(f"[b]{unsaved} unsaved[/b] (journaled, safe from crashes; ctrl+s writes the file)")
         else:
             second.append("saved")
+        if self.source_filter:
+            n = s.sources()[self.source_filter]
+            second.append(f"[b]source: {_escape(self.source_filter)}[/b] ({n}; w cycles)")
         if s.kept:
             second.append(f"{len(s.kept)} unreadable line(s) kept: {', '.join(str(k.line) for k in s.kept[:6])}")
         if self.analysis is not None:
@@ -337,6 +357,8 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         bits = []
         if self.status_filter:
             bits.append(f"status={self.status_filter}")
+        if self.source_filter:
+            bits.append(f"source={self.source_filter}")
         if self.check:
             bits.append(f"finding={self.check}")
         if self.pattern:
@@ -362,11 +384,11 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         if ex is None or self.session is None:
             detail.update("No example matches. [b]Esc[/b] clears the filters." if self.session else "")
             return
-        detail.update(
-            render_example(
-                ex, self.session.shape, self.findings.get(ex.id, []), total=len(lst.items), position=lst.cursor
-            )
+        shown = render_example(
+            ex, self.session.shape, self.findings.get(ex.id, []), total=len(lst.items), position=lst.cursor
         )
+        origin = _source_line(ex)
+        detail.update(Group(origin, shown) if origin is not None else shown)
         self.query_one("#detail-col").scroll_home(animate=False)
 
     @on(ExampleList.Highlighted)
@@ -491,6 +513,24 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         self.status_filter = STATUS_FILTERS[(STATUS_FILTERS.index(self.status_filter) + 1) % len(STATUS_FILTERS)]
         self.reload()
 
+    def action_cycle_source(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        present = s.sources()
+        cycle: list[str | None] = [
+            None,
+            *(x for x in SOURCE_ORDER if present[x]),
+            *sorted(set(present) - set(SOURCE_ORDER)),
+        ]
+        if len(cycle) <= 2 and self.source_filter is None:
+            only = next(iter(present), "the file")
+            self.notify(f"Every example comes from one source ({only}): nothing to filter by.", timeout=4)
+            return
+        at = cycle.index(self.source_filter) if self.source_filter in cycle else 0
+        self.source_filter = cycle[(at + 1) % len(cycle)]
+        self.reload()
+
     def action_check_filter(self) -> None:
         if not self.findings:
             self.notify("No findings yet: press C to critique the dataset first.", timeout=5)
@@ -517,8 +557,8 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         self.reload(keep_id=-1)  # a new order starts at its top
 
     def action_clear_filters(self) -> None:
-        if self.pattern or self.status_filter or self.check or self.sort_index:
-            self.pattern = self.status_filter = self.check = None
+        if self.pattern or self.status_filter or self.source_filter or self.check or self.sort_index:
+            self.pattern = self.status_filter = self.source_filter = self.check = None
             self.sort_index = 0
             self.reload()
 
@@ -693,6 +733,19 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
             ),
             done,
         )
+
+
+def _source_line(ex: Example) -> Text | None:
+    """Where a production example came from (request id, time, server, model, why it was picked), for the detail."""
+    info = ex.source_info
+    if ex.source != "production" or not info:
+        return None
+    bits = [f"request {info.get('request_id', '?')}", str(info.get("time", ""))]
+    bits += [f"{k} {info[k]}" for k in ("server_id", "model") if info.get(k)]
+    line = Text.assemble(("from production: ", "bold cyan"), " · ".join(b for b in bits if b))
+    if info.get("why"):
+        line.append(f" · picked: {info['why']}", style="yellow")
+    return line
 
 
 def _blank_like(row: dict[str, Any]) -> dict[str, Any]:

@@ -392,6 +392,10 @@ class DatasetSession:
     def get(self, example_id: int) -> Example:
         return self.examples[example_id]
 
+    def sources(self) -> Counter[str]:
+        """Examples per source (deleted ones left out): what the Data pane's source filter can show."""
+        return Counter(e.source for e in self.examples if not e.deleted)
+
     def counts(self) -> Counter[str]:
         """Examples per status (deleted ones left out), plus ``total``; kept up to date by every change."""
         out = Counter({s: self._counts[s] for s in STATUSES})
@@ -411,13 +415,15 @@ class DatasetSession:
         check: str | None = None,
         ids: Iterable[int] | None = None,
         sort: str | None = None,
+        source: str | None = None,
     ) -> list[Example]:
         """The examples a filter lets through, in file order or sorted.
 
         ``pattern`` is a case-insensitive regex over all the example's text; ``check`` keeps
         examples with a finding of that check (``findings`` maps example id to findings; the
         check ``any`` keeps those with any). ``sort``: ``length``, ``-length``, ``score``, ``-score``
-        (the lowest LLM critic or similarity score first), ``findings`` (most severe first).
+        (the lowest LLM critic or similarity score first), ``findings`` (most severe first). ``source``
+        keeps the examples from one source (``production``, ``chat``, ``file``...).
         """
         wanted = {status} if isinstance(status, str) else set(status) if status else None
         regex = None
@@ -430,6 +436,8 @@ class DatasetSession:
         out = []
         for e in self.examples:
             if e.deleted or (wanted and e.status not in wanted) or (allowed is not None and e.id not in allowed):
+                continue
+            if source is not None and e.source != source:
                 continue
             if check and findings is not None:
                 mine = findings.get(e.id, ())
