@@ -741,7 +741,7 @@ def _source_line(ex: Example) -> Text | None:
     if ex.source != "production" or not info:
         return None
     bits = [f"request {info.get('request_id', '?')}", str(info.get("time", ""))]
-    bits += [f"{k} {info[k]}" for k in ("server_id", "model") if info.get(k)]
+    bits += [f"{label} {info[k]}" for k, label in (("server_id", "server"), ("model", "model")) if info.get(k)]
     line = Text.assemble(("from production: ", "bold cyan"), " · ".join(b for b in bits if b))
     if info.get("why"):
         line.append(f" · picked: {info['why']}", style="yellow")
