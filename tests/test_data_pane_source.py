@@ -99,7 +99,7 @@ async def test_source_filter_shows_exactly_the_production_examples_and_one_is_fi
         assert pane.source_filter == "file" and len(lst.items) == 12
         await pilot.press("w")  # file -> all
         assert pane.source_filter is None and len(lst.items) == 16
-        await pilot.press("w")
+        await pilot.press("w")  # all -> production again
         # fix the model's answer of the first production example and accept it
         assert lst.current.id == added[0]
         await pilot.press("e")
