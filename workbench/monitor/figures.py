@@ -27,7 +27,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,21 @@ class Window:
     """False for a version 1 log: no health columns, the health figures are 0."""
 
 
+@contextmanager
+def _snapshot(log: RequestLog) -> Iterator[None]:
+    """One read transaction around a window's queries: all of them see the same committed rows.
+
+    Without it each SELECT sees the log as of its own start, and a server committing between two of
+    them makes the buckets disagree with the totals (found by tests/test_monitor_reliability.py).
+    In WAL mode a read transaction neither blocks the writer nor is blocked by it.
+    """
+    log.query("BEGIN")
+    try:
+        yield
+    finally:
+        log.query("COMMIT")
+
+
 def _where(start: float, end: float, model: str | None) -> tuple[str, list[Any]]:
     if model is None:
         return "time >= ? AND time < ?", [start, end]
@@ -171,7 +187,7 @@ def window(
         bucket_s = (end - start) / DEFAULT_BUCKETS
     if bucket_s <= 0:
         raise ValueError(f"window: bucket_s {bucket_s} is not positive")
-    with RequestLog(Path(log_path), readonly=True) as log:
+    with RequestLog(Path(log_path), readonly=True) as log, _snapshot(log):
         known = log.has_health
         where, args = _where(start, end, model)
         traffic, health = _totals(log, where, args, start, end, known)
