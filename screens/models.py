@@ -108,6 +108,9 @@ class ModelsPane(LoadsWhenShown, Vertical):
         ),
         Binding("x", "stop", "Stop server", id="models.stop", tooltip="Stop the highlighted server"),
         Binding(
+            "o", "monitor", "Monitor", id="models.monitor", tooltip="The highlighted server's traffic, drift and alerts"
+        ),
+        Binding(
             "space", "mark", "Mark", id="models.mark", tooltip="Mark models to chat with side by side or serve together"
         ),
         Binding("r", "refresh", "Refresh", id="models.refresh", tooltip="List the models again now"),
@@ -277,7 +280,14 @@ class ModelsPane(LoadsWhenShown, Vertical):
         if e.key in self.failures:
             text = Text(self.failures[e.key] + "\n", style="red") + text
         detail.update(text)
-        keys = {"merge": "m merge", "gguf": "g GGUF", "chat": "c chat", "serve": "s serve", "stop": "x stop"}
+        keys = {
+            "merge": "m merge",
+            "gguf": "g GGUF",
+            "chat": "c chat",
+            "serve": "s serve",
+            "stop": "x stop",
+            "monitor": "o monitor",
+        }
         offered = [keys[a] for a in e.actions if a in keys]
         bar.update(
             Text.from_markup(
@@ -453,6 +463,14 @@ class ModelsPane(LoadsWhenShown, Vertical):
             self.app.call_from_thread(self._done, "stop", server_id, _why(exc), error=True)
             return
         self.app.call_from_thread(self._done, "stop", server_id, f"Server {server_id} is {state}.")
+
+    def action_monitor(self) -> None:
+        e = self._entry_for("monitor", "o monitors a server: highlight one (serve a model with s first)")
+        if e is None:
+            return
+        from screens.monitor import MonitorScreen
+
+        self.app.push_screen(MonitorScreen(self.workspace, e.key))
 
     def action_mark(self) -> None:
         key = self.highlighted_key()

@@ -8,8 +8,10 @@ bundled SmolLM2 (seconds).
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -83,3 +85,23 @@ def fake_run(
     metrics = [{"step": s, "loss": 2.0 / (1 + s), "eval_loss": 1.5 + abs(s - (best or s)) * 0.1} for s in steps]
     (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
     return run
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """An ASGI app on 127.0.0.1 at a free port (uvicorn in a thread); its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

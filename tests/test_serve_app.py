@@ -7,13 +7,11 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
 
-from tests.shipkit import fake_run
+from tests.shipkit import fake_run, serving
 from workbench.eval.store import GenerationSettings
 from workbench.serve.app import build_app
 from workbench.serve.engine import Engine, load_engine
@@ -22,26 +20,6 @@ from workbench.serve.log import RequestLog
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 KEY = "test-key-not-a-secret"
 HI = [{"role": "user", "content": "How do I reset my password?"}]
-
-
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """The app on 127.0.0.1 at a free port, in a thread."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")

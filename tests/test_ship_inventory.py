@@ -150,7 +150,7 @@ def test_every_model_of_the_workspace_with_keys_sources_and_actions(shipped, tin
     assert got["base"].actions == ["chat", "serve"]
     assert adapter.actions == ckpt4.actions == ["merge", "chat", "serve"]
     assert m.actions == ["gguf", "chat", "serve"]
-    assert g.actions == [] and server.actions == ["stop"]
+    assert g.actions == [] and server.actions == ["stop", "monitor"]
 
 
 def test_sizes_are_the_bytes_on_disk(shipped, tiny_model_dir):
@@ -260,19 +260,19 @@ def test_an_empty_workspace_lists_the_bundled_base(tmp_path):
     assert entries[0].actions == ["chat", "serve"]
 
 
-def test_a_server_whose_process_is_gone_is_lost_and_offers_no_stop(tmp_path):
+def test_a_server_whose_process_is_gone_is_lost_and_offers_no_stop_but_its_monitor(tmp_path):
     import subprocess
 
     gone = subprocess.Popen(["true"])
     gone.wait()
     server_dir(tmp_path, "serve-gone", pid=gone.pid, beat=time.time() - 3600)
     (entry,) = [e for e in list_models(tmp_path) if e.kind == "server"]
-    assert entry.state == "lost" and entry.actions == []
+    assert entry.state == "lost" and entry.actions == ["monitor"]  # its log still tells what it served
 
 
 def test_actions_per_kind():
     assert actions_for("checkpoint") == ["merge", "chat", "serve"]
-    assert actions_for("server", "stopped") == [] and actions_for("server", "starting") == ["stop"]
+    assert actions_for("server", "stopped") == ["monitor"] and actions_for("server", "starting") == ["stop", "monitor"]
 
 
 def test_listing_twenty_runs_is_quick_once_cached(tmp_path, tiny_model_dir):

@@ -481,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     from workbench.cli_chat import add_chat_commands
     from workbench.cli_config import add_config_commands
     from workbench.cli_eval import add_eval_commands
+    from workbench.cli_monitor import add_monitor_commands
     from workbench.cli_serve import add_serve_commands
     from workbench.cli_ship import add_ship_commands
 
@@ -490,12 +491,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_ship_commands(sub)
     add_chat_commands(sub)
     add_serve_commands(sub)
+    add_monitor_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    from workbench.cli_monitor import default_subcommand
+
+    args = build_parser().parse_args(default_subcommand(sys.argv[1:] if argv is None else list(argv)))
     func = getattr(args, "func", cmd_open)
     try:
         return func(args)

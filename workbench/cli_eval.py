@@ -312,7 +312,8 @@ def cmd_eval_report(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_gate(args: argparse.Namespace) -> int:
-    """Exit 1 when a regression or red-team case fails (for CI, before exporting a model)."""
+    """Exit 1 when a regression or red-team case fails, or (an eval with a baseline: a revalidation) a model
+    does significantly worse than the baseline on a metric (for CI, before exporting a model; for cron)."""
     from workbench.eval.suites import gate
 
     res = _results(args)
@@ -322,12 +323,18 @@ def cmd_eval_gate(args: argparse.Namespace) -> int:
         (m, row.id) for row in res.rows for m in models if row.example.get("expect") and (m, row.id) not in res.cases
     ]
     ok, text = gate(cases)
-    print(("PASS: " if ok and not missing else "FAIL: ") + text)
+    regressions = res.regressions(models)
+    passed = ok and not missing and not regressions
+    print(("PASS: " if passed else "FAIL: ") + text)
+    for regression in regressions:
+        print(f"  regression: {regression.describe()}")
+    if res.spec.baseline and not regressions:
+        print(f"  no significant drop against {res.spec.baseline}")
     if missing:
         print(f"  {len(missing)} case answer(s) not generated yet")
     if not cases and not missing:
         print(f"  (no regression or red-team cases in {res.ev.id})")
-    return 0 if ok and not missing else 1
+    return 0 if passed else 1
 
 
 # --- parser -----------------------------------------------------------------------

@@ -224,6 +224,9 @@ def generate(
     done = len(have)
     report = progress or (lambda _p: None)
     for ref in spec.models:
+        if ref.frozen:  # copied from another eval, never generated here
+            total -= len(examples) - sum(1 for e in examples if (ref.key, str(e["id"])) in have)
+            continue
         todo = [e for e in examples if (ref.key, str(e["id"])) not in have]
         model_done = len(examples) - len(todo)
         if not todo:

@@ -96,6 +96,18 @@ class ModelSummary:
     human: Summary
 
 
+@dataclass(frozen=True)
+class Regression:
+    """A model significantly worse than the baseline on one metric (``diff``: model minus baseline)."""
+
+    model: str
+    metric: str
+    diff: Difference
+
+    def describe(self) -> str:
+        return f"{self.model}: {self.metric} {self.diff.describe()} against the baseline"
+
+
 def _higher_is_better(metric: str) -> bool:
     return (
         metric in ("judge", "human", "case")
@@ -112,7 +124,11 @@ class Results:
         self.spec = ev.spec()
         self.models: list[ModelRef] = list(self.spec.models)
         self.keys = [m.key for m in self.models]
-        self.base: str | None = next((m.key for m in self.models if m.kind == "base"), None)
+        self.base: str | None = (
+            self.spec.baseline
+            if self.spec.baseline in self.keys
+            else next((m.key for m in self.models if m.kind == "base"), None)
+        )
         self.examples = ev.examples()
         self.schema, self.regex = scoring.task_checks(ev)
         self.ratings = Ratings(ev.path / "ratings.jsonl")
@@ -208,7 +224,7 @@ class Results:
         if self.base is None or model == self.base:
             return False
         base, cell = row.cells[self.base], row.cells[model]
-        for metric in (self.primary, "judge", "human"):
+        for metric in (self.primary, "judge", "human", *self._held_metrics()):
             b, c = base.value(metric), cell.value(metric)
             if b is not None and c is not None and (c < b if _higher_is_better(metric) else c > b):
                 return True
@@ -306,6 +322,37 @@ class Results:
                 )
             )
         return out
+
+    def regressions(self, models: Sequence[str] | None = None) -> list[Regression]:
+        """Where a model did significantly worse than the eval's baseline (``baseline`` in eval.yaml: a
+        revalidation's release column), metric by metric over the examples both answered; [] with no baseline.
+
+        Regression and red-team cases are the gate's own business (each failing case fails it); neutral
+        figures (length) have no worse.
+        """
+        if not self.spec.baseline or self.spec.baseline not in self.keys:
+            return []
+        chosen = [k for k in (models or self.keys) if k != self.spec.baseline]
+        keys = self._held_metrics()
+        if self.verdicts.single:
+            keys.append("judge")
+        out = []
+        for summary in self.summaries([k for k in keys if k in METRICS]):
+            if summary.model.key not in chosen:
+                continue
+            for metric in keys:
+                diff = summary.delta.get(metric)
+                if diff is None or not diff.significant or diff.mean is None:
+                    continue
+                if (diff.mean < 0) == _higher_is_better(metric):
+                    out.append(Regression(summary.model.key, metric, diff))
+        return out
+
+    def _held_metrics(self) -> list[str]:
+        """With an explicit baseline: every metric with a better direction that says something here."""
+        if not self.spec.baseline:
+            return []
+        return [k for k in METRICS if k != "case" and METRICS[k].higher_is_better is not None and self.has_metric(k)]
 
     def has_metric(self, metric: str) -> bool:
         """Whether the metric says anything for this eval (a summary column is worth its width)."""

@@ -83,6 +83,11 @@ class ModelRef(_Section):
         description="endpoint: the NAME of the environment variable that holds the API key; the key itself is "
         "never written anywhere (None: no key, or litellm's own variable for a provider)",
     )
+    frozen: str | None = Field(
+        None,
+        description="answers copied from another eval (its id) and never generated here: a revalidation's "
+        "release column",
+    )
 
     @field_validator("api_key_env")
     @classmethod
@@ -133,6 +138,11 @@ class EvalSpec(_Section):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     schema_path: str | None = Field(None, alias="schema", description="a JSON Schema file every output should fit")
     regex: str | None = Field(None, description="a regex every output should match")
+    baseline: str | None = Field(
+        None,
+        description="the model key the others are held to: the grid flags where they do worse and `eval gate` "
+        "fails on a significant drop (None: the base model, if any, for the grid only)",
+    )
 
 
 def dump_spec(spec: EvalSpec) -> str:
@@ -336,6 +346,8 @@ def summarize(ev: EvalDir) -> EvalSummary:
     status = ev.status()
     n_examples = len(ev.examples())
     per_model = ev.progress()
+    # A frozen model's answers are all it will ever have: they count as its whole share.
+    expected = sum(per_model.get(m.key, 0) if m.frozen else n_examples for m in spec.models)
     return EvalSummary(
         id=ev.id,
         name=spec.name,
@@ -344,7 +356,7 @@ def summarize(ev: EvalDir) -> EvalSummary:
         labels=[m.label for m in spec.models],
         examples=n_examples,
         done=sum(per_model.values()),
-        total=n_examples * len(spec.models),
+        total=expected,
         created=spec.created,
         path=str(ev.path),
         dataset=spec.dataset,

@@ -133,7 +133,7 @@ def _run_locked(
                 state=final,
                 finished=time.time(),
                 done=sum(counts.values()),
-                total=len(ev.examples()) * len(spec.models),
+                total=sum(counts.get(m.key, 0) if m.frozen else len(ev.examples()) for m in spec.models),
             )
             say(f"[workbench] eval {final}")
             return final

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workbench.errors import ServeError, one_line
 from workbench.eval.store import GenerationSettings
+from workbench.monitor.health import annotate
 from workbench.serve.engine import Completion, Engine, Job
 from workbench.serve.log import LoggedRequest, RequestLog
 
@@ -121,6 +122,7 @@ def build_app(
     server_id: str | None = None,
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
     system_prompts: Mapping[str, str] | None = None,
+    schemas: Mapping[str, dict[str, Any]] | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``engine``; with ``api_key`` every /v1 route needs ``Authorization: Bearer KEY``.
 
@@ -128,14 +130,25 @@ def build_app(
     that brings no system message of its own, as Ollama's SYSTEM does: a fine-tuned model asked without
     the prompt it learned under answers far worse. The log keeps the request as received, with
     ``params.default_system`` set when the prompt was added.
+
+    ``schemas`` (model name -> the task's JSON Schema) lets the log judge each answer as it is recorded
+    (valid, a refusal, empty, cut at max tokens, its categorical fields and languages: see
+    :func:`workbench.monitor.health.annotate`), so the monitor's figures are SQL aggregates. A judgement
+    that fails leaves the health unknown; the request is logged all the same.
     """
     defaults = {k: v for k, v in (system_prompts or {}).items() if v}
     app = FastAPI(title="workbench", docs_url=None, redoc_url=None, openapi_url=None)
     started = time.time()
 
+    task_schemas = dict(schemas or {})
+
     def record(entry: LoggedRequest) -> None:
         if log is not None:
             entry.server_id = server_id
+            try:
+                annotate(entry, task_schemas.get(entry.model or ""))
+            except Exception as exc:  # the log must not lose a request to a bad answer or schema
+                entry.params = {**(entry.params or {}), "health_error": one_line(exc)}
             log.record(entry)
 
     async def record_async(entry: LoggedRequest) -> None:
@@ -380,6 +393,14 @@ async def _stream(
         )
 
     logged = False
+
+    async def log_now() -> None:
+        # Logged before [DONE]: a client that has read the end finds its request in the log. Shielded, so
+        # a client leaving at this moment cannot cancel the write before the executor starts it.
+        nonlocal logged
+        logged = True
+        await asyncio.shield(asyncio.to_thread(record, entry))
+
     try:
         yield chunk({"role": "assistant", "content": ""})
         while (delta := await queue.get()) is not None:
@@ -388,26 +409,25 @@ async def _stream(
             done = job.result(timeout=0)
         except ServeError as exc:
             _finish_entry(entry, job, t0, status=500, error=str(exc))
+            await log_now()
             yield _sse({"error": {"message": str(exc), "type": "server_error", "param": None, "code": None}})
             yield "data: [DONE]\n\n"
             return
+        _finish_entry(entry, job, t0, status=200)
+        await log_now()
         yield chunk({}, done.finish_reason)
         if include_usage:
             usage = {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model}
             yield _sse({**usage, "choices": [], "usage": _usage(done)})
         yield "data: [DONE]\n\n"
-        _finish_entry(entry, job, t0, status=200)
     except BaseException:  # the client went away (cancelled) or the server is shutting down
         if not job.done():
             job.cancel()
         if not logged:
             _finish_entry(entry, job, t0, status=499, error="the client went away before the answer was complete")
-            record(entry)
             logged = True
+            record(entry)
         raise
-    finally:
-        if not logged:
-            await asyncio.to_thread(record, entry)
 
 
 __all__ = ["CHAT", "ChatMessage", "ChatRequest", "build_app"]

@@ -81,6 +81,36 @@ def _system_prompts(spec: ServeSpec, engine: Any) -> dict[str, str]:
     return found
 
 
+def _schemas(spec: ServeSpec, engine: Any) -> dict[str, dict[str, Any]]:
+    """Each served model's task schema (the schema.json beside its training data), by the name clients use.
+
+    A schema that cannot be read is reported in serve.log and left out: the server still serves, and the
+    monitor says the answers' validity is unknown.
+    """
+    from workbench.errors import WorkbenchError
+    from workbench.monitor.health import load_schema
+    from workbench.serve.engine import default_name
+    from workbench.ship.provenance import schema_of_ref
+
+    found: dict[str, dict[str, Any]] = {}
+    for ref in spec.refs:
+        name = default_name(ref)
+        if name not in engine.names:
+            continue
+        path = schema_of_ref(spec.workspace, ref)
+        if path is None:
+            continue
+        try:
+            schema = load_schema(path)
+        except WorkbenchError as exc:
+            print(f"[workbench] {name}: answers are not checked against a schema: {exc}", flush=True)
+            continue
+        if schema is not None:
+            found[name] = schema
+            print(f"[workbench] {name}: answers checked against {path}", flush=True)
+    return found
+
+
 def _serve_workbench(sd: ServeDir, spec: ServeSpec, status: StatusWriter, beat: _Beat, stop: threading.Event) -> str:
     import uvicorn
 
@@ -101,6 +131,7 @@ def _serve_workbench(sd: ServeDir, spec: ServeSpec, status: StatusWriter, beat: 
                 api_key=os.environ.get(KEY_ENV) or None,
                 server_id=sd.id,
                 system_prompts=_system_prompts(spec, engine),
+                schemas=_schemas(spec, engine),
             )
             sock = _bind(spec.host, spec.port)
             port = sock.getsockname()[1]

@@ -119,9 +119,10 @@ class ModelEntry:
 
 
 def actions_for(kind: str, state: str | None = None) -> list[str]:
-    """merge for an adapter or checkpoint, gguf for a merged model, chat and serve for any model, stop for a live server."""
+    """merge for an adapter or checkpoint, gguf for a merged model, chat and serve for any model, monitor for any
+    server (a stopped one's log still tells what it served), stop for a live one."""
     if kind == "server":
-        return ["stop"] if state in LIVE_STATES else []
+        return (["stop"] if state in LIVE_STATES else []) + ["monitor"]
     if kind == "gguf":
         return []
     return (

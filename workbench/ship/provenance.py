@@ -157,12 +157,43 @@ def system_prompt_of_run(run_dir: str | Path) -> str | None:
     return counts.most_common(1)[0][0] if counts else None
 
 
+def schema_of_ref(workspace: str | Path, ref: Any) -> Path | None:
+    """The task's JSON Schema of a served model: the ``schema.json`` beside its training data (the run's
+    config, or a merged model's ``workbench.json``), as the Eval pane finds it beside a test split."""
+    from workbench.eval.plan import schema_beside
+
+    candidates: list[Path] = []
+    if getattr(ref, "run_id", None):
+        from workbench.train.runner import find_run
+
+        try:
+            run = find_run(workspace, ref.run_id)
+        except WorkbenchError:
+            return None
+        paths = _data_paths(run.path, run_config(run.path))
+        candidates = [paths[s] for s in DATA_SPLITS if s in paths]
+    else:
+        path = Path(str(getattr(ref, "path", "") or "")).expanduser()
+        if path.is_dir():
+            data = read_provenance(path).get("data") or []
+            order = {s: i for i, s in enumerate(DATA_SPLITS)}
+            entries = [d for d in data if isinstance(d, dict) and d.get("path")]
+            entries.sort(key=lambda d: order.get(str(d.get("split")), len(order)))
+            candidates = [Path(str(d["path"])) for d in entries]
+    for candidate in candidates:
+        found = schema_beside(candidate)
+        if found is not None:
+            return found
+    return None
+
+
 __all__ = [
     "PROVENANCE_NAME",
     "data_files",
     "dir_size",
     "read_provenance",
     "run_config",
+    "schema_of_ref",
     "sha256_of",
     "system_prompt_of_run",
     "write_provenance",
