@@ -37,6 +37,8 @@ class MonitorScreen(Screen[None]):
     """Traffic, answer health, drift and alerts of one server; the worst requests; failures back to the data."""
 
     CSS_PATH = "monitor.tcss"
+    clock = staticmethod(time.time)
+    """The time windows end at (a snapshot fixes it)."""
     BINDINGS = [
         Binding("escape", "close", "Back", id="monitor.close", tooltip="Back to the Models pane"),
         Binding("h", "window('h')", "Hour", id="monitor.hour", tooltip="The last hour"),
@@ -59,6 +61,7 @@ class MonitorScreen(Screen[None]):
         self.loaded = False  # a report is shown (tests and snapshots wait for it)
         self.showing_worst = False
         self._reading = False
+        self.schema: dict[str, Any] | None = None  # the task's, read once ({}: none), to say why an answer failed
 
     def compose(self) -> ComposeResult:
         yield Static(self._title(), id="monitor-title")
@@ -78,18 +81,18 @@ class MonitorScreen(Screen[None]):
     def on_mount(self) -> None:
         drift = self.query_one("#monitor-drift", DataTable)
         for label, width in (
-            ("model", 18),
+            ("model", 16),
             ("side", 6),
-            ("figure", 18),
-            ("PSI", 6),
+            ("figure", 15),
+            ("PSI", 5),
             ("reading", 8),
-            ("KS p", 7),
-            ("n base/now", 11),
-            ("what moved", 34),
+            ("test p", 10),
+            ("n base/now", 10),
+            ("what moved", 30),
         ):
             drift.add_column(label, width=width)
         worst = self.query_one("#monitor-worst", DataTable)
-        for label, width in (("time", 8), ("status", 6), ("why", 14), ("model", 16), ("prompt", 36), ("answer", 22)):
+        for label, width in (("UTC", 8), ("status", 6), ("why", 14), ("model", 16), ("prompt", 36), ("answer", 22)):
             worst.add_column(label, width=width)
         self.query_one("#monitor-worst-box").display = False
         self.refresh_report()
@@ -116,8 +119,12 @@ class MonitorScreen(Screen[None]):
         from workbench.serve.servedir import find_server
 
         try:
-            report = monitor(self.workspace, self.server_id, since_s=WINDOWS[key][1])
+            report = monitor(self.workspace, self.server_id, since_s=WINDOWS[key][1], now=self.clock())
             sd = find_server(self.workspace, self.server_id)
+            if self.schema is None:
+                from workbench.monitor.release import served_task
+
+                self.schema = served_task(self.workspace, sd.id).schema or {}
             bad = worst(sd.db_path, start=report.start, end=report.end, limit=50)
         except WorkbenchError as exc:
             self.app.call_from_thread(self._failed, str(exc))
@@ -143,7 +150,7 @@ class MonitorScreen(Screen[None]):
         self._render_charts()
         self._render_worst()
         self.query_one("#monitor-title", Static).update(
-            self._title().append(f"  ·  read {time.strftime('%H:%M:%S')}", style="dim")
+            self._title().append(f"  ·  read {time.strftime('%H:%M:%S UTC', time.gmtime(report.end))}", style="dim")
         )
         self.loaded = True
 
@@ -230,7 +237,7 @@ class MonitorScreen(Screen[None]):
                 (str(m.get("content")) for m in reversed(req.messages) if m.get("role") == "user"), ""
             ).replace("\n", " ")
             table.add_row(
-                time.strftime("%H:%M:%S", time.localtime(req.time)),
+                time.strftime("%H:%M:%S", time.gmtime(req.time)),
                 str(req.status),
                 _why(req),
                 req.model or "",
@@ -247,8 +254,10 @@ class MonitorScreen(Screen[None]):
             detail.update(Text("No failed request in this window.", style="dim"))
             return
         req = self.worst[min(table.cursor_row, len(self.worst) - 1)]
-        text = Text.assemble((req.id, "bold"), f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(req.time))}")
-        text.append(f"  {_why(req)}", style="red")
+        text = Text.assemble((req.id, "bold"), f"  {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(req.time))}")
+        from workbench.monitor.samples import why
+
+        text.append(f"  {why(req, self.schema or None)}", style="red")
         for m in req.messages:
             text.append(f"\n{m.get('role')}: ", style="dim")
             text.append(str(m.get("content")))
@@ -311,15 +320,16 @@ class MonitorScreen(Screen[None]):
 
     @work(thread=True, group="monitor-send", exit_on_error=False)
     def _send(self, chosen: list[Any], dataset: Path) -> None:
+        from workbench.monitor.release import served_task
         from workbench.monitor.samples import to_dataset
         from workbench.serve.servedir import find_server
-        from workbench.ship.provenance import system_prompt_of_ref
 
         try:
             sd = find_server(self.workspace, self.server_id)
-            refs = [r for r in sd.spec().refs if r.kind != "base"]
-            system = system_prompt_of_ref(self.workspace, refs[0]) if refs else None
-            result = to_dataset(sd.db_path, dataset, chosen, server_id=sd.id, system_prompt=system)
+            task = served_task(self.workspace, sd.id)
+            result = to_dataset(
+                sd.db_path, dataset, chosen, server_id=sd.id, system_prompt=task.system_prompt, schema=task.schema
+            )
         except Exception as exc:
             self.app.call_from_thread(self.notify, f"Not sent: {one_line(exc)}", severity="error")
             return

@@ -89,3 +89,16 @@ def test_a_failure_rise_needs_both_the_margin_and_significance():
     tiny = drift.proportion_rise(5_000, 100_000, 6_000, 100_000, margin=0.1)  # 5% -> 6%: significant, too small
     assert tiny.pvalue is not None and tiny.pvalue < 0.01 and not tiny.alert
     assert drift.proportion_rise(0, 0, 5, 10, margin=0.1).alert is False
+
+
+def test_chi_square_of_three_categories_matches_the_formula():
+    # rows 40 and 40, columns 30 20 30 of 80: every expected cell 15, 10, 15; four cells off by 5
+    by_hand = 4 * 25 / 15
+    result = drift.chi_square({"low": 20, "medium": 10, "high": 10}, {"low": 10, "medium": 10, "high": 20})
+    assert result.statistic == pytest.approx(by_hand) and result.dof == 2
+    assert result.pvalue == pytest.approx(math.exp(-by_hand / 2))  # chi-square with 2 degrees of freedom
+    assert drift.chi_square({"low": 5}, {"low": 9}).pvalue == 1.0  # one category: nothing to test
+
+
+def test_bins_follow_the_baseline_size():
+    assert drift.bins_for(40) == 4 and drift.bins_for(1000) == 10 and drift.bins_for(5) == 3

@@ -185,3 +185,35 @@ def test_report_files(served, tmp_path):
     paths = write(report, tmp_path / "out")
     assert [p.suffix for p in paths] == [".md", ".html"]
     assert "| model | side | figure |" in markdown(report)
+
+
+def test_cli_to_dataset_sends_the_failures_pending_with_why(served, capsys):
+    import shutil
+
+    from workbench.data.store import open_dataset
+
+    name = model_name(served)
+    now = time.time()
+    log_answers(served, resample(20, seed=8), start=now - 3000, end=now - 1500, model=name)
+    shifted = [(m, other_date_format(a)) for m, a in resample(12, seed=9)]
+    log_answers(served, shifted, start=now - 1400, end=now - 10, model=name)
+    dataset = served / "train.jsonl"
+    shutil.copy(SUPPORT / "train.jsonl", dataset)
+    args = ["-w", str(served), "monitor", "to-dataset", SERVER, "--since", "1h", "--out", str(dataset)]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert "12 example(s) added" in out.out and "w shows the production examples" in out.err
+    assert main(args) == 0  # again: nothing twice
+    assert "0 example(s) added" in capsys.readouterr().out
+    session = open_dataset(dataset, readonly=True)
+    try:
+        production = [e for e in session.visible() if e.source == "production"]
+        assert len(production) == 12 and {e.status for e in production} == {"pending"}
+        why = production[0].source_info["why"]
+        assert why.startswith("invalid ($.date: ") and "does not match" in why  # what to correct
+    finally:
+        session.close()
+    assert main([*args, "--filter", "failed", "3"]) == 2
+    assert "takes no value" in capsys.readouterr().err
+    assert main([*args, "--filter", "judge-below", "3"]) == 2
+    assert "no judge grades" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 SUBCOMMANDS = ("show", "revalidate", "to-dataset", "report", "schedule")
+TO_DATASET_FILTERS = ("failed", "invalid", "refusal", "empty", "truncated", "error", "drifted", "judge-below", "all")
 
 
 def default_subcommand(argv: list[str]) -> list[str]:
@@ -97,22 +98,29 @@ def cmd_monitor_schedule(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor_to_dataset(args: argparse.Namespace) -> int:
+    from workbench.errors import WorkbenchError
+    from workbench.monitor.release import served_task
     from workbench.monitor.report import parse_since
     from workbench.monitor.samples import select_requests, to_dataset
     from workbench.serve.servedir import find_server
 
+    kind, *rest = args.filter
+    if kind not in TO_DATASET_FILTERS:
+        raise WorkbenchError(f"--filter {kind!r}: expected one of {', '.join(TO_DATASET_FILTERS)}")
+    if kind == "judge-below":
+        try:
+            (below,) = (float(v) for v in rest)
+        except ValueError:
+            raise WorkbenchError("--filter judge-below needs one grade: --filter judge-below 3") from None
+    elif rest:
+        raise WorkbenchError(f"--filter {kind} takes no value (only judge-below N does), not {' '.join(rest)!r}")
     sd = find_server(args.workspace, args.server)
     since = time.time() - parse_since(args.since)
     predicate = None
-    kind = args.filter
     if kind == "drifted":
         predicate, kind = _drifted(args, sd), "all"
     elif kind == "judge-below":
-        if args.below is None:
-            from workbench.errors import WorkbenchError
-
-            raise WorkbenchError("--filter judge-below needs the grade: --filter judge-below N")
-        predicate, kind = _judged_below(args, sd, float(args.below)), "all"
+        predicate, kind = _judged_below(args, sd, below), "all"
     chosen = select_requests(
         sd.db_path,
         filter=kind,
@@ -123,24 +131,19 @@ def cmd_monitor_to_dataset(args: argparse.Namespace) -> int:
         predicate=predicate,
     )
     if not chosen:
-        print(f"no logged request of {sd.id} matches --filter {args.filter} since {args.since}", file=sys.stderr)
+        print(
+            f"no logged request of {sd.id} matches --filter {' '.join(args.filter)} since {args.since}", file=sys.stderr
+        )
         return 0
-    result = to_dataset(sd.db_path, Path(args.out), chosen, server_id=sd.id, system_prompt=_system_prompt(args, sd))
+    task = served_task(args.workspace, sd.id)
+    result = to_dataset(
+        sd.db_path, Path(args.out), chosen, server_id=sd.id, system_prompt=task.system_prompt, schema=task.schema
+    )
     print(f"{len(result.added)} example(s) added to {result.dataset}, pending, source production")
     for request_id, why in result.skipped:
         print(f"  skipped {request_id}: {why}", file=sys.stderr)
-    print("review them in the Data pane (1): filter by source to see them", file=sys.stderr)
+    print("review them in the Data pane (1): w shows the production examples only", file=sys.stderr)
     return 0
-
-
-def _system_prompt(args: argparse.Namespace, sd: Any) -> str | None:
-    from workbench.ship.provenance import system_prompt_of_ref
-
-    refs = sd.spec().refs
-    for ref in refs:
-        if ref.kind != "base":
-            return system_prompt_of_ref(args.workspace, ref)
-    return None
 
 
 def _drifted(args: argparse.Namespace, sd: Any) -> Any:
@@ -262,10 +265,11 @@ def add_monitor_commands(sub: Any) -> None:
     _common(p)
     p.add_argument(
         "--filter",
-        default="failed",
-        choices=["failed", "invalid", "refusal", "empty", "truncated", "error", "drifted", "judge-below", "all"],
+        nargs="+",
+        default=["failed"],
+        metavar="KIND",
+        help=f"which requests: {', '.join(TO_DATASET_FILTERS)} (judge-below takes the grade: judge-below 3)",
     )
-    p.add_argument("below", nargs="?", type=float, help="with --filter judge-below: the grade")
     p.add_argument("--out", required=True, metavar="FILE", help="the dataset to add them to")
     p.add_argument("--since", default="7d")
     p.add_argument("--model", help="only this served model's requests")

@@ -26,6 +26,11 @@ def reading(psi: float, watch: float = 0.1, alert: float = 0.25) -> str:
     return "stable"
 
 
+def bins_for(n: int, per_bin: int = 10, most: int = 10) -> int:
+    """How many quantile bins ``n`` baseline values support: about ``per_bin`` in each, 3 to ``most``."""
+    return max(3, min(most, n // per_bin))
+
+
 def quantile_edges(values: Sequence[float], bins: int = 10) -> list[float]:
     """Inner bin edges at the baseline's quantiles, ties collapsed: [] when there are fewer than 2 distinct values."""
     data = np.asarray(values, dtype=float)
@@ -98,6 +103,26 @@ def weighted_ks(
 
 
 @dataclass(frozen=True)
+class ChiSquare:
+    statistic: float
+    pvalue: float
+    dof: int
+
+
+def chi_square(expected: Mapping[str, int], actual: Mapping[str, int]) -> ChiSquare:
+    """Pearson's chi-square test of homogeneity on the 2 x k table of category counts (scipy's
+    chi2_contingency, no continuity correction past 2 x 2); categories absent from both are dropped."""
+    keys = [k for k in sorted(set(expected) | set(actual)) if expected.get(k, 0) + actual.get(k, 0) > 0]
+    if len(keys) < 2 or not sum(expected.values()) or not sum(actual.values()):
+        return ChiSquare(0.0, 1.0, 0)
+    from scipy.stats import chi2_contingency
+
+    table = np.asarray([[expected.get(k, 0) for k in keys], [actual.get(k, 0) for k in keys]], dtype=float)
+    result = chi2_contingency(table)
+    return ChiSquare(float(result.statistic), float(result.pvalue), int(result.dof))
+
+
+@dataclass(frozen=True)
 class Rise:
     base_rate: float | None
     now_rate: float | None
@@ -126,8 +151,11 @@ def proportion_rise(base_k: int, base_n: int, now_k: int, now_n: int, *, margin:
 __all__ = [
     "EPS",
     "KS",
+    "ChiSquare",
     "Rise",
+    "bins_for",
     "categorical_psi",
+    "chi_square",
     "histogram",
     "ks_two_sample",
     "proportion_rise",

@@ -59,6 +59,31 @@ def identity(ref: Any) -> list[tuple[Any, ...]]:
     return out
 
 
+@dataclass
+class ServedTask:
+    """What a server's fine-tuned model was trained for: its system prompt and the task's schema."""
+
+    system_prompt: str | None
+    schema: dict[str, Any] | None
+
+
+def served_task(workspace: str | Path, server: str) -> ServedTask:
+    """The first fine-tuned model's (else the first model's) training system prompt and schema.json."""
+    from workbench.monitor.health import load_schema
+    from workbench.ship.provenance import schema_of_ref, system_prompt_of_ref
+
+    refs = list(served_model_refs(workspace, server).values())
+    ref = next((r for r in refs if r.kind != "base"), refs[0] if refs else None)
+    if ref is None:
+        return ServedTask(None, None)
+    schema_path = schema_of_ref(workspace, ref)
+    try:
+        schema = load_schema(schema_path) if schema_path else None
+    except WorkbenchError:
+        schema = None
+    return ServedTask(system_prompt_of_ref(workspace, ref), schema)
+
+
 def _resolved(path: str) -> str:
     """A directory's absolute path; a model spec that is not one (a hub id) as written."""
     try:
@@ -126,4 +151,4 @@ def release_eval(workspace: str | Path, ref: Any) -> Release | None:
     return fallback
 
 
-__all__ = ["Release", "identity", "is_revalidation", "release_eval", "served_model_refs"]
+__all__ = ["Release", "ServedTask", "identity", "is_revalidation", "release_eval", "served_model_refs", "served_task"]

@@ -80,13 +80,13 @@ def drift_cells(row: DriftRow) -> list[str]:
         row.figure,
         _num(row.psi),
         row.reading,
-        _num(row.ks_pvalue, "{:.2g}"),
+        f"{row.test} {row.pvalue:.2g}" if row.pvalue is not None else "–",
         f"{row.n_baseline}/{row.n_window}",
         row.detail,
     ]
 
 
-DRIFT_HEAD = ["model", "side", "figure", "PSI", "reading", "KS p", "n base/now", "what moved"]
+DRIFT_HEAD = ["model", "side", "figure", "PSI", "reading", "test p", "n base/now", "what moved"]
 
 
 def lines(report: MonitorReport) -> list[str]:

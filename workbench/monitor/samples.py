@@ -102,18 +102,35 @@ def select_requests(
     return rows if limit is None else rows[:limit]
 
 
-def why(request: LoggedRequest) -> str:
-    """Which failures a request shows, in words (``invalid, truncated``); ``ok`` when none."""
+def why(request: LoggedRequest, schema: dict[str, Any] | None = None) -> str:
+    """Which failures a request shows, in words (``invalid, truncated``); ``ok`` when none. With the task's
+    ``schema``, an invalid answer says what the schema refused (``invalid ($.date: '19/08/2026' does not
+    match ...)``): the reviewer sees what to correct."""
     reasons = []
     if request.status != 200:
         reasons.append(f"error {request.status}" + (f": {request.error}" if request.error else ""))
-    for name, flag in (("invalid", request.valid is False), ("refusal", request.refusal)):
-        if flag:
-            reasons.append(name)
+    if request.valid is False:
+        reason = invalid_reason(request.response, schema)
+        reasons.append(f"invalid ({reason})" if reason else "invalid")
+    if request.refusal:
+        reasons.append("refusal")
     for name in ("empty", "truncated"):
         if getattr(request, name):
             reasons.append(name)
     return ", ".join(reasons) or "ok"
+
+
+def invalid_reason(response: str | None, schema: dict[str, Any] | None) -> str | None:
+    """What the schema refuses in an answer (the eval's own check), None when it fits or cannot be told."""
+    if response is None or not schema:
+        return None
+    from workbench.errors import WorkbenchError
+    from workbench.eval.metrics import schema_valid
+
+    try:
+        return schema_valid(response, schema)[1]
+    except WorkbenchError:
+        return None
 
 
 def _text(content: Any) -> str:
@@ -167,7 +184,9 @@ def example_row(
         raise DataError(f"request {request.id}: {exc}") from None
 
 
-def source_info(request: LoggedRequest, *, server_id: str | None = None) -> dict[str, Any]:
+def source_info(
+    request: LoggedRequest, *, server_id: str | None = None, schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What the example's review state keeps about the request it came from."""
     return {
         "request_id": request.id,
@@ -177,7 +196,7 @@ def source_info(request: LoggedRequest, *, server_id: str | None = None) -> dict
         "server_id": server_id or request.server_id,
         "model": request.model,
         "status": request.status,
-        "why": why(request),
+        "why": why(request, schema),
     }
 
 
@@ -197,6 +216,7 @@ def to_dataset(
     *,
     server_id: str | None = None,
     system_prompt: str | None = None,
+    schema: dict[str, Any] | None = None,
 ) -> ToDataset:
     """Add the requests to a dataset as pending ``production`` examples, save it and close it.
 
@@ -238,7 +258,7 @@ def to_dataset(
                 continue
             have.add(request.id)
             rows.append(row)
-            infos.append(source_info(request, server_id=server_id))
+            infos.append(source_info(request, server_id=server_id, schema=schema))
         added = session.add(rows, status="pending", source=SOURCE, source_info=infos) if rows else []
         if added:
             session.save()
@@ -253,6 +273,7 @@ __all__ = [
     "ToDataset",
     "answer_of",
     "example_row",
+    "invalid_reason",
     "select_requests",
     "sent_ids",
     "source_info",
