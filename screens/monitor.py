@@ -45,7 +45,16 @@ class MonitorScreen(Screen[None]):
         Binding("d", "window('d')", "Day", id="monitor.day", tooltip="The last day"),
         Binding("w", "window('w')", "Week", id="monitor.week", tooltip="The last week"),
         Binding("e", "worst", "Worst", id="monitor.worst", tooltip="The worst recent requests (and back to charts)"),
-        Binding("t", "to_dataset", "To dataset", id="monitor.to_dataset", tooltip="Send failed requests to a dataset"),
+        Binding(
+            "space", "mark", "Mark", id="monitor.mark", tooltip="Mark the highlighted request to send (worst view)"
+        ),
+        Binding(
+            "t",
+            "to_dataset",
+            "To dataset",
+            id="monitor.to_dataset",
+            tooltip="Send the marked requests (else the highlighted one, else every failed one) to a dataset",
+        ),
         Binding("v", "revalidate", "Revalidate", id="monitor.revalidate", tooltip="Eval the endpoint against release"),
         Binding("r", "refresh", "Refresh", id="monitor.refresh", tooltip="Read the log again now"),
     ]
@@ -61,6 +70,7 @@ class MonitorScreen(Screen[None]):
         self.loaded = False  # a report is shown (tests and snapshots wait for it)
         self.showing_worst = False
         self._reading = False
+        self.marked: set[str] = set()  # request ids marked in the worst view, to send together
         self.schema: dict[str, Any] | None = None  # the task's, read once ({}: none), to say why an answer failed
 
     def compose(self) -> ComposeResult:
@@ -92,7 +102,15 @@ class MonitorScreen(Screen[None]):
         ):
             drift.add_column(label, width=width)
         worst = self.query_one("#monitor-worst", DataTable)
-        for label, width in (("UTC", 8), ("status", 6), ("why", 14), ("model", 16), ("prompt", 36), ("answer", 22)):
+        for label, width in (
+            (" ", 1),
+            ("UTC", 8),
+            ("status", 6),
+            ("why", 14),
+            ("model", 14),
+            ("prompt", 36),
+            ("answer", 22),
+        ):
             worst.add_column(label, width=width)
         self.query_one("#monitor-worst-box").display = False
         self.refresh_report()
@@ -224,9 +242,13 @@ class MonitorScreen(Screen[None]):
             points = series(r, name)
             plt.title(title if points else f"{title}: no requests")
             plt.xlabel("hours ago")
+            hours = (r.end - t0) / 3600
+            plt.xlim(-hours, 0)  # the whole window, now at the right, whatever the points
             if points:
-                xs = [(p[0] - t0) / 3600 - (r.end - t0) / 3600 for p in points]
-                plt.plot(xs, [p[1] for p in points], marker="braille", color=color)
+                xs = [(p[0] - r.end) / 3600 for p in points]
+                ys = [p[1] for p in points]
+                plt.ylim(0, 1.0 if name == "failure" else max(ys) * 1.15 or 1.0)  # a share tops at 100%
+                plt.plot(xs, ys, marker="braille" if len(points) > 2 else "dot", color=color)
             widget.refresh()
 
     def _render_worst(self) -> None:
@@ -237,6 +259,7 @@ class MonitorScreen(Screen[None]):
                 (str(m.get("content")) for m in reversed(req.messages) if m.get("role") == "user"), ""
             ).replace("\n", " ")
             table.add_row(
+                Text("●", style="bold yellow") if req.id in self.marked else "",
                 time.strftime("%H:%M:%S", time.gmtime(req.time)),
                 str(req.status),
                 _why(req),
@@ -290,6 +313,24 @@ class MonitorScreen(Screen[None]):
         if self.showing_worst:
             self.query_one("#monitor-worst", DataTable).focus()
 
+    def _clear_marks(self) -> None:
+        if self.marked:
+            self.marked.clear()
+            self._render_worst()
+
+    def action_mark(self) -> None:
+        table = self.query_one("#monitor-worst", DataTable)
+        if not self.showing_worst or not table.row_count:
+            self.notify("Marking is for the worst requests: press e to see them.", timeout=3)
+            return
+        row = min(table.cursor_row, len(self.worst) - 1)
+        request_id = self.worst[row].id
+        self.marked.symmetric_difference_update({request_id})
+        cell = Text("●", style="bold yellow") if request_id in self.marked else ""
+        table.update_cell_at((row, 0), cell)
+        if row + 1 < table.row_count:
+            table.move_cursor(row=row + 1)
+
     def action_to_dataset(self) -> None:
         from workbench.workspace import Workspace
 
@@ -300,7 +341,10 @@ class MonitorScreen(Screen[None]):
         if not datasets:
             self.notify("No dataset in the workspace to send them to.", severity="warning")
             return
-        if self.showing_worst and self.query_one("#monitor-worst", DataTable).row_count:
+        marked = [r for r in self.worst if r.id in self.marked]
+        if marked:
+            chosen, what = marked, f"the {len(marked)} marked request(s)"
+        elif self.showing_worst and self.query_one("#monitor-worst", DataTable).row_count:
             chosen = [self.worst[self.query_one("#monitor-worst", DataTable).cursor_row]]
             what = f"request {chosen[0].id}"
         else:
@@ -333,6 +377,7 @@ class MonitorScreen(Screen[None]):
         except Exception as exc:
             self.app.call_from_thread(self.notify, f"Not sent: {one_line(exc)}", severity="error")
             return
+        self.app.call_from_thread(self._clear_marks)
         skipped = f" ({len(result.skipped)} skipped: already there or unusable)" if result.skipped else ""
         self.app.call_from_thread(
             self.notify,

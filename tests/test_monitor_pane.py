@@ -75,3 +75,47 @@ async def test_alert_worst_and_to_dataset_by_keys(served):
         assert len(production) == 40 and {e.status for e in production} == {"pending"}
     finally:
         session.close()
+
+
+async def test_marked_requests_are_sent_together(served):
+    (served / "data").mkdir()
+    dataset = served / "data" / "train.jsonl"
+    shutil.copy(SUPPORT / "train.jsonl", dataset)
+    now = time.time()
+    name = model_name(served)
+    log_answers(served, [(m, other_date_format(a)) for m, a in resample(40, seed=3)], start=now - 3000,
+                end=now - 5, model=name)  # fmt: skip
+    app = make_app(served)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await opened(pilot)
+        await highlight(pilot, pane, SERVER)
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, MonitorScreen), what="the monitor to open")
+        screen = app.screen
+        await until(pilot, lambda: screen.loaded, what="the monitor to read the log")
+        await pilot.press("e")
+        worst = screen.query_one("#monitor-worst", DataTable)
+        await until(pilot, lambda: worst.row_count == 40, what="the 40 failed requests")
+        await pilot.press("space", "down", "space")  # the first and the third
+        assert len(screen.marked) == 2
+        chosen = {screen.worst[0].id, screen.worst[2].id}
+        assert screen.marked == chosen
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="the dataset choice")
+        assert "the 2 marked request(s)" in app.screen.title_text
+        options = app.screen.query_one(OptionList)
+        for _ in range(options.option_count):
+            if "data/train.jsonl" in str(options.get_option_at_index(options.highlighted or 0).prompt):
+                break
+            await pilot.press("down")
+        await pilot.press("enter")
+
+        def arrived() -> set[str]:
+            s = open_dataset(dataset, readonly=True)
+            try:
+                return {e.source_info["request_id"] for e in s.visible() if e.source == "production"}
+            finally:
+                s.close()
+
+        await until(pilot, lambda: arrived() == chosen, what="the two marked requests in the dataset")
+        await until(pilot, lambda: not screen.marked, what="the marks cleared once sent")

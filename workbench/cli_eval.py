@@ -225,7 +225,9 @@ def cmd_eval_show(args: argparse.Namespace) -> int:
         if any(m in model["metrics"] for model in data["models"])
     ]
     print(f"{res.ev.id}: {data['examples']} examples from {data['dataset']}; main metric {res.primary}")
-    print("means with 95% bootstrap intervals; delta against the base is paired ('~': within noise)")
+    against = "the baseline, " + res.base if res.spec.baseline else "the base"
+    versus = "vs release" if res.spec.baseline and res.spec.baseline.startswith("release:") else "vs base"
+    print(f"means with 95% bootstrap intervals; delta against {against} is paired ('~': within noise)")
     for model in data["models"]:
         print(
             f"\n{model['label']} ({model['key']}): {model['done']}/{data['examples']} answered"
@@ -238,7 +240,7 @@ def cmd_eval_show(args: argparse.Namespace) -> int:
             line = f"  {m:<13} {summary['mean']:.3f} [{summary['lo']:.3f}, {summary['hi']:.3f}] n={summary['n']}"
             delta = model["against_base"].get(m)
             if delta and delta["mean"] is not None:
-                line += f"   vs base {delta['mean']:+.3f} [{delta['lo']:+.3f}, {delta['hi']:+.3f}]" + (
+                line += f"   {versus} {delta['mean']:+.3f} [{delta['lo']:+.3f}, {delta['hi']:+.3f}]" + (
                     "" if delta["significant"] else " ~"
                 )
             print(line)

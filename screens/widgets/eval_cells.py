@@ -198,10 +198,10 @@ def header_text(
         "stopped": "yellow",
     }.get(state, "")
     done = sum(1 for c in res.predictions if c[0] in res.keys)
-    line += Text(f"{state} {done}/{len(res.rows) * len(res.keys)}", style=style)
+    line += Text(f"{state} {done}/{res.expected_answers}", style=style)
     if state in ("running", "starting") and status.model:
         line += Text(f" (now {status.model}; x stops)", style="dim")
-    elif state in ("stopped", "failed", "lost") and done < len(res.rows) * len(res.keys):
+    elif state in ("stopped", "failed", "lost") and done < res.expected_answers:
         line += Text(" · g goes on", style="dim")
     if state == "failed" and status.error:
         line += Text(f"\n✖ {one_line(str(status.error), 110)}", style="red")
@@ -232,9 +232,9 @@ def summary_parts(
 ) -> list[Any]:
     """The summary table, its legend, and the judge's line: its trust (overall and per item), tokens and cost."""
     legend = (
-        "* main metric · ±: half the 95% interval · vs the base: ▲▼ significant, ~ within noise"
+        f"* main metric · ±: half the 95% interval · vs {res.compared_with}: ▲▼ significant, ~ within noise"
         if width >= 100
-        else "* main · ±: 95% interval · ▲▼ vs base, ~ noise"
+        else f"* main · ±: 95% interval · ▲▼ vs {res.compared_with.removeprefix('the ')}, ~ noise"
     )
     parts: list[Any] = [summary_table(res, summaries, metrics, width), Text(legend, style="dim")]
     if res.verdicts.single:

@@ -348,6 +348,21 @@ class Results:
                     out.append(Regression(summary.model.key, metric, diff))
         return out
 
+    @property
+    def expected_answers(self) -> int:
+        """Answers the eval will have when complete: every row for each model, a frozen one's copies only."""
+        return sum(
+            sum(1 for row in self.rows if (m.key, row.id) in self.predictions) if m.frozen else len(self.rows)
+            for m in self.models
+        )
+
+    @property
+    def compared_with(self) -> str:
+        """What the deltas are against, in words: ``the base``, or ``the release`` of a revalidation."""
+        if self.spec.baseline and self.spec.baseline in self.keys:
+            return "the release" if self.spec.baseline.startswith("release:") else "the baseline"
+        return "the base"
+
     def _held_metrics(self) -> list[str]:
         """With an explicit baseline: every metric with a better direction that says something here."""
         if not self.spec.baseline:

@@ -47,7 +47,7 @@ DEFAULT_BUCKETS = 60
 class Traffic:
     requests: int
     per_minute: float
-    """Requests over the window's length in minutes."""
+    """Requests over the window's length in minutes (the monitor uses the server's life when shorter)."""
     errors: int
     """Status other than 200."""
     error_rate: float | None

@@ -165,6 +165,9 @@ def monitor(
     if not sd.db_path.is_file():
         raise_missing(sd)
     overall = window(sd.db_path, start=start, end=end)
+    created = float(sd.read_status_raw().get("created") or start)
+    if start < created < end:  # a server younger than the window: its rate over its own life
+        overall.traffic.per_minute = overall.traffic.requests / ((end - created) / 60)
     if not overall.health_known:
         notes.append("this log was written by an older server: no answer health (schema, refusals) is known")
     refs = served_model_refs(workspace, sd.id)

@@ -146,7 +146,12 @@ def revalidate(
     selection = None
     if release is not None and release.dataset:
         dataset = Path(release.dataset)
-        selection = release.eval.spec().selection
+        # the release's own rows (a --limit is not in its eval.yaml, so read them off its examples)
+        selection = release.eval.spec().selection or sorted(
+            int(e["index"])
+            for e in release.eval.examples()
+            if isinstance(e.get("index"), int) and not e.get("expect") and e.get("source") != "production"
+        )
     elif ref is not None:
         dataset = test_split_of(workspace, ref)
     if dataset is not None and not dataset.exists():
