@@ -139,3 +139,38 @@ def test_a_stopped_server_is_refused_with_what_to_do(tmp_path, live):
     with pytest.raises(Exception, match="gone-1 is stopped: revalidation asks the served endpoint"):
         revalidate(ws, "gone-1")
     assert json.loads((sd.path / "status.json").read_text())["state"] == "stopped"
+
+
+def test_a_configured_judge_grades_production_prompts_and_low_grades_go_to_a_dataset(live, capsys, monkeypatch):
+    import shutil
+
+    from test_eval_judge import grade
+    from test_llm import offline  # noqa: F401
+
+    from workbench.data.store import open_dataset
+
+    ws, _ref = live
+    (ws / "monitor.yaml").write_text("judge_model: openai/gpt-4o-mini\n")  # where a judge is configured
+
+    def judge(messages) -> str:  # the parcel ticket's answer is graded 1, every other 5
+        return grade(1, "wrong") if "My parcel is late" in messages[-1]["content"] else grade(5)
+
+    ev = revalidate(ws, SERVER, production=10, suites=[], wait=True, llm_mock=judge)
+    res = Results(ev)
+    served = f"serve:{SERVER}/{RUN_ID}"
+    graded = {row.id: row.cells[served].value("judge") for row in res.rows}
+    production = [e for e in ev.examples() if e.get("source") == "production"]
+    assert production and all(graded[e["id"]] is not None for e in production)
+    low = {e["request_id"] for e in production if graded[e["id"]] < 3}  # the rubric's 1-5
+    assert len(low) == 1
+    dataset = ws / "fixes.jsonl"
+    shutil.copy(SUPPORT / "train.jsonl", dataset)
+    capsys.readouterr()
+    args = ["-w", str(ws), "monitor", "to-dataset", SERVER, "--filter", "judge-below", "3", "--out", str(dataset)]
+    assert main(args) == 0, capsys.readouterr().err
+    session = open_dataset(dataset, readonly=True)
+    try:
+        assert {e.source_info["request_id"] for e in session.visible() if e.source == "production"} == low
+    finally:
+        session.close()
+    (ws / "monitor.yaml").unlink()
