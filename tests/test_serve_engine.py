@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from tests.shipkit import fake_run
 from workbench.errors import ServeError
 from workbench.eval.candidates import resolve_models
 from workbench.eval.store import GenerationSettings
-from workbench.serve.engine import Engine, _Row, load_engine
+from workbench.serve.engine import REGROUP_S, Engine, _Row, load_engine
 
 PROMPTS = [
     "How do I reset my password?",
@@ -258,3 +259,35 @@ def test_close_stops_the_batch_being_generated(served):
         job.result(timeout=60)
     closer[0].join(30)
     assert not closer[0].is_alive() and not eng._thread.is_alive()
+
+
+def test_the_clients_of_a_batch_are_batched_again_when_they_come_back(engine):
+    """Eight clients answered together send their next requests a few milliseconds apart; the engine waits
+    for as many as it just answered (up to regroup_s), so they do not split into partial batches."""
+    batched(engine, [("base", PROMPTS[i % 4]) for i in range(4)])  # a batch of four, just answered
+    engine.regroup_s = 30.0  # long: the batch below fires by count, never by time
+    try:
+        before = len(engine.batch_sizes)
+        jobs: list = []
+
+        def client(i: int) -> None:
+            time.sleep(0.01 * i)  # one after another, as answers reach their clients
+            jobs.append(engine.submit("base", ask(PROMPTS[i]), greedy(4)))
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for job in jobs:
+            job.result(timeout=60)
+        assert list(engine.batch_sizes)[before:] == [4]
+    finally:
+        engine.regroup_s = 0.3
+    batched(engine, [("base", PROMPTS[i % 4]) for i in range(4)])
+    before = len(engine.batch_sizes)
+    two = [engine.submit("base", ask(PROMPTS[i]), greedy(4)) for i in range(2)]  # two of the four come back
+    for job in two:
+        job.result(timeout=60)  # the wait ends at regroup_s: the two are answered, not held
+    assert list(engine.batch_sizes)[before:] == [2]
+    engine.regroup_s = REGROUP_S

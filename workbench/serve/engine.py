@@ -6,7 +6,8 @@ argument, ``"__base__"`` for the bare base). Callers :meth:`Engine.submit` from 
 :class:`Job` at once: iterate it for text deltas as they are generated, or wait on :meth:`Job.result`.
 
 The engine thread takes the oldest queued job, waits up to ``window_s`` for more (or until ``max_batch``
-are queued), and generates for every queued job that samples the same way (greedy jobs together;
+are queued; right after a batch of several, up to ``regroup_s`` for as many, since their clients are
+sending their next requests), and generates for every queued job that samples the same way (greedy jobs together;
 sampled jobs with the same temperature and top-p together; a job with an explicit seed alone, so the
 same request with the same seed gives the same answer). Rows are left-padded; each row stops on its
 own (an end-of-turn token, a stop string, its own ``max_new_tokens``) through a stopping criterion that
@@ -36,6 +37,10 @@ BASE_ADAPTER = "__base__"
 """What peft's ``adapter_names=`` calls the bare base model in a mixed batch."""
 
 _DONE = object()
+
+REGROUP_S = 0.25
+"""After a batch of several, how long the engine waits for their clients' next requests to batch them again
+(bench/serve_load.py: with 20 ms alone, eight clients' next requests split into partial batches)."""
 
 
 @dataclass
@@ -305,6 +310,8 @@ class Engine:
         self.max_batch = max_batch
         self.window_s = window_s
         self.batch_sizes: deque[int] = deque(maxlen=10_000)
+        self._last_batch = (0, 0.0)  # (jobs, perf_counter at its end) of the batch answered last
+        self.regroup_s = REGROUP_S
         """The number of rows of each generate call so far (the newest 10,000)."""
         self.on_batch: Callable[[list[Job]], None] | None = None
         """Called on the engine thread before each generate call, with its jobs."""
@@ -471,8 +478,14 @@ class Engine:
                 oldest = self._pending[0]
                 key = oldest.group_key()
                 same = [j for j in self._pending if j.group_key() == key]
-                left = oldest.submitted + self.window_s - time.perf_counter()
-                if len(same) < self.max_batch and left > 0 and key[0] != "seeded":
+                want, until = self.max_batch, oldest.submitted + self.window_s
+                size, ended = self._last_batch
+                if size > 1 and oldest.submitted - ended < self.regroup_s:
+                    # The clients of the batch just answered are sending their next requests: wait a little
+                    # longer for as many as there were, or a partial batch splits them into two.
+                    want, until = min(size, self.max_batch), max(until, ended + self.regroup_s)
+                left = until - time.perf_counter()
+                if len(same) < want and left > 0 and key[0] != "seeded":
                     self._cond.wait(left)
                     continue
                 batch = same[: self.max_batch]
@@ -512,6 +525,7 @@ class Engine:
                     job._fail(error)
             return
         now = time.perf_counter()
+        self._last_batch = (len(jobs), now)
         for row in rows:
             row.close()
             job = row.job
