@@ -23,6 +23,7 @@ from textual_plotext import PlotextPlot
 
 from screens.modals import ChoiceScreen
 from workbench.errors import WorkbenchError, one_line
+from workbench.monitor.samples import why
 
 WINDOWS = {"h": ("last hour", 3600.0), "d": ("last day", 86400.0), "w": ("last week", 7 * 86400.0)}
 REFRESH_EVERY = 10.0
@@ -72,6 +73,7 @@ class MonitorScreen(Screen[None]):
         self._reading = False
         self.marked: set[str] = set()  # request ids marked in the worst view, to send together
         self.schema: dict[str, Any] | None = None  # the task's, read once ({}: none), to say why an answer failed
+        self.baselines: dict[str, Any] | None = None  # each served model's reference, read once
 
     def compose(self) -> ComposeResult:
         yield Static(self._title(), id="monitor-title")
@@ -137,7 +139,13 @@ class MonitorScreen(Screen[None]):
         from workbench.serve.servedir import find_server
 
         try:
-            report = monitor(self.workspace, self.server_id, since_s=WINDOWS[key][1], now=self.clock())
+            if self.baselines is None:  # once (r reads them again): finding them reads every eval
+                from workbench.monitor.report import baselines_of
+
+                self.baselines = baselines_of(self.workspace, self.server_id)
+            report = monitor(
+                self.workspace, self.server_id, since_s=WINDOWS[key][1], now=self.clock(), baselines=self.baselines
+            )
             sd = find_server(self.workspace, self.server_id)
             if self.schema is None:
                 from workbench.monitor.release import served_task
@@ -262,7 +270,7 @@ class MonitorScreen(Screen[None]):
                 Text("●", style="bold yellow") if req.id in self.marked else "",
                 time.strftime("%H:%M:%S", time.gmtime(req.time)),
                 str(req.status),
-                _why(req),
+                why(req),
                 req.model or "",
                 prompt[:36],
                 (req.response or req.error or "").replace("\n", " ")[:22],
@@ -278,8 +286,6 @@ class MonitorScreen(Screen[None]):
             return
         req = self.worst[min(table.cursor_row, len(self.worst) - 1)]
         text = Text.assemble((req.id, "bold"), f"  {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(req.time))}")
-        from workbench.monitor.samples import why
-
         text.append(f"  {why(req, self.schema or None)}", style="red")
         for m in req.messages:
             text.append(f"\n{m.get('role')}: ", style="dim")
@@ -304,6 +310,7 @@ class MonitorScreen(Screen[None]):
         self.refresh_report()
 
     def action_refresh(self) -> None:
+        self.baselines = None  # a new release eval may have been written since
         self.refresh_report()
 
     def action_worst(self) -> None:
@@ -401,20 +408,6 @@ class MonitorScreen(Screen[None]):
         self.app.call_from_thread(
             self.notify, f"Eval {ev.id} is generating; its grid is in the Eval pane (4).", timeout=8
         )
-
-
-def _why(req: Any) -> str:
-    if req.status != 200:
-        return f"error {req.status}"
-    for flag, word in (
-        (req.valid is False, "invalid"),
-        (req.refusal, "refusal"),
-        (req.empty, "empty"),
-        (req.truncated, "cut at max"),
-    ):
-        if flag:
-            return word
-    return "ok"
 
 
 __all__ = ["MonitorScreen"]

@@ -20,6 +20,17 @@ __all__ = ["served"]  # the fixture, imported for this module's tests
 SIZE = (120, 40)
 
 
+async def monitor_opened(pilot) -> MonitorScreen:
+    """As a user gets there: the Models pane (5), the server highlighted, o."""
+    pane = await opened(pilot)
+    await highlight(pilot, pane, SERVER)
+    await pilot.press("o")
+    await until(pilot, lambda: isinstance(pilot.app.screen, MonitorScreen), what="the monitor to open")
+    screen = pilot.app.screen
+    assert isinstance(screen, MonitorScreen)
+    return screen
+
+
 async def test_alert_worst_and_to_dataset_by_keys(served):
     (served / "data").mkdir()
     dataset = served / "data" / "train.jsonl"
@@ -31,12 +42,7 @@ async def test_alert_worst_and_to_dataset_by_keys(served):
                 end=now - 5, model=name)  # fmt: skip
     app = make_app(served)
     async with app.run_test(size=SIZE) as pilot:
-        pane = await opened(pilot)
-        await highlight(pilot, pane, SERVER)
-        await pilot.press("o")
-        await until(pilot, lambda: isinstance(app.screen, MonitorScreen), what="the monitor to open")
-        screen = app.screen
-        assert isinstance(screen, MonitorScreen)
+        screen = await monitor_opened(pilot)
         await until(pilot, lambda: screen.loaded, what="the monitor to read the log")
         banner = str(screen.query_one("#monitor-banner", Static).render())
         assert "ALERT" in banner and "schema-invalid answers" in banner
@@ -87,11 +93,7 @@ async def test_marked_requests_are_sent_together(served):
                 end=now - 5, model=name)  # fmt: skip
     app = make_app(served)
     async with app.run_test(size=SIZE) as pilot:
-        pane = await opened(pilot)
-        await highlight(pilot, pane, SERVER)
-        await pilot.press("o")
-        await until(pilot, lambda: isinstance(app.screen, MonitorScreen), what="the monitor to open")
-        screen = app.screen
+        screen = await monitor_opened(pilot)
         await until(pilot, lambda: screen.loaded, what="the monitor to read the log")
         await pilot.press("e")
         worst = screen.query_one("#monitor-worst", DataTable)

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 from appkit import make_app, settle_for_snapshot, until
 from shipkit import fake_run
-from test_models_pane import highlight
-from test_models_pane import opened as models_opened
+from test_monitor_pane import monitor_opened
 from test_monitor_report import ADAPTER, SERVER, SUPPORT, log_answers, model_name, other_date_format, resample
 
 from screens.monitor import MonitorScreen
@@ -70,11 +69,7 @@ def opened(*keys: str):
     """As a user gets there: the Models pane (5), the server highlighted, o; then ``keys``."""
 
     async def run_before(pilot) -> None:
-        pane = await models_opened(pilot)
-        await highlight(pilot, pane, SERVER)
-        await pilot.press("o")
-        await until(pilot, lambda: isinstance(pilot.app.screen, MonitorScreen), what="the monitor to open")
-        screen = pilot.app.screen
+        screen = await monitor_opened(pilot)
         await until(pilot, lambda: screen.loaded, what="the monitor to read the log")
         for key in keys:
             await pilot.press(key)

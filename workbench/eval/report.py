@@ -73,7 +73,7 @@ def report_data(results: Results, curves: list[Curve] | None = None) -> dict[str
     summaries = results.summaries([m for m in metrics if m in METRICS])
     cases = [results.cases[(m, row.id)] for row in results.rows for m in results.keys if (m, row.id) in results.cases]
     ok, gate_text = gate(cases) if cases else (True, "no regression or red-team cases in this eval")
-    regressions = results.regressions()
+    regressions = results.regressions(summaries=summaries)
     if regressions:
         ok = False
         gate_text += "\n" + "\n".join(f"  regression: {r.describe()}" for r in regressions)

@@ -323,7 +323,9 @@ class Results:
             )
         return out
 
-    def regressions(self, models: Sequence[str] | None = None) -> list[Regression]:
+    def regressions(
+        self, models: Sequence[str] | None = None, summaries: Sequence[ModelSummary] | None = None
+    ) -> list[Regression]:
         """Where a model did significantly worse than the eval's baseline (``baseline`` in eval.yaml: a
         revalidation's release column), metric by metric over the examples both answered; [] with no baseline.
 
@@ -337,7 +339,7 @@ class Results:
         if self.verdicts.single:
             keys.append("judge")
         out = []
-        for summary in self.summaries([k for k in keys if k in METRICS]):
+        for summary in summaries if summaries is not None else self.summaries([k for k in keys if k in METRICS]):
             if summary.model.key not in chosen:
                 continue
             for metric in keys:

@@ -115,12 +115,10 @@ def is_revalidation(spec: Any) -> bool:
     return bool(extra.get("revalidation"))
 
 
-def _complete(ev: Any, key: str) -> bool:
-    try:
-        done = ev.progress().get(key, 0)
-        return done > 0 and done >= len(ev.examples())
-    except (OSError, WorkbenchError):
-        return False
+def _complete(summary: Any, key: str) -> bool:
+    """Every example answered by ``key`` (the list's own counts: nothing is read again)."""
+    done = summary.per_model.get(key, 0)
+    return done > 0 and done >= summary.examples
 
 
 def release_eval(workspace: str | Path, ref: Any) -> Release | None:
@@ -144,9 +142,9 @@ def release_eval(workspace: str | Path, ref: Any) -> Release | None:
             continue
         for model in spec.models:
             ids = identity(model)
-            if any(i in own for i in ids) and _complete(ev, model.key):
+            if any(i in own for i in ids) and _complete(summary, model.key):
                 return Release(ev, model.key, model, spec.dataset)
-            if fallback is None and any(i in merged for i in ids) and _complete(ev, model.key):
+            if fallback is None and any(i in merged for i in ids) and _complete(summary, model.key):
                 fallback = Release(ev, model.key, model, spec.dataset, via=f"merged from {model.label}")
     return fallback
 

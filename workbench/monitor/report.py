@@ -192,6 +192,14 @@ def monitor(
     return MonitorReport(sd.id, start, end, settings, overall, models, alerts, notes)
 
 
+def baselines_of(workspace: str | Path, server: str) -> dict[str, Baseline | None]:
+    """Each served model's baseline, by the name clients send. Finding the release eval reads every eval of the
+    workspace, so a caller that refreshes (the app, every 10 s) computes this once and passes it to monitor()."""
+    from workbench.monitor.release import served_model_refs
+
+    return {name: baseline_for(workspace, ref) for name, ref in served_model_refs(workspace, server).items()}
+
+
 def raise_missing(sd: Any) -> None:
     from workbench.errors import WorkbenchError
 
