@@ -1,4 +1,4 @@
-"""GPU check: what only a GPU shows, in one run of at most eight minutes (``bash bench/gpu_check.sh``).
+"""GPU check: what only a GPU shows, in one run of at most nine minutes (``bash bench/gpu_check.sh``).
 
 Parts, each in a process of its own with a time budget (a part that fails or overruns is
 recorded as failed with its error, and the others go on):
@@ -21,6 +21,9 @@ recorded as failed with its error, and the others go on):
   included), and the Config pane's worst-case estimate (``assess``) against NVML.
 - ``eval``: eval generation (:func:`workbench.eval.generate.generate_batch`, left-padded batches
   sorted by length) against one prompt at a time, examples/s, on the GPU.
+- ``speed``: ``bench/train_overhead.py``'s three ratios on the GPU: the workbench's defaults
+  (bf16, SDPA or flash-attention 2 where installed; padding-free with flash-attention) against
+  plain TRL at the same settings and against TRL's defaults (checkpointing on, padded batches).
 
 The figures go to ``$OUT/gpu_check.json`` (or ``--out DIR``), a short summary to stdout and
 ``gpu_check.txt``. Without a GPU it says so and exits 0. Exit 1 when a part failed.
@@ -62,7 +65,7 @@ if str(ROOT) not in sys.path:
 SUPPORT = ROOT / "sample_data" / "support"
 WHEEL_DIR = ROOT / ".whl"
 SKELETON = WHEEL_DIR / "smollm2-skeleton"
-PARTS = ("model", "lora", "nvml", "qlora", "memory", "eval")
+PARTS = ("model", "lora", "nvml", "qlora", "memory", "eval", "speed")
 
 #: Distributions the check imports that the GPU image (see the device notes) lacks, pinned to this
 #: machine's .venv by --wheel-list; bitsandbytes is not in the .venv (no CUDA here), so pinned here.
@@ -86,11 +89,11 @@ BNB_KEEP = ("libbitsandbytes_cpu.so", "libbitsandbytes_cuda130.so", "libbitsandb
 
 #: Per part: the budget in seconds on a GPU and in --cpu-smoke (nvml is read off the lora run).
 BUDGETS = {
-    "gpu": {"model": 60, "lora": 90, "qlora": 90, "memory": 130, "eval": 75},
-    "cpu": {"model": 240, "lora": 300, "qlora": 30, "memory": 600, "eval": 240},
+    "gpu": {"model": 60, "lora": 80, "qlora": 80, "memory": 120, "eval": 70, "speed": 110},
+    "cpu": {"model": 240, "lora": 300, "qlora": 30, "memory": 600, "eval": 240, "speed": 400},
 }
-DEADLINE = {"gpu": 450, "cpu": 1500}
-"""Seconds for all parts together; the wrapper's wheel install comes on top (the whole < 8 min)."""
+DEADLINE = {"gpu": 525, "cpu": 1900}
+"""Seconds for all parts together; the wrapper's wheel install comes on top (the whole < 9 min)."""
 
 #: Sizes: GPU (a measurement) and --cpu-smoke (a plumbing test).
 SIZES = {
@@ -109,6 +112,9 @@ SIZES = {
         "eval_new_tokens": 64,
         "eval_sweep": [8, 16, 40],
         "eval_sweep_n": 40,
+        "speed_steps": 20,
+        "speed_batch": 16,
+        "speed_repeats": 2,
     },
     "cpu": {
         "precision": "fp32",
@@ -125,6 +131,9 @@ SIZES = {
         "eval_new_tokens": 4,
         "eval_sweep": [],
         "eval_sweep_n": 0,
+        "speed_steps": 2,
+        "speed_batch": 2,
+        "speed_repeats": 1,
     },
 }
 
@@ -569,6 +578,16 @@ def _describe(name: str, part: dict[str, Any]) -> str:
             f"same answers {part.get('same_answers')}/{part.get('n')}"
             + (f"; batched alone on {part.get('sweep_n')} prompts, ex/s at {sweep}" if sweep else "")
         )
+    if name == "speed":
+        return (
+            f"workbench defaults ({part.get('workbench_resolved', {}).get('precision')}, "
+            f"{part.get('workbench_resolved', {}).get('batches')}, attention "
+            f"{part.get('workbench_resolved', {}).get('attention') or 'sdpa'}): "
+            f"{_fmt(part.get('workbench_tokens_per_s'), ',.0f')} tokens/s; same settings "
+            f"{_fmt(part.get('ratio_same_settings'), '.3f')}, vs TRL defaults "
+            f"{_fmt(part.get('ratio_vs_trl_defaults'), '.3f')} (steps/s), effective tokens "
+            f"{_fmt(part.get('effective_tokens_ratio'), '.3f')}"
+        )
     return ""
 
 
@@ -648,6 +667,7 @@ def part_main(args: argparse.Namespace) -> int:
         "qlora": lambda p: part_run(p, "qlora"),
         "memory": part_memory,
         "eval": part_eval,
+        "speed": part_speed,
     }[args.part]
     part.save()
     try:
@@ -997,6 +1017,20 @@ class _NvmlPeak:
             self._thread.join()
         self.peak = max(self.peak, self.used() or 0)
         return self.peak
+
+
+def part_speed(p: Part) -> None:
+    """bench/train_overhead.py's three contestants on this device: the workbench's defaults (bf16, SDPA or
+    flash-attention where installed) against plain TRL at the same settings and with TRL's defaults."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from train_overhead import measure
+
+    s = p.size
+    model = p.model()
+    a = argparse.Namespace(
+        model=model["path"], steps=s["speed_steps"], batch=s["speed_batch"], repeats=s["speed_repeats"], max_length=256
+    )
+    p.result.update(measure(Path(model["path"]), a, log=p.say))
 
 
 def part_memory(p: Part) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# GPU check: in at most eight minutes, what only a GPU shows (bench/gpu_check.py has the details):
+# GPU check: in at most nine minutes, what only a GPU shows (bench/gpu_check.py has the details):
 # NVML samples during a real run, a bf16 LoRA and a 4-bit QLoRA run through the detached runner,
-# the memory estimate against measured peaks, eval generation throughput.
+# the memory estimate against measured peaks, eval generation throughput, and the training speed
+# of the workbench's defaults against plain TRL (bench/train_overhead.py's three ratios).
 #
 #   bash bench/gpu_wheels.sh          # once, where pip reaches PyPI: .whl/ (wheels + model skeleton)
 #   bash bench/gpu_check.sh           # on the GPU machine; figures in $OUT/gpu_check.json when OUT is set
@@ -10,7 +11,7 @@
 # Without a GPU it says so and exits 0. Exit 1 when a part failed. Any other arguments go to
 # bench/gpu_check.py (--parts lora,eval, --model PATH, --out DIR, ...).
 # Environment: PYTHON (default: the repo's .venv, else python3), GPU_CHECK_SECONDS (all of it,
-# wheel install included; default 465), GPU_CHECK_KEEP=1 keeps the temporary workspace.
+# wheel install included; default 540), GPU_CHECK_KEEP=1 keeps the temporary workspace.
 set -u
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -73,8 +74,8 @@ if [ "${GPU_CHECK_KEEP:-0}" != 1 ]; then
     trap 'rm -rf "$ws"' EXIT
 fi
 
-total="${GPU_CHECK_SECONDS:-465}"
-[ "$smoke" = 1 ] && total="${GPU_CHECK_SECONDS:-1800}"
+total="${GPU_CHECK_SECONDS:-540}"
+[ "$smoke" = 1 ] && total="${GPU_CHECK_SECONDS:-2200}"
 left=$((total - ($(date +%s) - start) - 15))
 # The Python side keeps to --deadline (each part has its own budget inside it); the timeout is a backstop.
 timeout --signal=TERM --kill-after=10 $((left + 10)) "$py" "$root/bench/gpu_check.py" --workspace "$ws" --deadline "$left" "$@"

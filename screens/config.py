@@ -352,7 +352,7 @@ class ConfigPane(LoadsWhenShown, Vertical):
             self.change(path, not current)
             return
         if meta.kind == "choice":
-            options = [(f"{c}{'  (current)' if c == str(current) else ''}", c) for c in meta.choices]
+            options = [(f"{c}{'  (current)' if c == show(current) else ''}", c) for c in meta.choices]
             self.app.push_screen(
                 ChoiceScreen(f"{path}: {meta.description}", options),
                 lambda v: self.change(path, v) if v is not None else None,

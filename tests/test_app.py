@@ -162,7 +162,13 @@ def tiny_config(workspace: Path, model: Path, steps: int) -> Path:
                     "max_eval_examples": 8,
                 },
                 "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-                "train": {"learning_rate": 1e-3, "batch_size": 4, "max_steps": steps, "max_length": 384},
+                "train": {
+                    "learning_rate": 1e-3,
+                    "batch_size": 4,
+                    "max_steps": steps,
+                    "max_length": 384,
+                    "precision": "fp32",
+                },
                 "eval": {"logging_steps": 1, "eval_steps": 10},
             }
         )

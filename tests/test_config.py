@@ -109,7 +109,7 @@ def test_save_steps_must_fall_on_evals():
 
 def test_precision_and_qlora_against_hardware():
     cpu = Context(hardware=Hardware(cuda=False))
-    assert {"train.precision"} <= fields(validate(make(train__precision="bf16"), cpu), "error")
+    assert {"train.precision"} <= fields(validate(make(train__precision="bf16"), cpu), "warning")  # emulated
     assert {"train.precision"} <= fields(validate(make(train__precision="fp16"), cpu), "error")
     assert "finetune" in fields(validate(make(finetune="qlora"), cpu), "error")
     gpu = Context(hardware=Hardware(cuda=True, bf16=True, bitsandbytes=True))

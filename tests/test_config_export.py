@@ -260,7 +260,7 @@ def test_the_mapping_is_the_workers(tiny_model_dir, tmp_path, method):
     for key, value in peft.items():
         got = _plain(getattr(lora, key))
         assert (set(got) if key == "target_modules" else got) == (set(value) if key == "target_modules" else value)
-    assert trainer.model.dtype == getattr(torch, precision_arguments(precision)[0])
+    assert trainer.model.dtype == getattr(torch, precision_arguments(precision, cuda=torch.cuda.is_available())[0])
 
     _, exported, model, _ = trl_parse(config, tmp_path, n_train=n_train, output_dir=str(run.path))
     assert model.model_name_or_path == str(tiny_model_dir)

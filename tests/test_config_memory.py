@@ -312,20 +312,26 @@ def test_dpo_doubles_rows_and_full_dpo_keeps_a_reference(tiny_model_dir):
     assert any(i.name == "reference model" for i in full.items)
 
 
-@pytest.mark.parametrize("cuda,bf16", [(True, True), (True, False), (False, False)])
-def test_precision_follows_the_worker(monkeypatch, cuda, bf16):
+@pytest.mark.parametrize(
+    "cuda,bf16,cpu_bf16", [(True, True, None), (True, False, None), (False, False, None), (False, False, "AMX-BF16")]
+)
+def test_precision_follows_the_worker(monkeypatch, cuda, bf16, cpu_bf16):
     """The estimate's precision is the worker's: the weights' dtype and whether it autocasts to 16 bits."""
     import torch
 
+    from workbench.config import precision as precision_mod
     from workbench.config.trl_args import machine_precision, precision_arguments
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(precision_mod, "cpu_bf16_feature", lambda: cpu_bf16)
     for precision in ("auto", "bf16", "fp16", "fp32"):
         config = make(train__precision=precision)
-        name, flags = precision_arguments(machine_precision(config.train.precision))  # what build_trainer loads
+        name, flags = precision_arguments(
+            machine_precision(config.train.precision), cuda=cuda
+        )  # what build_trainer loads
         dtype = getattr(torch, name)
-        prec = resolve_precision(config, cuda=cuda, bf16=bf16)
+        prec = resolve_precision(config, cuda=cuda, bf16=bf16, cpu_bf16=cpu_bf16)
         assert prec.weight == dtype.itemsize, precision
         assert prec.compute == (2 if flags.get("bf16") or flags.get("fp16") else dtype.itemsize), precision
 

@@ -19,7 +19,12 @@ WORKSPACE = Path("/tmp/workbench-snapshot-config")  # fixed: the header shows th
 
 
 @pytest.fixture
-def ws() -> Path:
+def ws(monkeypatch) -> Path:
+    from workbench.config import assess
+    from workbench.config.validate import Hardware
+
+    # A CPU without native bf16, whatever this machine has: what auto resolves to is part of the picture.
+    monkeypatch.setattr(assess, "_hardware", Hardware())
     shutil.rmtree(WORKSPACE, ignore_errors=True)
     (WORKSPACE / "support").mkdir(parents=True)
     for name in ("train.jsonl", "val.jsonl"):

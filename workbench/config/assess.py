@@ -115,8 +115,15 @@ def assess(config: RunConfig, *, step_seconds: float | None = None, hw: Hardware
         trainable = None if config.finetune == "full" else lora_params(facts, config.lora.target_modules, config.lora.r)
     else:
         trainable = None
+    from workbench.config.batching import epoch_lengths, plan_batching, worker_attention
     from workbench.config.derived import derived
+    from workbench.config.trl_args import precision_plan
 
+    hw = ctx.hardware
+    precision = precision_plan(config.train.precision, hw)
+    attention = worker_attention(hw.cuda, precision.precision != "fp32") or (
+        facts.attn_implementation if facts else None
+    )
     result.derived = derived(
         config,
         n_train=ctx.n_train,
@@ -127,6 +134,9 @@ def assess(config: RunConfig, *, step_seconds: float | None = None, hw: Hardware
         mean_tokens=_mean_tokens(config, ctx),
         step_seconds=step_seconds,
         n_val=ctx.n_val,
+        lengths=epoch_lengths(config, ctx.token_lengths),
+        precision=precision,
+        batching=plan_batching(config, attention) if facts is not None else None,
     )
     return result
 

@@ -43,7 +43,7 @@ def gather_context(config: RunConfig, hardware: Hardware | None = None) -> Conte
         if value and path is not None and not path.exists():
             ctx.missing_files.append(name)
     _model_facts(config, ctx)
-    if config.train.packing:
+    if config.train.packing or config.train.padding_free is True:
         ctx.packing_isolated = _packing_isolated()
     if "train" not in ctx.missing_files:
         try:

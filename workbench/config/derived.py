@@ -9,11 +9,14 @@ never shows a number it does not have.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from workbench.config.batching import BatchingPlan, padding_share
+from workbench.config.precision import PrecisionPlan
 from workbench.config.schema import RunConfig
 from workbench.config.validate import eval_interval
 from workbench.fmt import duration
@@ -51,6 +54,9 @@ class Derived:
     train_seconds: float | None = None
     eval_seconds: float | None = None  # all evaluations together
     run_seconds: float | None = None
+    precision: str | None = None  # as the worker trains here ("bf16 autocast, fp32 weights")
+    batches: str | None = None  # how micro-batches are made ("padded, grouped by length")
+    padding_share: float | None = None  # 0-1: padding tokens in a micro-batch, over an epoch
     gpus: int = 1
     why: dict[str, str] = field(default_factory=dict)
 
@@ -63,6 +69,9 @@ class Derived:
             self._line("total steps", "total_steps", self.total_steps),
             self._line("trainable", "trainable_params", self._params()),
             self._line("tokens / step", "tokens_per_step", self.tokens_per_step, lambda v: f"{v:,}"),
+            self._line("precision", "precision", self.precision),
+            self._line("batches", "batches", self.batches),
+            self._line("padding / step", "padding_share", self.padding_share, lambda v: f"{v:.1%} of tokens"),
             self._line("evaluations", "evals", self.evals),
             self._line("run time", "run_seconds", self.run_seconds, duration),
         ]
@@ -92,6 +101,9 @@ def derived(
     mean_tokens: float | None = None,
     step_seconds: float | None = None,
     n_val: int | None = None,
+    lengths: Sequence[int] | None = None,
+    precision: PrecisionPlan | None = None,
+    batching: BatchingPlan | None = None,
 ) -> Derived:
     """Work out the derived figures of a run.
 
@@ -99,7 +111,10 @@ def derived(
     split (``max_train_examples`` is applied here too); ``mean_tokens`` the
     mean tokenized length of an example; ``step_seconds`` a measured time
     per optimizer step on this machine; ``n_val`` the validation examples
-    (estimated from ``val_ratio`` when not given). ``total_params`` is the
+    (estimated from ``val_ratio`` when not given); ``lengths`` tokens per
+    training example (a sample, truncated to ``max_length``), for the share
+    of padding under ``batching``; ``precision`` the plan on the machine
+    that trains. ``total_params`` is the
     base model's parameter count; with LoRA the share is taken of base plus
     adapter, as PEFT's ``print_trainable_parameters`` does.
     """
@@ -112,7 +127,38 @@ def derived(
     _params(out, config, trainable_params, total_params)
     _tokens(out, config, mean_tokens)
     _time(out, config, step_seconds, n_val)
+    _hardware(out, config, lengths, precision, batching)
     return out
+
+
+def _hardware(
+    out: Derived,
+    config: RunConfig,
+    lengths: Sequence[int] | None,
+    precision: PrecisionPlan | None,
+    batching: BatchingPlan | None,
+) -> None:
+    if precision is None:
+        out.why["precision"] = "the hardware is not known"
+    else:
+        out.precision, out.why["precision"] = precision.label, f"{config.train.precision}: {precision.why}"
+    if batching is None:
+        out.why["batches"] = out.why["padding_share"] = "the model's attention is not known"
+        return
+    out.batches, out.why["batches"] = batching.label, batching.why
+    if batching.flattened:
+        out.padding_share = 0.0
+        out.why["padding_share"] = "each micro-batch is one row of whole examples"
+    elif not lengths:
+        out.why["padding_share"] = "token lengths unknown (is the data readable, the model's tokenizer there?)"
+    else:
+        rows = config.train.batch_size * (2 if config.method == "dpo" else 1)
+        out.padding_share = padding_share(lengths, rows, batching)
+        why = f"rows padded to the longest of {rows}, over an epoch of {len(lengths)} examples' token lengths"
+        if batching.group_by_length:
+            shuffled = padding_share(lengths, rows, dataclasses.replace(batching, group_by_length=False))
+            why += f"; shuffled instead: {shuffled:.1%}"
+        out.why["padding_share"] = why
 
 
 def _steps(out: Derived, config: RunConfig, n_train: int | None, mean_tokens: float | None) -> None:

@@ -28,9 +28,8 @@ from workbench.config.schema import RunConfig, dump_config
 from workbench.config.trl_args import (
     PRECISIONS,
     peft_arguments,
-    precision_arguments,
+    precision_plan,
     quantization_arguments,
-    resolve_precision,
     schedule,
     training_arguments,
 )
@@ -163,8 +162,8 @@ def to_trl_config(
     hardware = hardware or Hardware.detect()
     notes: dict[str, list[str]] = {title: [] for title in ("model", "data", "lora", "training", "evaluation")}
     data, has_eval = _trl_data(config, notes["data"])
-    precision = resolve_precision(config.train.precision, hardware)
-    dtype, _ = precision_arguments(precision)
+    plan = precision_plan(config.train.precision, hardware)
+    precision, dtype = plan.precision, plan.weights
     steps = total_steps(config, n_train)
     args = training_arguments(
         config,
@@ -178,13 +177,14 @@ def to_trl_config(
         notes["evaluation"].append(note)
     _unmapped_eval(config, notes["evaluation"])
     if config.train.precision == "auto":
-        where = "a GPU with bf16" if hardware.bf16 else ("a GPU without bf16" if hardware.cuda else "no CUDA GPU")
         notes["training"].append(
-            f"train.precision auto: resolved to {precision} for the exporting machine ({where}); "
+            f"train.precision auto: resolved to {plan.label} for the exporting machine ({plan.why}); "
             "the workbench decides on the machine that trains"
         )
     if config.method == "sft":
         notes["training"].append(_COMPLETION_ONLY_NOTE)
+    if config.train.padding_free is True and not config.train.packing:
+        notes["training"].append(_PADDING_FREE_NOTE)
     ref = model_reference(config)
     model: dict[str, Any] = {"model_name_or_path": ref.path, "dtype": dtype}
     if ref.hub_id:
@@ -309,6 +309,7 @@ def to_python_script(config: RunConfig, *, n_train: int | None = None, output_di
                 "eval.stop_on_overfit: the workbench's overfitting detector is not part of this script",
             ),
             (d.skip_bad_rows, "data.skip_bad_rows: a malformed row stops this script"),
+            (config.train.padding_free is True and not config.train.packing, _PADDING_FREE_NOTE),
             (d.shape, f"data.shape {d.shape}: this script detects each row's shape by its keys"),
         )
         if flag
@@ -379,6 +380,11 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, EarlyStoppingCallback
 from trl import {TRAINER}Config, {TRAINER}Trainer
 """
+
+_PADDING_FREE_NOTE = (
+    "train.padding_free: TRL refuses a max_length with padding-free rows unless it packs, so max_length is "
+    "null here and examples longer than train.max_length are not cut (the workbench cuts them after tokenizing)"
+)
 
 _SCRIPT_CODE = '''SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system", "tool": "tool", "function_call": "assistant", "observation": "tool"}
@@ -482,12 +488,21 @@ def hold_out(rows, ratio, seed):
     return [rows[i] for i in sorted(order[: counts[0]])], [rows[i] for i in sorted(order[counts[0]:])]
 
 
+def cpu_has_bf16():
+    """Whether the CPU computes bf16 natively (AMX or AVX512-BF16, from the kernel's feature flags)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return False
+    return bool({"amx_bf16", "avx512_bf16"} & set(flags.partition(":")[2].split()))
+
+
 def precision():
     if PRECISION != "auto":
         return PRECISION
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"
 
 
 def main():
@@ -504,6 +519,8 @@ def main():
     if not val:
         args.update(eval_strategy="no", load_best_model_at_end=False)
     dtype, flags = PRECISIONS[precision()]
+    if not torch.cuda.is_available():
+        dtype = "float32"  # on a CPU, bf16 autocasts over fp32 weights
     args.update(flags, use_cpu=not torch.cuda.is_available())
 
     tokenizer = AutoTokenizer.from_pretrained(MODEL, trust_remote_code=TRUST_REMOTE_CODE)

@@ -59,7 +59,18 @@ GROUPS: list[tuple[str, list[str]]] = [
             "eval.load_best",
         ],
     ),
-    ("Hardware", ["train.precision", "train.max_length", "train.packing", "train.gradient_checkpointing"]),
+    (
+        "Hardware",
+        [
+            "train.precision",
+            "train.max_length",
+            "train.packing",
+            "train.padding_free",
+            "train.group_by_length",
+            "train.gradient_checkpointing",
+            "train.liger_kernel",
+        ],
+    ),
 ]
 """Every editable field of RunConfig, once, in the order the pane shows them."""
 
@@ -91,7 +102,7 @@ def info(path: str) -> FieldInfo:
     if path == "lora.target_modules":
         return FieldInfo(path, f.description or "", "modules")
     if typing.get_origin(ann) is typing.Literal:
-        return FieldInfo(path, f.description or "", "choice", tuple(str(a) for a in args))
+        return FieldInfo(path, f.description or "", "choice", tuple(show(a) for a in args))
     kind = {bool: "bool", int: "int", float: "float"}.get(base[0] if base else str, "text")
     return FieldInfo(path, f.description or "", kind, optional=optional)
 
@@ -133,6 +144,8 @@ def parse(path: str, text: str) -> Any:
         if lowered in ("false", "no", "off", "0"):
             return False
         raise ConfigError(f"{path}: expected true or false, got {text!r}")
+    if meta.kind == "choice":  # a choice among strings and booleans (auto, true, false)
+        return next((a for a in typing.get_args(_field(path).annotation) if show(a) == text.lower()), text)
     return text  # pydantic coerces numbers and checks choices, with its own messages
 
 

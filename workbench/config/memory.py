@@ -11,11 +11,13 @@ layers, ``h`` hidden size, ``I`` MLP width, ``q``/``kv`` query and key/value
 widths, ``V`` vocabulary, ``d`` bytes of an activation (2 under bf16/fp16
 autocast, 4 in fp32), ``w`` bytes of a weight as loaded.
 
-Precision is the worker's: ``bf16`` loads the weights in bf16 and autocasts;
-``fp16`` keeps fp32 weights (fp16 autocast needs fp32 master weights);
-``fp32`` is plain fp32 (the worker passes ``bf16=False`` explicitly, since
-TRL would otherwise turn bf16 autocast on); ``auto`` is bf16 on a GPU that
-has it, else fp16, and fp32 on a CPU.
+Precision is the worker's (:mod:`workbench.config.precision`): ``bf16`` on a
+GPU loads the weights in bf16 and autocasts, on a CPU it autocasts over fp32
+weights; ``fp16`` keeps fp32 weights (fp16 autocast needs fp32 master
+weights); ``fp32`` is plain fp32 (the worker passes ``bf16=False``
+explicitly, since TRL would otherwise turn bf16 autocast on); ``auto`` is
+bf16 on a GPU that has it, else fp16, and on a CPU bf16 autocast where the
+CPU has AMX or AVX512-BF16, else fp32.
 
 Weights
     ``P × w``. QLoRA: every linear but the LM head in NF4, 0.5 B per weight
@@ -262,20 +264,20 @@ def gib(n: float) -> str:
     return f"{n / GIB:.2f} GiB" if abs(n) >= GIB else f"{n / MIB:.0f} MiB"
 
 
-def resolve_precision(config: RunConfig, *, cuda: bool = True, bf16: bool = True) -> Precision:
-    """How the worker will train: the precision :func:`workbench.config.trl_args.resolve_precision` picks.
+def resolve_precision(
+    config: RunConfig, *, cuda: bool = True, bf16: bool = True, cpu_bf16: str | None = None
+) -> Precision:
+    """How the worker will train: the plan of :func:`workbench.config.precision.plan_precision`.
 
-    ``auto`` is bf16 on a GPU that has it, else fp16 on a GPU, else fp32.
+    ``auto`` is bf16 on a GPU that has it, else fp16 on a GPU; on a CPU,
+    bf16 autocast over fp32 weights where ``cpu_bf16`` names the CPU's native
+    bf16 instructions, else fp32.
     """
-    from workbench.config.trl_args import resolve_precision as concrete
-    from workbench.config.validate import Hardware
+    from workbench.config.precision import plan_precision
 
-    p = concrete(config.train.precision, Hardware(cuda=cuda, bf16=cuda and bf16))
-    if p == "bf16":
-        return Precision("bf16", 2, 2, True)
-    if p == "fp16":
-        return Precision("fp16 autocast, fp32 weights", 4, 2, True)
-    return Precision("fp32", 4, 4, False)
+    plan = plan_precision(config.train.precision, cuda=cuda, gpu_bf16=cuda and bf16, cpu_bf16=cpu_bf16)
+    weight = 2 if plan.weights in ("bfloat16", "float16") else 4
+    return Precision(plan.label, weight, 4 if plan.precision == "fp32" else 2, plan.precision != "fp32")
 
 
 def apply_changes(config: RunConfig, changes: dict[str, Any]) -> RunConfig:
@@ -299,6 +301,7 @@ def estimate_memory(
     bf16: bool = True,
     device: Literal["cuda", "cpu"] = "cuda",
     fused_lm_head: bool | None = None,
+    cpu_bf16: str | None = "detect",
 ) -> MemoryEstimate:
     """Memory of one training process per device (see the module docstring for every formula).
 
@@ -309,11 +312,17 @@ def estimate_memory(
     and a gradient bucket copy. ``device="cpu"`` follows the CPU code paths
     (no CUDA context, the chunked head scoring every position), for comparing
     with a probe on a machine without a GPU. ``fused_lm_head`` defaults to
-    whether the installed TRL has its chunked log-prob head.
+    whether the installed TRL has its chunked log-prob head. ``cpu_bf16``
+    (with ``device="cpu"``) names the CPU's native bf16, which makes ``auto``
+    autocast to bf16 there; "detect" reads this machine's.
     """
     t = config.train
     cuda = device == "cuda"
-    prec = resolve_precision(config, cuda=cuda, bf16=bf16)
+    if cpu_bf16 == "detect":
+        from workbench.config.precision import cpu_bf16_feature
+
+        cpu_bf16 = None if cuda else cpu_bf16_feature()
+    prec = resolve_precision(config, cuda=cuda, bf16=bf16, cpu_bf16=None if cuda else cpu_bf16)
     length = t.max_length if t.packing or seq_len is None else max(1, min(seq_len, t.max_length))
     rows = t.batch_size * (2 if config.method == "dpo" else 1)
     fused = _trl_has_fused_head() if fused_lm_head is None else fused_lm_head
@@ -354,7 +363,7 @@ def estimate_memory(
         device,
         gpus,
         tuple(notes),
-        {"seq_len": seq_len, "bf16": bf16, "fused_lm_head": fused_lm_head},
+        {"seq_len": seq_len, "bf16": bf16, "fused_lm_head": fused_lm_head, "cpu_bf16": cpu_bf16},
     )
 
 

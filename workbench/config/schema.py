@@ -72,12 +72,27 @@ class TrainConfig(_Section):
     epochs: float = Field(3.0, gt=0, description="passes over the training data (ignored when max_steps is set)")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps; overrides epochs")
     max_length: int = Field(512, ge=8, description="tokens per example; longer examples are truncated")
-    packing: bool = Field(False, description="pack several short examples into one sequence of max_length")
+    packing: bool = Field(
+        False,
+        description="pack several examples into each sequence of max_length (best-fit): more examples per step",
+    )
+    padding_free: Literal["auto", True, False] = Field(
+        "auto",
+        description="each micro-batch as one row without padding tokens; auto: where flash-attention runs it unmasked",
+    )
+    group_by_length: Literal["auto", True, False] = Field(
+        "auto", description="batch examples of similar length together, so rows pad less; auto: when rows are padded"
+    )
+    liger_kernel: bool = Field(
+        False, description="Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU, loss): less memory on a CUDA GPU"
+    )
     gradient_checkpointing: bool = Field(
         False, description="recompute activations in backward: less memory, ~30% slower"
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="compute precision: auto picks bf16 on a GPU that has it, else fp32"
+        "auto",
+        description="compute precision: auto is bf16 where the GPU or CPU (AMX, AVX512-BF16) has it, "
+        "fp16 on older GPUs, else fp32",
     )
     dpo_beta: float = Field(0.1, gt=0, description="DPO: strength of the pull toward the reference model (0.05-0.5)")
 

@@ -11,7 +11,7 @@ differs between them is only what they know:
   eval/save interval follows from it by :func:`schedule`, one rule for all;
 * the precision: the worker resolves ``precision: auto`` on the machine that
   trains (:func:`machine_precision`), the TRL export on the exporting machine,
-  the script when it runs;
+  the script when it runs (:mod:`workbench.config.precision` says how);
 * process-level settings (``use_cpu``, tqdm, dataloader workers), which are
   the worker's own and not part of a config.
 """
@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
+from workbench.config.batching import BatchingPlan, plan_batching
+from workbench.config.precision import Precision, PrecisionPlan, machine_plan, plan_precision
 from workbench.config.schema import RunConfig
 from workbench.config.validate import Hardware, eval_interval
-
-Precision = Literal["bf16", "fp16", "fp32"]
 
 #: Per precision: the dtype the base model loads in, and the trainer's mixed-precision flags. Both flags
 #: are always given: TRL turns bf16 on when neither is set.
@@ -59,27 +59,29 @@ class Schedule(NamedTuple):
 # --- precision ---------------------------------------------------------------------------------------------
 
 
+def precision_plan(precision: str, hardware: Hardware) -> PrecisionPlan:
+    """How a config's ``train.precision`` trains on ``hardware``, and why (see :mod:`workbench.config.precision`)."""
+    return plan_precision(precision, cuda=hardware.cuda, gpu_bf16=hardware.bf16, cpu_bf16=hardware.cpu_bf16)
+
+
 def resolve_precision(precision: str, hardware: Hardware) -> Precision:
-    """The concrete precision: ``auto`` is bf16 on a GPU that has it, fp16 on other GPUs, else fp32."""
-    if precision == "auto":
-        return "bf16" if hardware.cuda and hardware.bf16 else ("fp16" if hardware.cuda else "fp32")
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}")
-    return precision
+    """The concrete precision: ``auto`` is bf16 on a GPU that has it, fp16 on other GPUs, bf16 autocast on a
+    CPU with native bf16 (AMX or AVX512-BF16), else fp32."""
+    return precision_plan(precision, hardware).precision
 
 
 def machine_precision(precision: str) -> Precision:
-    """The concrete precision on this machine, as the worker trains (torch only; no NVML query)."""
-    import torch
-
-    cuda = torch.cuda.is_available()
-    return resolve_precision(precision, Hardware(cuda=cuda, bf16=cuda and torch.cuda.is_bf16_supported()))
+    """The concrete precision on this machine, as the worker trains (torch and the CPU's flags; no NVML query)."""
+    return machine_plan(precision).precision
 
 
-def precision_arguments(precision: Precision) -> tuple[str, dict[str, bool]]:
-    """The base model's load dtype (a torch dtype name) and the trainer flags for a concrete precision."""
+def precision_arguments(precision: Precision, *, cuda: bool = True) -> tuple[str, dict[str, bool]]:
+    """The base model's load dtype (a torch dtype name) and the trainer flags for a concrete precision.
+
+    On a CPU (``cuda`` False) bf16 autocasts over fp32 weights.
+    """
     dtype, flags = PRECISIONS[precision]
-    return dtype, dict(flags)
+    return ("float32" if not cuda else dtype), dict(flags)
 
 
 @functools.cache
@@ -131,6 +133,7 @@ def training_arguments(
     steps: int | None,
     has_eval: bool,
     precision: Precision | None = None,
+    batching: BatchingPlan | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of TRL's ``SFTConfig`` / ``DPOConfig`` for this config.
 
@@ -139,8 +142,15 @@ def training_arguments(
     interval (:func:`schedule`). ``precision``, when given, adds the
     mixed-precision flags (:func:`precision_arguments`); without it the
     caller decides them where it trains (the script does, at run time).
+    ``batching`` is the plan for the attention implementation that trains
+    (:func:`~workbench.config.batching.plan_batching`); without it, the plan
+    for an unknown one (padding-free only when the config says so). TRL
+    refuses padding-free rows with a ``max_length`` unless it packs, so then
+    ``max_length`` is None here and the worker truncates the tokenized
+    examples itself (:func:`workbench.train.packed.truncate`).
     """
     t, e = config.train, config.eval
+    plan = batching or plan_batching(config, None)
     when = schedule(config, steps)
     args: dict[str, Any] = {
         "output_dir": output_dir,
@@ -159,7 +169,8 @@ def training_arguments(
         "optim": t.optimizer,
         "num_train_epochs": t.epochs,
         "max_steps": t.max_steps or -1,
-        "max_length": t.max_length,
+        "max_length": None if plan.padding_free and not plan.packing else t.max_length,
+        "train_sampling_strategy": "group_by_length" if plan.group_by_length else "random",
         "logging_steps": e.logging_steps,
         "logging_first_step": True,
         "eval_strategy": "steps" if has_eval else "no",
@@ -174,10 +185,13 @@ def training_arguments(
     }
     # TRL turns checkpointing on by default: say exactly what the config says.
     args[checkpointing_key()] = t.gradient_checkpointing
+    if t.liger_kernel:
+        args["use_liger_kernel"] = True
     if config.method == "dpo":
         args["beta"] = t.dpo_beta
     else:
-        args["packing"] = t.packing
+        args["packing"] = plan.packing  # TRL's best-fit packing, padding-free itself
+        args["padding_free"] = plan.padding_free and not plan.packing
     if precision is not None:
         args.update(precision_arguments(precision)[1])
     return args

@@ -50,16 +50,21 @@ class Hardware:
     gpu_total_bytes: int | None = None
     gpu_free_bytes: int | None = None
     """Free memory of the GPU a run would use (the first visible one), None when unknown."""
+    cpu_bf16: str | None = None
+    """The CPU's native bf16 instructions ("AMX-BF16", "AVX512-BF16"), None when it has none."""
 
     @classmethod
     def detect(cls) -> Hardware:
         import torch
+
+        from workbench.config.precision import cpu_bf16_feature
 
         cuda = torch.cuda.is_available()
         hw = cls(
             cuda=cuda,
             bf16=cuda and torch.cuda.is_bf16_supported(),
             bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None,
+            cpu_bf16=cpu_bf16_feature(),
         )
         if cuda:
             hw.gpu_name, hw.gpu_total_bytes, hw.gpu_free_bytes = _gpu_memory()
@@ -330,12 +335,30 @@ def _evaluation(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
 def _hardware(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     hw = ctx.hardware
     p = config.train.precision
-    if p == "bf16" and not hw.bf16:
+    if p == "bf16" and hw.cuda and not hw.bf16:
         yield ConfigFinding(
-            "error", "train.precision", "bf16 is not supported here (needs an Ampere or newer GPU)", "auto"
+            "error", "train.precision", "bf16 is not supported on this GPU (needs Ampere or newer)", "auto"
+        )
+    if p == "bf16" and not hw.cuda and not hw.cpu_bf16:
+        yield ConfigFinding(
+            "warning",
+            "train.precision",
+            "no GPU, and this CPU has no AMX or AVX512-BF16: bf16 runs emulated, slower than fp32",
+            "auto",
         )
     if p == "fp16" and not hw.cuda:
         yield ConfigFinding("error", "train.precision", "fp16 mixed precision needs a CUDA GPU", "auto")
+    if config.train.liger_kernel and not hw.cuda:
+        yield ConfigFinding("error", "train.liger_kernel", "Liger's kernels are Triton kernels: they need a GPU", False)
+    elif config.train.liger_kernel and importlib.util.find_spec("liger_kernel") is None:
+        yield ConfigFinding(
+            "error", "train.liger_kernel", "the liger-kernel package is not installed (pip install liger-kernel)", False
+        )
+    if p == "auto":
+        from workbench.config.trl_args import precision_plan
+
+        plan = precision_plan(p, hw)
+        yield ConfigFinding("info", "train.precision", f"auto trains in {plan.label} here: {plan.why}")
     if config.finetune == "qlora":
         if not hw.cuda:
             yield ConfigFinding("error", "finetune", "QLoRA (4-bit) needs a CUDA GPU", "lora")
@@ -433,27 +456,51 @@ def _truncation(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
 @rule
 def _packing(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
     t = config.train
-    if not t.packing:
+    if not t.packing and t.padding_free is not True:
         return
+    field = "train.packing" if t.packing else "train.padding_free"
+    what = "packing" if t.packing else "padding-free rows"
     if config.method == "dpo":
-        yield ConfigFinding("info", "train.packing", "DPO does not pack: packing is ignored", False)
+        yield ConfigFinding("info", field, f"DPO pairs are padded: {what} is ignored", False)
         return
     attn = (ctx.model.attn_implementation if ctx.model else None) or "sdpa"
     if attn.startswith("flash"):
         return
     if ctx.packing_isolated is False:
         message = (
-            f"packing with {attn} attention: packed examples attend to each other (this transformers cannot "
+            f"{what} with {attn} attention: packed examples attend to each other (this transformers cannot "
             "mask them apart without flash-attention)"
         )
     else:
         tokens = t.batch_size * t.max_length
         message = (
-            f"packing with {attn} attention: TRL flattens each micro-batch into one row of {tokens} tokens and "
-            f"attention runs over all of it, with a {tokens}² mask keeping the examples apart: "
+            f"{what} with {attn} attention: TRL flattens each micro-batch into one row of up to {tokens} tokens "
+            f"and attention runs over all of it, with a {tokens}² mask keeping the examples apart: "
             "quadratic time and memory (flash-attention handles packed rows without a mask)"
         )
-    yield ConfigFinding("warning", "train.packing", message, False)
+    yield ConfigFinding("warning", field, message, False)
+
+
+@rule
+def _batches(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
+    """How micro-batches are made here and the share of padding that leaves (a note, for check and the pane)."""
+    from workbench.config.batching import epoch_lengths, padding_share, plan_batching, worker_attention
+    from workbench.config.trl_args import precision_plan
+
+    if ctx.model is None or config.method == "dpo":
+        return
+    hw = ctx.hardware
+    sixteen = precision_plan(config.train.precision, hw).precision != "fp32"
+    plan = plan_batching(config, worker_attention(hw.cuda, sixteen) or ctx.model.attn_implementation)
+    if config.train.group_by_length is True and plan.flattened:
+        yield ConfigFinding(
+            "info", "train.group_by_length", f"{plan.label} rows hold no padding: grouping by length changes nothing"
+        )
+    text = f"batches {plan.label} ({plan.why})"
+    lengths = epoch_lengths(config, ctx.token_lengths)
+    if lengths and not plan.flattened:
+        text += f": about {padding_share(lengths, config.train.batch_size, plan):.1%} of their tokens are padding"
+    yield ConfigFinding("info", "train.padding_free", text)
 
 
 @rule

@@ -19,7 +19,7 @@ from typing import Any
 
 from workbench.config.schema import RunConfig, load_config
 from workbench.detach import worker_main
-from workbench.errors import DataError, RunError
+from workbench.errors import ConfigError, DataError, RunError
 from workbench.train.rundir import HEARTBEAT_INTERVAL, RunDir, StatusWriter, append_jsonl
 from workbench.train.telemetry import SystemSampler
 
@@ -61,16 +61,17 @@ def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, A
     from peft import LoraConfig as PeftLoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback
 
+    from workbench.config.batching import worker_attention
+    from workbench.config.precision import machine_plan
     from workbench.config.trl_args import (
-        machine_precision,
         peft_arguments,
-        precision_arguments,
         quantization_arguments,
         training_arguments,
     )
     from workbench.config.validate import total_steps
     from workbench.models import resolve_model
     from workbench.train.dataprep import prepare_data
+    from workbench.train.packed import truncate
 
     data = prepare_data(config)
     for note in data.notes + data.bad_rows:
@@ -82,15 +83,21 @@ def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, A
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    precision = machine_precision(config.train.precision)
-    dtype, _ = precision_arguments(precision)
-    load_kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "trust_remote_code": config.trust_remote_code}
+    plan = machine_plan(config.train.precision)
+    print(f"[workbench] precision {config.train.precision}: {plan.label} ({plan.why})", flush=True)
+    load_kwargs: dict[str, Any] = {"dtype": getattr(torch, plan.weights), "trust_remote_code": config.trust_remote_code}
+    attention = worker_attention(torch.cuda.is_available(), plan.precision != "fp32")
+    if attention:
+        load_kwargs["attn_implementation"] = attention
     quantization = quantization_arguments(config)
     if quantization is not None:
         from transformers import BitsAndBytesConfig
 
         load_kwargs["quantization_config"] = BitsAndBytesConfig(**quantization)
     model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
+    if attention and next(model.parameters()).device.type == "cpu":
+        model = model.to("cuda")  # type: ignore[arg-type]  # flash-attention runs on the GPU only (as the trainer would)
+    batching = _batching(config, model)
 
     peft = peft_arguments(config)
     peft_config = PeftLoraConfig(**peft) if peft is not None else None
@@ -102,7 +109,8 @@ def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, A
         output_dir=str(run.path),
         steps=total_steps(config, len(data.train)),
         has_eval=has_eval,
-        precision=precision,
+        precision=plan.precision,
+        batching=batching,
     )
     common.update(PROCESS_ARGUMENTS, use_cpu=not torch.cuda.is_available())
     callbacks = [callback]
@@ -124,12 +132,38 @@ def build_trainer(run: RunDir, config: RunConfig, callback: Any) -> tuple[Any, A
         peft_config=peft_config,
         callbacks=callbacks,
     )
+    if batching.padding_free and not batching.packing:  # TRL leaves padding-free rows untruncated
+        trainer.train_dataset = truncate(trainer.train_dataset, t.max_length)
+        trainer.eval_dataset = truncate(trainer.eval_dataset, t.max_length)
     if len(trainer.train_dataset) == 0:
         raise DataError(
             f"all {len(data.train)} training examples were dropped while tokenizing: with max_length "
             f"{t.max_length} their responses are cut off entirely. Raise train.max_length."
         )
     return trainer, tokenizer
+
+
+def _batching(config: RunConfig, model: Any) -> Any:
+    """The batching plan for the loaded model; rows of several examples only where the model keeps them apart."""
+    from workbench.config.batching import BatchingPlan, plan_batching
+    from workbench.train.packed import packed_rows_isolated
+
+    t = config.train
+    attn = getattr(model.config, "_attn_implementation", None)
+    batching = plan_batching(config, attn)
+    if batching.flattened:
+        isolated, difference = packed_rows_isolated(model)
+        if not isolated:
+            leak = (
+                f"packed examples attend to each other with this model's {attn or 'default'} attention (an "
+                f"example's logits after another in one row differ from alone by {difference:.2g} of their scale)"
+            )
+            if t.packing or t.padding_free is True:
+                field = "train.packing" if t.packing else "train.padding_free"
+                raise ConfigError(f"{field}: {leak}; set it to false, or train with flash-attention")
+            batching = BatchingPlan(False, False, t.group_by_length is not False, f"auto: {leak}")
+    print(f"[workbench] batches: {batching.label} ({batching.why})", flush=True)
+    return batching
 
 
 def run_worker(run: RunDir, resume: bool = False) -> str:
