@@ -194,7 +194,7 @@ def test_training_arguments_of_the_demo_config():
     config = sample("demo")
     args = training_arguments(config, output_dir="/runs/x", steps=64, has_eval=True)
     assert args["eval_steps"] == args["save_steps"] == 4 and args["warmup_steps"] == 0.05
-    assert args["max_steps"] == -1 and args["num_train_epochs"] == 8 and args["packing"] is False
+    assert args["max_steps"] == -1 and args["num_train_epochs"] == 5 and args["packing"] is False
     assert args[checkpointing_key()] is False and "beta" not in args
     assert peft_arguments(config) == {
         "r": 32,
