@@ -86,13 +86,10 @@ def plan_precision(setting: str, *, cuda: bool, gpu_bf16: bool, cpu_bf16: str | 
             return PrecisionPlan("fp16", "float32", True, {"bf16": False, "fp16": True}, why)
         return PrecisionPlan("fp32", "float32", False, {"bf16": False, "fp16": False}, "set in the config")
     if setting == "bf16" or (setting == "auto" and cpu_bf16):
-        why = (
-            f"no CUDA GPU; the CPU computes bf16 natively ({cpu_bf16})"
-            if cpu_bf16
-            else "set in the config (this CPU has no AMX or AVX512-BF16: bf16 runs emulated, slower than fp32)"
-        )
-        if setting == "bf16" and cpu_bf16:
-            why = f"set in the config; the CPU computes bf16 natively ({cpu_bf16})"
+        if not cpu_bf16:
+            why = "set in the config (this CPU has no AMX or AVX512-BF16: bf16 runs emulated, slower than fp32)"
+        else:
+            why = f"{'set in the config' if setting == 'bf16' else 'no CUDA GPU'}; the CPU computes bf16 natively ({cpu_bf16})"
         return PrecisionPlan("bf16", "float32", True, {"bf16": True, "fp16": False}, why)
     if setting == "fp16":  # refused by validation: fp16 autocast needs CUDA
         return PrecisionPlan("fp16", "float32", True, {"bf16": False, "fp16": True}, "set in the config")
