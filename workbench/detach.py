@@ -8,6 +8,7 @@ so closing the terminal, losing SSH or quitting the app never reaches it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -64,14 +65,15 @@ def spawn_detached(module: str, workdir: Path, log_path: Path, *args: str) -> in
     return proc.pid
 
 
-def stop_worker(target: WorkerDir, *, timeout: float = 0.0) -> str:
+def stop_worker(target: WorkerDir, *, timeout: float = 0.0, reason: str | None = None) -> str:
     """Ask a directory's worker to stop at its next safe point; wait up to ``timeout`` seconds; the state then.
 
     The STOP file reaches a worker still starting up; SIGTERM goes only to one that holds the
     lock, whose handler is installed by then (one still importing torch would die of it without a word).
+    ``reason`` is written into the STOP file, for a worker that records why it stopped (see :func:`stop_reason`).
     """
     status = target.status()
-    atomic_write_text(target.stop_path, str(time.time()))
+    atomic_write_text(target.stop_path, json.dumps({"time": time.time(), "reason": reason}))
     if status.pid and target.locked():
         with contextlib.suppress(ProcessLookupError):
             os.kill(status.pid, signal.SIGTERM)
@@ -82,6 +84,16 @@ def stop_worker(target: WorkerDir, *, timeout: float = 0.0) -> str:
             return state
         time.sleep(0.2)
     return target.status().state
+
+
+def stop_reason(stop_path: Path, default: str = "stop requested") -> str:
+    """Why a STOP file asks for a stop: the reason its writer gave, else ``default``."""
+    try:
+        data = json.loads(stop_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+    reason = data.get("reason") if isinstance(data, dict) else None
+    return reason if isinstance(reason, str) and reason else default
 
 
 def match_ref(dirs: Sequence[Path], ref: str, created: Callable[[Path], float]) -> list[Path]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from workbench.detach import stop_reason
 from workbench.train.detector import OK, Verdict, diagnose
 from workbench.train.rundir import RunDir, StatusWriter, append_jsonl
 
@@ -58,7 +59,7 @@ class RunDirCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self.status.set(step=state.global_step, total_steps=state.max_steps, epoch=state.epoch)
         if self.stop_event.is_set() or self.run.stop_path.exists():
-            self._stop(control, "stop requested", state="stopping")
+            self._stop(control, stop_reason(self.run.stop_path), state="stopping")
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):

@@ -91,12 +91,15 @@ def find_run(workspace: str | Path, ref: str) -> RunDir:
     raise RunError(f"{ref!r} matches several runs: {', '.join(p.name for p in matches[:5])}")
 
 
-def stop(run: RunDir, *, timeout: float = 0.0) -> str:
-    """Ask the worker to stop gracefully (checkpoint + adapter); wait up to timeout seconds."""
+def stop(run: RunDir, *, timeout: float = 0.0, reason: str | None = None) -> str:
+    """Ask the worker to stop gracefully (checkpoint + adapter); wait up to timeout seconds.
+
+    ``reason`` lands in the run's status as its stop_reason (a sweep says it pruned the run).
+    """
     state = run.status().state
     if state not in LIVE_STATES:
         raise RunError(f"run {run.id} is {state}, not running")
-    return stop_worker(run, timeout=timeout)
+    return stop_worker(run, timeout=timeout, reason=reason)
 
 
 def resume(run: RunDir) -> RunDir:
