@@ -41,8 +41,13 @@ def _spawn(run: RunDir, *extra: str) -> int:
     return spawn_detached("workbench.train.worker", run.path, run.log_path, *extra)
 
 
-def launch(config: RunConfig | str | Path, workspace: str | Path, *, check: bool = True) -> RunDir:
-    """Validate the config, create runs/<id>/ and start its worker; returns the run."""
+def launch(
+    config: RunConfig | str | Path, workspace: str | Path, *, check: bool = True, meta: dict[str, Any] | None = None
+) -> RunDir:
+    """Validate the config, create runs/<id>/ and start its worker; returns the run.
+
+    ``meta`` goes into the run's status.json as it is (a sweep's trial names its sweep there).
+    """
     if not isinstance(config, RunConfig):
         config = load_config(config)
     if check:
@@ -60,7 +65,15 @@ def launch(config: RunConfig | str | Path, workspace: str | Path, *, check: bool
     atomic_write_text(run.config_path, dump_config(resolved_copy(config)))
     now = time.time()
     run.write_status(
-        {"run_id": run.id, "name": config.name, "state": "starting", "created": now, "heartbeat": now, "step": 0}
+        {
+            **(meta or {}),
+            "run_id": run.id,
+            "name": config.name,
+            "state": "starting",
+            "created": now,
+            "heartbeat": now,
+            "step": 0,
+        }
     )
     run.stop_path.unlink(missing_ok=True)
     pid = _spawn(run)
