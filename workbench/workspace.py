@@ -22,7 +22,7 @@ CLI and the eval planner all find what they offer here, by one walk of the works
   datasets.
 * A **suite** (regression or red-team cases) is a JSONL file whose first line has ``expect``.
 * **Runs** are the directories of ``runs/`` with a ``status.json`` or ``config.yaml``;
-  **evals** those of ``evals/`` with an ``eval.yaml``.
+  **evals** those of ``evals/`` with an ``eval.yaml``; **sweeps** those of ``sweeps/`` with a ``spec.yaml``.
 * **Servers** are the directories of ``serves/`` with a ``status.json`` or ``serve.yaml``;
   **merged models** those of ``models/`` with a ``config.json``, and **GGUF files** the
   ``*.gguf`` of ``models/``.
@@ -121,6 +121,10 @@ class Workspace:
         return self.path / "evals"
 
     @property
+    def sweeps_dir(self) -> Path:
+        return self.path / "sweeps"
+
+    @property
     def serves_dir(self) -> Path:
         return self.path / "serves"
 
@@ -171,6 +175,10 @@ class Workspace:
     def evals(self) -> list[Path]:
         """The eval directories of ``evals/`` (an ``eval.yaml`` in each), by name."""
         return self._jobs(self.evals_dir, ("eval.yaml",))
+
+    def sweeps(self) -> list[Path]:
+        """The sweep directories of ``sweeps/`` (a ``spec.yaml`` in each), by name."""
+        return self._jobs(self.sweeps_dir, ("spec.yaml",))
 
     def servers(self) -> list[Path]:
         """The server directories of ``serves/`` (a ``status.json`` or ``serve.yaml`` in each), by name."""
