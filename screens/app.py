@@ -185,6 +185,9 @@ class WorkbenchApp(App[None]):
             "eval": "#eval-grid",
             "models": "#models-table",
         }.get(pane)
+        chooser = getattr(widget.first(), "focus_selector", None) if widget else None
+        if chooser is not None:
+            focus = chooser()  # a pane showing one of several views says which widget has the keys
         if not focus:
             return
         # The pane's keys work from the first moment: focus now, before the screen's auto-focus

@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Log, Static
 from textual.worker import get_current_worker
 
 from screens.modals import ConfirmScreen, LaunchScreen
+from screens.sweep import SweepView
 from screens.widgets.charts import LossChart, SeriesChart
 from screens.widgets.runs_table import RunsTable
 from workbench.config.schema import RunConfig, load_config, summary
@@ -103,6 +104,13 @@ class TrainPane(Vertical):
             show=False,
             tooltip="Stop now and keep the best checkpoint (offered when overfitting is seen)",
         ),
+        Binding(
+            "w",
+            "sweeps",
+            "Sweeps",
+            id="train.sweeps",
+            tooltip="Show the sweeps: trials, best so far, objective by trial, parameter importances",
+        ),
         Binding("l", "toggle_log", "Log", id="train.log", tooltip="Show or hide the tail of train.log"),
         Binding("c", "compare", "Compare", id="train.compare", tooltip="Overlay this run's loss on the one you watch"),
         Binding("y", "copy_path", "Copy path", id="train.copy", tooltip="Copy the run directory's path"),
@@ -131,7 +139,8 @@ class TrainPane(Vertical):
         self._alert_shown = ("", "")
 
     def compose(self) -> ComposeResult:
-        with Horizontal():
+        yield SweepView(self.workspace, id="sweep-view")
+        with Horizontal(id="runs-view"):
             with Vertical(id="runs-col"):
                 yield Static("[b]Runs[/b]", classes="section")
                 yield RunsTable(id="runs")
@@ -149,6 +158,7 @@ class TrainPane(Vertical):
                 yield Log(id="log", max_lines=400)
 
     def on_mount(self) -> None:
+        self.query_one(SweepView).display = False
         self.query_one("#log").display = False
         self.query_one("#gpu").display = False
         self.refresh_runs()
@@ -297,6 +307,9 @@ class TrainPane(Vertical):
         total = s.total_steps
         pct = f" ({100 * s.step / total:.0f}%)" if total else ""
         first = [f"[b]{m.run_id}[/b] [b]{s.state}[/b] {s.step}/{total or '?'}{pct}"]
+        world = int(s.raw.get("world_size") or 1)
+        if world > 1:
+            first.append(f"×{world} processes")
         if s.state == "running" and "eta_s" in latest:
             first.append(f"ETA {duration(latest['eta_s'])}")
         second = []
@@ -509,6 +522,31 @@ class TrainPane(Vertical):
         self._wake.set()
         self.notify(f"Comparing {len(self.compare)} run(s)." if self.compare else "Compare cleared.")
         self.refresh_runs()
+
+    def action_sweeps(self) -> None:
+        """Show the sweep view in place of the runs (w again, or escape, comes back)."""
+        view = self.query_one(SweepView)
+        showing = not view.display
+        view.display = showing
+        self.query_one("#runs-view").display = not showing
+        if showing:
+            view.start()
+        else:
+            self.query_one(RunsTable).focus()
+
+    def focus_selector(self) -> str:
+        """The widget that takes the keys when the pane is shown: the trials in the sweep view, else the runs."""
+        return "#trials" if self.query_one(SweepView).display else "#runs"
+
+    def show_run(self, run_id: str) -> None:
+        """Back to the runs, watching ``run_id`` (a sweep's trial, say)."""
+        self.query_one(SweepView).display = False
+        self.query_one("#runs-view").display = True
+        table = self.query_one(RunsTable)
+        table.focus()
+        if run_id in {str(k.value) for k in table.rows}:
+            table.select_run(run_id)
+        self.watch_run(run_id)
 
     def action_evaluate(self) -> None:
         """Open the Eval pane's new-eval dialog with this run's adapter and checkpoints ticked."""

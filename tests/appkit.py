@@ -109,3 +109,14 @@ async def settle_for_snapshot(pilot, seconds: float = 0.5) -> None:
                 widget.cursor_blink = False
     await pilot.wait_for_scheduled_animations()
     await pilot.pause(seconds)
+
+
+def snapshot_workspace(path: Path):
+    """A fresh workspace at a fixed path (headers show it) with one config; removed afterwards. For fixtures."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    (path / "configs").mkdir(parents=True)
+    (path / "configs" / "demo.yaml").write_text("data:\n  train: x.jsonl\n")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -6,11 +6,10 @@ and look at the report before committing.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from appkit import fake_run, make_app, settle_for_snapshot, until
+from appkit import fake_run, make_app, settle_for_snapshot, snapshot_workspace, until
 
 from screens.train import TrainPane
 
@@ -19,11 +18,7 @@ WORKSPACE = Path("/tmp/workbench-snapshot-workspace")  # fixed: the header shows
 
 @pytest.fixture
 def ws() -> Path:
-    shutil.rmtree(WORKSPACE, ignore_errors=True)
-    (WORKSPACE / "configs").mkdir(parents=True)
-    (WORKSPACE / "configs" / "demo.yaml").write_text("data:\n  train: x.jsonl\n")
-    yield WORKSPACE
-    shutil.rmtree(WORKSPACE, ignore_errors=True)
+    yield from snapshot_workspace(WORKSPACE)
 
 
 async def settled(pilot) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_train_integration import write_config
+
 from workbench.sweep import control
 from workbench.sweep.store import SweepDir, open_study
 from workbench.train.rundir import LIVE_STATES, RunDir

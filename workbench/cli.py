@@ -484,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     from workbench.cli_monitor import add_monitor_commands
     from workbench.cli_serve import add_serve_commands
     from workbench.cli_ship import add_ship_commands
+    from workbench.cli_sweep import add_sweep_commands
 
     add_config_commands(sub)
     add_advise_commands(sub)
@@ -492,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_chat_commands(sub)
     add_serve_commands(sub)
     add_monitor_commands(sub)
+    add_sweep_commands(sub)
     return parser
 
 

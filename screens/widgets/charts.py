@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual_plotext import PlotextPlot
 
+from workbench.sweep.control import SweepSnapshot
 from workbench.train.watch import ChartData, Series
 
 OVERLAY_COLORS = ["magenta", "cyan", "yellow", "white", "blue"]
@@ -98,4 +99,38 @@ class SeriesChart(PlotextPlot):
             lo, hi = min(values), max(values)
             ticks = [lo + (hi - lo) * k / 3 for k in range(4)] if hi > lo else [hi]
             plt.yticks(ticks, [f"{t:.1e}" for t in ticks])
+        self.refresh()
+
+
+class ObjectiveChart(PlotextPlot):
+    """A sweep's objective against trial number: each complete trial, the pruned ones at their last report,
+    and the best so far as a step line."""
+
+    DEFAULT_CSS = """
+    ObjectiveChart { height: 1fr; min-height: 8; }
+    """
+
+    def show(self, snapshot: SweepSnapshot | None) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.xlabel("trial")
+        if snapshot is None or not any(t.value is not None or t.intermediate for t in snapshot.trials):
+            plt.title("objective (no trial has finished yet)")
+            self.refresh()
+            return
+        s = snapshot.summary
+        plt.title(f"{s.metric} by trial ({s.direction})")
+        done = [t for t in snapshot.trials if t.state == "COMPLETE" and t.value is not None]
+        if done:
+            plt.scatter([t.number for t in done], [t.value for t in done], color="cyan", marker="●", label="complete")
+        pruned = [t for t in snapshot.trials if t.state in ("PRUNED", "pruning") and t.intermediate]
+        if pruned and s.metric == "eval_loss":  # their last eval loss, on the same scale
+            last = [t.intermediate[max(t.intermediate)] for t in pruned]
+            plt.scatter([t.number for t in pruned], last, color="yellow", marker="x", label="pruned (last eval)")
+        numbers = [t.number for t in snapshot.trials]
+        ticks = sorted(set(numbers[:: max(1, len(numbers) // 10)] + numbers[-1:]))
+        plt.xticks(ticks, [str(n) for n in ticks])
+        if snapshot.best_so_far:
+            xs = [n for n, _ in snapshot.best_so_far]
+            plt.plot(xs, [v for _, v in snapshot.best_so_far], color="green+", marker="braille", label="best so far")
         self.refresh()

@@ -178,6 +178,44 @@ def list_sweeps(workspace: str | Path) -> list[SweepSummary]:
     return sorted(rows, key=lambda r: r.created, reverse=True)
 
 
+@dataclass
+class SweepSnapshot:
+    """What the sweep view draws: the summary, the trials, the best objective after each trial."""
+
+    summary: SweepSummary
+    trials: list[TrialView]
+    params: list[str]  # the searched fields, in the spec's order
+    best_so_far: list[tuple[int, float]]  # (trial number, best objective of the trials up to it)
+    importances: dict[str, float] | None = None  # Optuna's, when asked for and two trials completed
+
+
+def snapshot(sweep: SweepDir, *, importances: bool = False) -> SweepSnapshot:
+    """The sweep as of its driver's last snapshot; with ``importances``, Optuna's parameter importances too."""
+    from workbench.sweep.store import param_importances
+
+    trials = sweep.trials()
+    summary = summarize(sweep, trials)
+    try:
+        params = list(sweep.spec().space)
+    except ConfigError:
+        params = sorted({k for t in trials for k in t.params})
+    best: list[tuple[int, float]] = []
+    current: float | None = None
+    better = min if summary.direction == "minimize" else max
+    for t in trials:
+        if t.state == "COMPLETE" and t.value is not None:
+            current = t.value if current is None else better(current, t.value)
+        if current is not None:
+            best.append((t.number, current))
+    weights = None
+    if importances and sum(t.state == "COMPLETE" for t in trials) >= 2:
+        try:
+            weights = param_importances(sweep)
+        except SweepError:
+            weights = None
+    return SweepSnapshot(summary, trials, params, best, weights)
+
+
 def best_config_text(sweep: SweepDir) -> tuple[str, Path] | None:
     """The best trial's config, as its run recorded it, and where it lies; None before a trial completes."""
     summary = summarize(sweep)
@@ -191,12 +229,14 @@ def best_config_text(sweep: SweepDir) -> tuple[str, Path] | None:
 
 
 __all__ = [
+    "SweepSnapshot",
     "SweepSummary",
     "best_config_text",
     "find_sweep",
     "list_sweeps",
     "preview",
     "resume",
+    "snapshot",
     "start",
     "stop",
     "summarize",
