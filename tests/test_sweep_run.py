@@ -139,3 +139,29 @@ def test_stop_then_resume_continues_the_stopped_trial(workspace, tiny_model_dir)
     assert wait_sweep(sweep) == "completed", sweep.log_path.read_text()
     assert run.status().state == "completed" and run.status().step == 40
     assert sweep.trials()[0].state == "COMPLETE"
+
+
+def test_a_task_metric_objective_is_measured_by_the_eval_core(workspace, tiny_model_dir):
+    from workbench.eval.results import Results
+    from workbench.eval.store import EvalDir
+
+    config = write_config(workspace, tiny_model_dir, name="base", train={"max_steps": 2})
+    spec = write_spec(
+        workspace,
+        config,
+        trials=1,
+        first_trials=[],
+        pruner={"kind": "none"},
+        objective={"metric": "token_f1", "limit": 4},
+    )
+    sweep = control.start(spec, workspace)
+    assert wait_sweep(sweep) == "completed", sweep.log_path.read_text()
+    [trial] = sweep.trials()
+    assert trial.state == "COMPLETE", trial
+    study = open_study(sweep.storage_url, sweep.study_name)
+    eval_id = study.trials[0].user_attrs["eval_id"]
+    ev = EvalDir(workspace / "evals" / eval_id)
+    assert len(ev.examples()) == 4 and ev.spec().models[0].run_id == trial.run_id
+    f1 = Results(ev).summaries(["token_f1"])[0].metrics["token_f1"].mean
+    assert trial.value == pytest.approx(f1)
+    assert control.summarize(sweep).direction == "maximize"

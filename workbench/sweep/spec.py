@@ -272,7 +272,7 @@ def check_spec(spec: SweepSpec, *, source: str = "sweep spec", rules: bool = Tru
         kind = field_kind(dotted)
         if param.choices is None and kind not in ("int", "float"):
             report.errors.append(
-                f"{source}: space.{dotted}: a {kind} field takes choices (a list of values), not a range"
+                f"{source}: space.{dotted}: not a number: give choices (a list of values), not a range"
             )
             continue
         usable[dotted] = param
