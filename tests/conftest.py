@@ -61,10 +61,14 @@ def tiny_tokenizer(texts):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Llama with a tiny tokenizer: a training step takes milliseconds."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+def build_tiny_model(out: Path) -> Path:
+    """The tiny model of :func:`tiny_model_dir`, written to ``out`` (benchmarks build it too)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    out = tmp_path_factory.mktemp("tiny-model")
     texts = (SAMPLE / "support" / "train.jsonl").read_text(encoding="utf-8").splitlines()
     tokenizer = tiny_tokenizer(texts)
     config = LlamaConfig(
