@@ -68,6 +68,7 @@ class Driver:
         self.base = load_config(spec.base_path)
         self.active: dict[int, Active] = {}
         self.changed = True
+        self.launch_cpu = 0.0  # CPU seconds spent starting runs (the config check of each: the baseline's cost too)
         self.cap = min(spec.trials, grid_size(spec) or spec.trials)
 
     # --- the study ----------------------------------------------------------------------------
@@ -133,6 +134,7 @@ class Driver:
         from workbench.train import runner
 
         shown = ", ".join(f"{k}={_show(v)}" for k, v in params.items())
+        cpu = time.process_time()
         try:
             config = with_params(self.base, params, name=f"{self.spec.name}-t{trial.number}")
             run = runner.launch(
@@ -146,6 +148,8 @@ class Driver:
             log(f"trial {trial.number} ({shown}) could not start: {exc}")
             self.changed = True
             return
+        finally:
+            self.launch_cpu += time.process_time() - cpu
         trial.set_user_attr("run_id", run.id)
         self.active[trial.number] = Active(trial, run, tail=JsonlTail(run.metrics_path))
         log(f"trial {trial.number} started as run {run.id}: {shown}")
@@ -415,6 +419,7 @@ def run_driver(sweep: SweepDir) -> str:
                 # the driver's own CPU (training is in the runs' processes): all of it, and its loop's
                 cpu_s=round(time.process_time(), 2),
                 loop_cpu_s=round(loop_cpu, 2),
+                launch_cpu_s=round(driver.launch_cpu, 2),
                 running=0,
                 done=sum(v.state in ("COMPLETE", "PRUNED", "FAIL") for v in views),
             )
