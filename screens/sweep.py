@@ -28,7 +28,7 @@ from workbench.errors import WorkbenchError
 from workbench.fmt import age, duration
 from workbench.sweep import control
 from workbench.sweep.control import SweepSnapshot, SweepSummary
-from workbench.sweep.store import SweepDir
+from workbench.sweep.store import SweepDir, run_of
 from workbench.workspace import Workspace
 
 POLL = 1.0  # seconds between reads of the sweeps' files
@@ -303,12 +303,14 @@ class SweepView(Vertical):
         trial = next((t for t in self.last.trials if str(t.number) == str(event.row_key.value)), None)
         if trial is None:
             return
-        if not trial.run_id:
-            self.notify(f"Trial {trial.number} has no run here ({trial.error or 'another machine ran it'}).")
+        run = run_of(trial, Workspace(self.workspace).runs_dir)
+        if run is None:
+            where = f"sweep {trial.sweep_id} on another machine ran it" if trial.run_id else trial.error or "no run"
+            self.notify(f"Trial {trial.number} has no run in this workspace ({where}).", timeout=5)
             return
         from screens.train import TrainPane
 
-        self.app.query_one(TrainPane).show_run(trial.run_id)
+        self.app.query_one(TrainPane).show_run(run.id)
 
     def action_stop(self) -> None:
         sweep = self._sweep()

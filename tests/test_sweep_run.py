@@ -165,3 +165,25 @@ def test_a_task_metric_objective_is_measured_by_the_eval_core(workspace, tiny_mo
     f1 = Results(ev).summaries(["token_f1"])[0].metrics["token_f1"].mean
     assert trial.value == pytest.approx(f1)
     assert control.summarize(sweep).direction == "maximize"
+
+
+def test_two_machines_pull_trials_from_one_study(workspace, tiny_model_dir, tmp_path_factory):
+    """Two workspaces (two machines) start the same spec on one RDB storage: the study runs its trials once."""
+    import shutil
+
+    other = tmp_path_factory.mktemp("machine-b")
+    shutil.copytree(workspace / "support", other / "support")
+    db = tmp_path_factory.mktemp("db") / "shared.db"
+    sweeps = []
+    for ws in (workspace, other):
+        config = write_config(ws, tiny_model_dir, name="base", train={"max_steps": 4})
+        spec = write_spec(ws, config, trials=4, first_trials=[], pruner={"kind": "none"}, storage=f"sqlite:///{db}")
+        sweeps.append(control.start(spec, ws))
+    for sweep in sweeps:
+        assert wait_sweep(sweep) == "completed", sweep.log_path.read_text()
+    study = open_study(f"sqlite:///{db}", "ts")
+    assert len(study.trials) == 4 and all(t.state.name == "COMPLETE" for t in study.trials)
+    mine = [{t.run_id for t in s.trials() if t.sweep_uid == s.read_status_raw()["uid"]} for s in sweeps]
+    assert all(mine) and len(mine[0] | mine[1]) == 4  # both machines ran trials, none twice
+    for ws, runs in zip((workspace, other), mine):
+        assert {p.name for p in (ws / "runs").iterdir()} == runs

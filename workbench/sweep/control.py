@@ -7,6 +7,7 @@ closing the app, the terminal or the SSH connection never reaches it or its tria
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ def start(spec: SweepSpec | str | Path, workspace: str | Path) -> SweepDir:
     sweep.write_status(
         {
             "sweep_id": sweep.id,
+            "uid": uuid.uuid4().hex,  # the sweep's mark on its trials: ids repeat across machines, this does not
             "name": spec.name,
             "state": "starting",
             "created": now,

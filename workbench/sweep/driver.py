@@ -68,6 +68,7 @@ class Driver:
         self.base = load_config(spec.base_path)
         self.active: dict[int, Active] = {}
         self.changed = True
+        self.uid = sweep.read_status_raw().get("uid") or sweep.id
         self.launch_cpu = 0.0  # CPU seconds spent starting runs (the config check of each: the baseline's cost too)
         self.cap = min(spec.trials, grid_size(spec) or spec.trials)
 
@@ -122,6 +123,7 @@ class Driver:
     def start_trial(self) -> None:
         trial = self.study.ask()
         trial.set_user_attr("sweep_id", self.sweep.id)
+        trial.set_user_attr("sweep_uid", self.uid)
         try:
             params = self.suggest(trial)
         except Exception as exc:  # an enqueued parameter outside the space, say
@@ -166,7 +168,7 @@ class Driver:
 
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             attrs = frozen.user_attrs
-            if attrs.get("sweep_id") != self.sweep.id:
+            if attrs.get("sweep_uid", attrs.get("sweep_id")) != self.uid:
                 continue  # another machine's
             trial = optuna.trial.Trial(self.study, frozen._trial_id)
             run_id = attrs.get("run_id")

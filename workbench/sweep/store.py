@@ -109,6 +109,7 @@ class TrialView:
     value: float | None = None
     run_id: str | None = None
     sweep_id: str | None = None  # the sweep (machine) that ran it; another machine's trials have theirs
+    sweep_uid: str | None = None  # that sweep's unique mark (ids can repeat on two machines)
     pruned_at: int | None = None  # the step at which the pruner stopped it
     error: str | None = None
     last_step: int | None = None
@@ -146,6 +147,7 @@ def frozen_view(trial: Any) -> TrialView:
         value=value if value is None or math.isfinite(value) else None,
         run_id=attrs.get("run_id"),
         sweep_id=attrs.get("sweep_id"),
+        sweep_uid=attrs.get("sweep_uid"),
         pruned_at=attrs.get("pruned_at"),
         error=attrs.get("error"),
         last_step=max(trial.intermediate_values) if trial.intermediate_values else None,
@@ -176,14 +178,21 @@ def open_study(url: str, name: str, spec: SweepSpec | None = None, *, create: bo
         except KeyError:
             raise SweepError(f"no study {name!r} in {url}") from None
     assert spec is not None
-    return optuna.create_study(
-        storage=url,
-        study_name=name,
-        sampler=make_sampler(spec),
-        pruner=make_pruner(spec),
-        direction=spec.objective.direction,
-        load_if_exists=True,
-    )
+    for attempt in range(6):
+        try:
+            return optuna.create_study(
+                storage=url,
+                study_name=name,
+                sampler=make_sampler(spec),
+                pruner=make_pruner(spec),
+                direction=spec.objective.direction,
+                load_if_exists=True,
+            )
+        except Exception as exc:  # two machines creating the storage's tables at the same moment: one wins
+            if attempt == 5 or "already exists" not in str(exc):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def expand_url(url: str) -> str:
