@@ -213,6 +213,9 @@ class WorkbenchApp(App[None]):
         active = self.query_one(TabbedContent).active
         if active == "train":
             sections.append(("Train pane", _keys(TrainPane.BINDINGS) + [("↑ ↓", "choose a run to watch")]))
+            from screens.sweep import SweepView
+
+            sections.append(("Sweep view (w)", _keys(SweepView.BINDINGS) + [("enter", "watch the trial's run")]))
         elif active == "data":
             sections.append(
                 (

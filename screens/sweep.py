@@ -66,11 +66,11 @@ class SweepView(Vertical):
             "open_best",
             "Best config",
             id="sweep.open_best",
-            tooltip="Open the best trial's config in the Config pane (as a new, unsaved config)",
+            tooltip="Open the best trial's config in the Config pane (unsaved)",
         ),
         Binding("s", "stop", "Stop sweep", id="sweep.stop", tooltip="Stop the driver and its trials gracefully"),
         Binding("r", "resume", "Resume sweep", id="sweep.resume", tooltip="Start the driver again; trials go on"),
-        Binding("tab", "switch_table", "Sweeps/trials", id="sweep.tab", show=False),
+        Binding("tab", "switch_table", "Sweeps ↔ trials", id="sweep.tab", show=False),
     ]
 
     def __init__(self, workspace: Path, **kwargs) -> None:

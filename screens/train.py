@@ -109,7 +109,7 @@ class TrainPane(Vertical):
             "sweeps",
             "Sweeps",
             id="train.sweeps",
-            tooltip="Show the sweeps: trials, best so far, objective by trial, parameter importances",
+            tooltip="The sweeps: trials, best, objective by trial, importances",
         ),
         Binding("l", "toggle_log", "Log", id="train.log", tooltip="Show or hide the tail of train.log"),
         Binding("c", "compare", "Compare", id="train.compare", tooltip="Overlay this run's loss on the one you watch"),
