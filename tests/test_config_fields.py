@@ -26,6 +26,7 @@ def test_every_schema_field_is_in_exactly_one_group():
         "Schedule",
         "Evaluation",
         "Hardware",
+        "Distributed",
     ]
 
 

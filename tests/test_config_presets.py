@@ -111,9 +111,10 @@ def test_diff_against_a_yaml_file(tmp_path):
 
 
 def test_derived_batch_steps_and_tokens():
-    config = make(train={"batch_size": 4, "grad_accum": 2, "epochs": 3, "max_length": 512})
-    d = derived(config, n_train=1000, gpus=2, mean_tokens=300)
-    assert d.effective_batch == 16  # 4 per device × 2 accumulation × 2 GPUs
+    train = {"batch_size": 4, "grad_accum": 2, "epochs": 3, "max_length": 512}
+    config = make(train=train)
+    d = derived(make(train=train, distributed={"nproc_per_node": 2}), n_train=1000, mean_tokens=300)
+    assert d.effective_batch == 16  # 4 per device × 2 accumulation × 2 processes
     assert d.steps_per_epoch == 63  # ceil(1000 / 16)
     assert d.total_steps == 189  # 63 × 3
     assert d.tokens_per_step == 4800  # 16 × 300
@@ -165,7 +166,7 @@ def test_derived_lines_show_unknowns_with_the_reason():
     rows = derived(make()).lines()
     assert all(len(row) == 3 for row in rows)
     by_label = {label: (value, why) for label, value, why in rows}
-    assert by_label["effective batch"] == ("8", "8 per device × 1 accumulation × 1 GPU")
+    assert by_label["effective batch"] == ("8", "8 per device × 1 accumulation × 1 process")
     for label in ("steps / epoch", "total steps", "trainable", "tokens / step", "run time"):
         value, why = by_label[label]
         assert value == "?" and why, label

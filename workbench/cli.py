@@ -346,12 +346,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in runs:
         step = f"{r.step}/{r.total_steps or '?'}"
         best = f"{r.best_eval_loss:.4f}" if r.best_eval_loss is not None else "-"
-        note = ""
+        notes = [f"×{r.world_size} processes"] if r.world_size > 1 else []
         if r.verdict and r.verdict.get("kind") != "ok":
-            note = f"{r.verdict['kind']} since step {r.verdict.get('since_step')}"
+            notes.append(f"{r.verdict['kind']} since step {r.verdict.get('since_step')}")
         elif r.error:
-            note = r.error.splitlines()[0][:60]
-        print(f"{r.id:<34} {r.state:<10} {step:>11} {best:>10} {age(r.age_s):>5}  {note}")
+            notes.append(r.error.splitlines()[0][:60])
+        print(f"{r.id:<34} {r.state:<10} {step:>11} {best:>10} {age(r.age_s):>5}  {'; '.join(notes)}")
     return 0
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 
-EXPORTS = ("trl", "script", "yaml")
+EXPORTS = ("trl", "script", "yaml", "slurm")
 
 
 def _print_json(data: Any) -> None:
@@ -49,7 +49,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from workbench.config.export import export_as
 
     config = _load(args.config)
-    text, command, n_train = export_as(config, args.to)
+    if args.to != "slurm" and (args.nodes or args.gpus_per_node):
+        raise WorkbenchError("--nodes and --gpus-per-node are for --to slurm")
+    text, command, n_train = export_as(
+        config, args.to, workspace=args.workspace, nodes=args.nodes, gpus_per_node=args.gpus_per_node
+    )
     path = None
     if args.output:
         path = Path(args.output)
@@ -98,7 +102,8 @@ def estimate_data(assessment: Any) -> dict[str, Any]:
             "rows": m.rows,
             "seq_len": m.seq_len,
             "device": m.device,
-            "gpus": m.gpus,
+            "world_size": m.world_size,
+            "sharding": m.sharding,
             "notes": list(m.notes),
         }
     hw = ctx.hardware
@@ -206,11 +211,22 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def add_config_commands(subparsers: Any) -> None:
     """Add ``export``, ``estimate`` and ``probe`` to the main parser's subcommands."""
     p = subparsers.add_parser(
-        "export", help="a config as TRL's CLI config (trl), a standalone training script (script) or resolved YAML"
+        "export",
+        help="a config as TRL's CLI config (trl), a standalone training script (script), resolved YAML, "
+        "or a Slurm batch script that runs it on N nodes (slurm)",
     )
     p.add_argument("config")
     p.add_argument(
-        "--to", choices=EXPORTS, required=True, help="trl, script or yaml (this workbench's, paths absolute)"
+        "--to",
+        choices=EXPORTS,
+        required=True,
+        help="trl, script, yaml (this workbench's, paths absolute) or slurm (sbatch, the workspace's runs/)",
+    )
+    p.add_argument("--nodes", type=_positive, help="slurm: nodes (default: the config's distributed.nnodes)")
+    p.add_argument(
+        "--gpus-per-node",
+        type=_positive,
+        help="slurm: GPUs and processes per node (default: distributed.nproc_per_node)",
     )
     p.add_argument("-o", "--output", metavar="FILE", help="write it here (default: print it)")
     p.add_argument("--json", action="store_true", help="print {to, path, command, n_train, text}")

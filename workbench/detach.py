@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from workbench.fileio import atomic_write_text
-from workbench.train.rundir import LIVE_STATES
+from workbench.train.rundir import LIVE_STATES, pid_alive
 
 
 class WorkerDir(Protocol):
@@ -69,19 +70,22 @@ def stop_worker(target: WorkerDir, *, timeout: float = 0.0, reason: str | None =
     """Ask a directory's worker to stop at its next safe point; wait up to ``timeout`` seconds; the state then.
 
     The STOP file reaches a worker still starting up; SIGTERM goes only to one that holds the
-    lock, whose handler is installed by then (one still importing torch would die of it without a word).
+    lock, whose handler is installed by then (one still importing torch would die of it without a word),
+    and only on this machine (a pid names another process elsewhere).
     ``reason`` is written into the STOP file, for a worker that records why it stopped (see :func:`stop_reason`).
+    The wait ends when the worker's process has exited too, so a resume right after it starts afresh.
     """
     status = target.status()
     atomic_write_text(target.stop_path, json.dumps({"time": time.time(), "reason": reason}))
-    if status.pid and target.locked():
+    here = getattr(status, "raw", {}).get("host", socket.gethostname()) == socket.gethostname()
+    if status.pid and here and target.locked():  # a worker on another machine (a cluster's node) reads the file
         with contextlib.suppress(ProcessLookupError):
             os.kill(status.pid, signal.SIGTERM)
     deadline = time.time() + timeout
     while time.time() < deadline:
-        state = target.status().state
-        if state not in LIVE_STATES:
-            return state
+        now = target.status()
+        if now.state not in LIVE_STATES and not (here and pid_alive(getattr(now, "pid", None))):
+            return now.state  # ended, and its process (a launcher still settling the status) gone too
         time.sleep(0.2)
     return target.status().state
 

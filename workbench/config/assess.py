@@ -52,6 +52,8 @@ class Assessment:
         if m is None:
             return ""
         out = ["GPU memory estimate (no weights loaded)"]
+        if m.world_size > 1:
+            out.append(f"  per GPU of {m.world_size} processes: {m.sharding}")
         for item in m.items:
             mark = "" if m.counted(item) else " *"
             out.append(f"  {item.name:<27}{gib(item.bytes):>10}{mark}")

@@ -1,6 +1,6 @@
 """Figures that follow from a config and a few facts: batch, steps, tokens, parameters, time.
 
-:func:`derived` takes what is known (dataset size, GPU count, parameter
+:func:`derived` takes what is known (dataset size, processes, parameter
 counts, mean example length, a measured step time) and works out the rest.
 Anything it cannot work out stays None with the reason, and
 :meth:`Derived.lines` shows it as "?" with that reason, so the Config pane
@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from workbench.config.batching import BatchingPlan, padding_share
 from workbench.config.precision import PrecisionPlan
 from workbench.config.schema import RunConfig
-from workbench.config.validate import eval_interval
+from workbench.config.validate import effective_batch, eval_interval
 from workbench.fmt import duration
 
 #: An evaluation batch (forward only) costs about this share of a training micro-batch (forward and backward).
@@ -57,12 +57,13 @@ class Derived:
     precision: str | None = None  # as the worker trains here ("bf16 autocast, fp32 weights")
     batches: str | None = None  # how micro-batches are made ("padded, grouped by length")
     padding_share: float | None = None  # 0-1: padding tokens in a micro-batch, over an epoch
-    gpus: int = 1
+    world_size: int = 1  # training processes (one per GPU)
+    sharding: str | None = None  # how the processes split the training state ("DDP over 2: ...")
     why: dict[str, str] = field(default_factory=dict)
 
     def lines(self) -> list[Line]:
         """Label / value / explanation rows for the UI; unknown values show as "?" with the reason."""
-        return [
+        rows = [
             Line("effective batch", str(self.effective_batch), self.why["effective_batch"]),
             self._line("examples", "examples", self.examples),
             self._line("steps / epoch", "steps_per_epoch", self.steps_per_epoch),
@@ -75,6 +76,9 @@ class Derived:
             self._line("evaluations", "evals", self.evals),
             self._line("run time", "run_seconds", self.run_seconds, duration),
         ]
+        if self.world_size > 1:
+            rows.insert(1, Line("processes", f"{self.world_size} ({self.sharding})", self.why["world_size"]))
+        return rows
 
     def _line(self, label: str, name: str, value: Any, show: Callable[[Any], str] = str) -> Line:
         return Line(label, UNKNOWN if value is None else show(value), self.why.get(name, ""))
@@ -95,7 +99,6 @@ def derived(
     config: RunConfig,
     *,
     n_train: int | None = None,
-    gpus: int = 1,
     trainable_params: int | None = None,
     total_params: int | None = None,
     mean_tokens: float | None = None,
@@ -114,15 +117,21 @@ def derived(
     (estimated from ``val_ratio`` when not given); ``lengths`` tokens per
     training example (a sample, truncated to ``max_length``), for the share
     of padding under ``batching``; ``precision`` the plan on the machine
-    that trains. ``total_params`` is the
+    that trains. The config's ``distributed`` section says how many
+    processes train (they multiply the effective batch) and how they split
+    the training state (:func:`~workbench.config.distributed.sharding`). ``total_params`` is the
     base model's parameter count; with LoRA the share is taken of base plus
     adapter, as PEFT's ``print_trainable_parameters`` does.
     """
-    t = config.train
-    out = Derived(effective_batch=t.batch_size * t.grad_accum * gpus, gpus=gpus)
+    from workbench.config.distributed import sharding
+
+    t, d = config.train, config.distributed
+    n = d.world_size
+    out = Derived(effective_batch=effective_batch(config), world_size=n, sharding=sharding(config).label)
     out.why["effective_batch"] = (
-        f"{t.batch_size} per device × {t.grad_accum} accumulation × {gpus} GPU{'s' * (gpus != 1)}"
+        f"{t.batch_size} per device × {t.grad_accum} accumulation × {n} process{'es' * (n != 1)}"
     )
+    out.why["world_size"] = f"{d.nproc_per_node} per node × {d.nnodes} node{'s' * (d.nnodes != 1)}"
     _steps(out, config, n_train, mean_tokens)
     _params(out, config, trainable_params, total_params)
     _tokens(out, config, mean_tokens)
@@ -257,7 +266,7 @@ def _time(out: Derived, config: RunConfig, step_seconds: float | None, n_val: in
     if n_val is None:
         out.why["run_seconds"] += "; evaluations not included (eval set size unknown)"
         return
-    batches = math.ceil(n_val / (t.batch_size * out.gpus))
+    batches = math.ceil(n_val / (t.batch_size * out.world_size))
     out.eval_seconds = out.evals * batches * step_seconds / t.grad_accum * FORWARD_SHARE
     out.run_seconds += out.eval_seconds
     out.why["run_seconds"] += (

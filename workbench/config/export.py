@@ -560,16 +560,29 @@ def _comment(text: str) -> str:
     return "".join(f"# {line}\n" for line in lines)
 
 
-def export_as(config: RunConfig, kind: str) -> tuple[str, str | None, int | None]:
+def export_as(
+    config: RunConfig,
+    kind: str,
+    *,
+    workspace: str | Path = ".",
+    nodes: int | None = None,
+    gpus_per_node: int | None = None,
+) -> tuple[str, str | None, int | None]:
     """The exported text, the command that runs it (``FILE`` for its path) and the training examples counted.
 
     ``yaml`` is the config with every path made absolute (as a run directory
     records it), so the file works wherever it is written; ``trl`` and
     ``script`` get the dataset size, which pins the eval interval to the
-    workbench's exact step.
+    workbench's exact step; ``slurm`` is a batch script that runs the config
+    on ``nodes`` × ``gpus_per_node`` processes (default: its ``distributed``
+    section) into ``workspace`` (:mod:`workbench.config.slurm`).
     """
     from workbench.config.check import count_training_examples
 
+    if kind == "slurm":
+        from workbench.config.slurm import to_slurm
+
+        return to_slurm(config, workspace=workspace, nodes=nodes, gpus_per_node=gpus_per_node), "sbatch FILE", None
     if kind == "yaml":
         from workbench.train.runner import resolved_copy  # the runner imports this module: import here
 

@@ -71,6 +71,18 @@ GROUPS: list[tuple[str, list[str]]] = [
             "train.liger_kernel",
         ],
     ),
+    (
+        "Distributed",
+        [
+            "distributed.nproc_per_node",
+            "distributed.nnodes",
+            "distributed.backend",
+            "distributed.rdzv_endpoint",
+            "distributed.rdzv_id",
+            "distributed.node_rank",
+            "distributed.accelerate_config",
+        ],
+    ),
 ]
 """Every editable field of RunConfig, once, in the order the pane shows them."""
 

@@ -115,6 +115,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from workbench.config.distributed import Sharding, sharding
 from workbench.config.modelinfo import Layer, ModelFacts, lora_params
 from workbench.config.schema import RunConfig
 
@@ -192,7 +193,9 @@ class MemoryEstimate:
     rows: int
     """Sequences in one micro-batch (DPO: chosen and rejected of each pair)."""
     device: Literal["cuda", "cpu"] = "cuda"
-    gpus: int = 1
+    world_size: int = 1
+    sharding: str = "one process"
+    """How the processes split the training state (:func:`workbench.config.distributed.sharding`)."""
     notes: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -242,9 +245,7 @@ class MemoryEstimate:
 
     def with_changes(self, changes: dict[str, Any]) -> MemoryEstimate:
         """The estimate for the same model with some config fields changed (dotted names)."""
-        return estimate_memory(
-            apply_changes(self.config, changes), self.facts, gpus=self.gpus, device=self.device, **self.options
-        )
+        return estimate_memory(apply_changes(self.config, changes), self.facts, device=self.device, **self.options)
 
     def lines(self) -> list[str]:
         """The estimate as text lines: one per item, then the total."""
@@ -296,7 +297,6 @@ def estimate_memory(
     config: RunConfig,
     facts: ModelFacts,
     *,
-    gpus: int = 1,
     seq_len: int | None = None,
     bf16: bool = True,
     device: Literal["cuda", "cpu"] = "cuda",
@@ -308,8 +308,12 @@ def estimate_memory(
     ``seq_len`` is the padded length of the longest micro-batch (default
     ``max_length``: the worst case; packing always fills ``max_length``).
     ``bf16`` says whether the GPU has bf16, which is what ``precision: auto``
-    becomes. ``gpus`` > 1 is data parallel (DDP): every GPU holds a replica
-    and a gradient bucket copy. ``device="cpu"`` follows the CPU code paths
+    becomes. Several processes (the config's ``distributed`` section) are
+    data parallel: under DDP every GPU holds a full replica and a gradient
+    bucket copy; FSDP and DeepSpeed ZeRO (an accelerate config) divide the
+    parameters, gradients and optimizer states they shard by the processes
+    that share them, and gather one layer's parameters at a time for compute
+    (:func:`workbench.config.distributed.sharding`). ``device="cpu"`` follows the CPU code paths
     (no CUDA context, the chunked head scoring every position), for comparing
     with a probe on a machine without a GPU. ``fused_lm_head`` defaults to
     whether the installed TRL has its chunked log-prob head. ``cpu_bf16``
@@ -326,8 +330,8 @@ def estimate_memory(
     length = t.max_length if t.packing or seq_len is None else max(1, min(seq_len, t.max_length))
     rows = t.batch_size * (2 if config.method == "dpo" else 1)
     fused = _trl_has_fused_head() if fused_lm_head is None else fused_lm_head
-    spec = _Spec(config, facts, prec, length, rows, cuda)
-    items = [*_weights(spec), *_trainable(spec, gpus), *_transients(spec, fused)]
+    spec = _Spec(config, facts, prec, length, rows, cuda, sharding(config))
+    items = [*_weights(spec), *_trainable(spec), *_transients(spec, fused)]
     allocated = _peak(items)[1]
     if cuda:
         items.append(
@@ -353,6 +357,8 @@ def estimate_memory(
         notes.append(f"precision auto is {prec.name} here")
     if not fused:
         notes.append("the installed TRL materializes the full logits")
+    if config.distributed.world_size > 1:
+        notes.append(f"per GPU, {config.distributed.world_size} processes: {spec.sharding.label}")
     return MemoryEstimate(
         tuple(items),
         config,
@@ -361,7 +367,8 @@ def estimate_memory(
         length,
         rows,
         device,
-        gpus,
+        config.distributed.world_size,
+        spec.sharding.label,
         tuple(notes),
         {"seq_len": seq_len, "bf16": bf16, "fused_lm_head": fused_lm_head, "cpu_bf16": cpu_bf16},
     )
@@ -385,6 +392,7 @@ class _Spec:
     length: int
     rows: int
     cuda: bool
+    sharding: Sharding
 
     @property
     def tokens(self) -> int:
@@ -425,7 +433,30 @@ class _Spec:
         return self.prec.weight if self.full else self.adapter_bytes
 
 
+def _sharded(item: MemoryItem, by: int) -> MemoryItem:
+    """The item as one process holds it when ``by`` processes share it."""
+    if by == 1:
+        return item
+    return MemoryItem(item.name, -(-item.bytes // by), f"{item.explanation}; sharded ÷ {by}", item.phase)
+
+
 def _weights(s: _Spec) -> list[MemoryItem]:
+    out = [_sharded(item, s.sharding.params) for item in _full_weights(s)]
+    if s.sharding.gathered_layer:
+        f = s.facts
+        layer = sum(linear.params for linear in f.body_linears) // max(1, f.num_layers) * s.prec.weight
+        out.append(
+            MemoryItem(
+                "gathered layers",
+                2 * layer,
+                "sharded parameters are gathered a layer at a time for compute: the current and the prefetched one",
+                "forward",
+            )
+        )
+    return out
+
+
+def _full_weights(s: _Spec) -> list[MemoryItem]:
     f, w = s.facts, s.prec.weight
     if s.qlora:
         quantized = sum(layer.in_features * layer.out_features for layer in f.body_linears)
@@ -453,47 +484,52 @@ def _weights(s: _Spec) -> list[MemoryItem]:
     return items
 
 
-def _trainable(s: _Spec, gpus: int) -> list[MemoryItem]:
-    n, b = s.trainable, s.trainable_bytes
+def _trainable(s: _Spec) -> list[MemoryItem]:
+    n, b, shard = s.trainable, s.trainable_bytes, s.sharding
     items = []
     if not s.full:
         lora = s.config.lora
         what = f"r={lora.r} on {len(s.adapted)} layers" + (" + DoRA magnitudes" if lora.dora else "")
-        items.append(MemoryItem("LoRA parameters", n * b, f"{_count(n)} = r × (in + out) per layer, {what}, × {b} B"))
-    accumulating = s.config.train.grad_accum > 1  # else gradients are freed after each step (set to None)
-    items.append(
-        MemoryItem(
-            "gradients",
-            n * b,
-            f"one per trainable parameter, {_count(n)} × {b} B"
-            + ("" if accumulating else "; alive from backward to the optimizer step"),
-            "persistent" if accumulating else "optimizer step",
+        items.append(
+            _sharded(
+                MemoryItem("LoRA parameters", n * b, f"{_count(n)} = r × (in + out) per layer, {what}, × {b} B"),
+                shard.params,
+            )
         )
+    accumulating = s.config.train.grad_accum > 1  # else gradients are freed after each step (set to None)
+    gradients = MemoryItem(
+        "gradients",
+        n * b,
+        f"one per trainable parameter, {_count(n)} × {b} B"
+        + ("" if accumulating else "; alive from backward to the optimizer step"),
+        "persistent" if accumulating else "optimizer step",
     )
+    items.append(_sharded(gradients, shard.grads))
     states, state_bytes, foreach = _optimizer(s.config.train.optimizer, b)
     opt = int(n * states * state_bytes)
     name = s.config.train.optimizer
-    items.append(
-        MemoryItem("optimizer states", opt, f"{name}: {states} state(s) × {state_bytes:g} B per trainable parameter")
+    optimizer = MemoryItem(
+        "optimizer states", opt, f"{name}: {states} state(s) × {state_bytes:g} B per trainable parameter"
     )
-    if gpus > 1:
+    items.append(_sharded(optimizer, shard.optimizer))
+    if shard.ddp:
+        world = s.config.distributed.world_size
         items.append(
             MemoryItem(
-                "DDP gradient buckets", n * b, f"data parallel over {gpus} GPUs keeps a bucket copy of the gradients"
+                "DDP gradient buckets", n * b, f"data parallel over {world} GPUs keeps a bucket copy of the gradients"
             )
         )
     if foreach:
         temp = n * b if s.cuda else _largest_trainable(s) * b
-        items.append(
-            MemoryItem(
-                "optimizer step temporaries",
-                temp,
-                "foreach AdamW computes sqrt of the second moments for all parameters at once"
-                if s.cuda
-                else "per-parameter AdamW temporaries (CPU)",
-                "optimizer step",
-            )
+        step = MemoryItem(
+            "optimizer step temporaries",
+            temp,
+            "foreach AdamW computes sqrt of the second moments for all parameters at once"
+            if s.cuda
+            else "per-parameter AdamW temporaries (CPU)",
+            "optimizer step",
         )
+        items.append(_sharded(step, shard.optimizer) if s.cuda else step)
     return items
 
 

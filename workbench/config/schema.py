@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from workbench.errors import ConfigError
 
@@ -113,6 +113,59 @@ class EvalConfig(_Section):
     load_best: bool = Field(True, description="the final adapter is the checkpoint with the lowest eval loss")
 
 
+class DistributedConfig(_Section):
+    nproc_per_node: int = Field(
+        1, ge=1, description="training processes on each machine: one per GPU (torchrun's --nproc_per_node)"
+    )
+    nnodes: int = Field(1, ge=1, description="machines that train together; more than one needs rdzv_endpoint")
+    node_rank: int | None = Field(
+        None, ge=0, description="this machine's rank among nnodes (0 hosts rank 0); empty: torchrun's rendezvous picks"
+    )
+    rdzv_endpoint: str | None = Field(
+        None, description="host:port every machine reaches for the rendezvous (required when nnodes > 1)"
+    )
+    rdzv_id: str | None = Field(
+        None, description="rendezvous id shared by the machines of one run (default: the run id)"
+    )
+    backend: Literal["auto", "nccl", "gloo"] = Field(
+        "auto", description="collective backend: auto is nccl with CUDA GPUs, gloo on CPUs"
+    )
+    accelerate_config: str | None = Field(
+        None,
+        description="an accelerate config YAML (FSDP, DeepSpeed) to launch through, relative to the config file",
+    )
+
+    @field_validator("rdzv_endpoint")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("expected host:port, such as node01:29500")
+        return value
+
+    @property
+    def world_size(self) -> int:
+        """Training processes in all: processes per node × nodes."""
+        return self.nproc_per_node * self.nnodes
+
+    def label(self) -> str:
+        """How many processes train, for a summary line: "1 process", "2 processes", "8 processes (4 × 2 nodes)"."""
+        n = self.world_size
+        text = f"{n} process{'es' * (n != 1)}"
+        if self.nnodes > 1:
+            text += f" ({self.nproc_per_node} × {self.nnodes} nodes)"
+        if self.accelerate_config:
+            text += f" via accelerate ({Path(self.accelerate_config).name})"
+        return text
+
+    @property
+    def launched(self) -> bool:
+        """Whether the worker runs under a launcher (torchrun or accelerate) rather than as one process."""
+        return self.world_size > 1 or self.accelerate_config is not None
+
+
 class RunConfig(_Section):
     name: str = Field("run", description="a short name; the run id is built from it")
     model: str = Field("bundled", description="'bundled' (SmolLM2-135M-Instruct), a local model directory, or a hub id")
@@ -130,6 +183,7 @@ class RunConfig(_Section):
     lora: LoraConfig = Field(default_factory=LoraConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
 
     # Where relative data paths are resolved from; set by load_config, not written out.
     base_dir: Path | None = Field(None, exclude=True, description="directory relative paths are resolved against")
@@ -168,9 +222,7 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise yaml_error(exc, source) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of config fields, got {type(data).__name__}")
     lines = _key_lines(node) if node is not None else {}
@@ -180,6 +232,13 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
         raise ConfigError(_explain(exc, source, lines)) from None
     config.base_dir = base_dir
     return config
+
+
+def yaml_error(exc: yaml.YAMLError, source: str) -> ConfigError:
+    """A YAML syntax error as a ConfigError that names the file and line."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{source}:{mark.line + 1}" if mark else source
+    return ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}")
 
 
 def dump_config(config: RunConfig) -> str:
@@ -277,4 +336,6 @@ def summary(config: RunConfig) -> list[tuple[str, str]]:
     if config.finetune != "full":
         targets = lora.target_modules if isinstance(lora.target_modules, str) else ",".join(lora.target_modules)
         rows.insert(2, ("lora", f"r={lora.r} α={lora.alpha:g} on {targets}"))
+    if config.distributed.launched:
+        rows.append(("processes", config.distributed.label()))
     return rows

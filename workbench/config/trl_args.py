@@ -23,6 +23,7 @@ import functools
 from typing import Any, NamedTuple
 
 from workbench.config.batching import BatchingPlan, plan_batching
+from workbench.config.distributed import resolve_backend
 from workbench.config.precision import Precision, PrecisionPlan, machine_plan, plan_precision
 from workbench.config.schema import RunConfig
 from workbench.config.validate import Hardware, eval_interval
@@ -134,6 +135,7 @@ def training_arguments(
     has_eval: bool,
     precision: Precision | None = None,
     batching: BatchingPlan | None = None,
+    cuda: bool | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of TRL's ``SFTConfig`` / ``DPOConfig`` for this config.
 
@@ -148,6 +150,12 @@ def training_arguments(
     refuses padding-free rows with a ``max_length`` unless it packs, so then
     ``max_length`` is None here and the worker truncates the tokenized
     examples itself (:func:`workbench.train.packed.truncate`).
+
+    A run of several processes (the config's ``distributed`` section) adds
+    DDP's settings: the collective backend (``auto`` resolved for ``cuda``,
+    whether CUDA GPUs train; left to accelerate when that is not known) and
+    no search for unused parameters (every trainable parameter is used in
+    each step, so the search would only cost time).
     """
     t, e = config.train, config.eval
     plan = batching or plan_batching(config, None)
@@ -194,6 +202,11 @@ def training_arguments(
         args["padding_free"] = plan.padding_free and not plan.packing
     if precision is not None:
         args.update(precision_arguments(precision)[1])
+    d = config.distributed
+    if d.launched:
+        args["ddp_find_unused_parameters"] = False
+        if d.backend != "auto" or cuda is not None:
+            args["ddp_backend"] = resolve_backend(d.backend, bool(cuda))
     return args
 
 

@@ -52,6 +52,8 @@ class Hardware:
     """Free memory of the GPU a run would use (the first visible one), None when unknown."""
     cpu_bf16: str | None = None
     """The CPU's native bf16 instructions ("AMX-BF16", "AVX512-BF16"), None when it has none."""
+    gpu_count: int = 0
+    """CUDA GPUs visible to a run started here (CUDA_VISIBLE_DEVICES applies)."""
 
     @classmethod
     def detect(cls) -> Hardware:
@@ -65,6 +67,7 @@ class Hardware:
             bf16=cuda and torch.cuda.is_bf16_supported(),
             bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None,
             cpu_bf16=cpu_bf16_feature(),
+            gpu_count=torch.cuda.device_count() if cuda else 0,
         )
         if cuda:
             hw.gpu_name, hw.gpu_total_bytes, hw.gpu_free_bytes = _gpu_memory()
@@ -138,14 +141,24 @@ def has_errors(findings: Iterable[ConfigFinding]) -> bool:
     return any(f.severity == "error" for f in findings)
 
 
+def effective_batch(config: RunConfig) -> int:
+    """Examples per optimizer step: per-device batch × accumulation × processes."""
+    t = config.train
+    return t.batch_size * t.grad_accum * config.distributed.world_size
+
+
 def total_steps(config: RunConfig, n_train: int | None) -> int | None:
-    """Optimizer steps the run will take, when the dataset size is known."""
+    """Optimizer steps the run will take, when the dataset size is known.
+
+    Each process reads its share of every epoch (``batch_size`` rows per
+    micro-batch), so a step consumes the effective batch of all processes.
+    """
     t = config.train
     if t.max_steps:
         return t.max_steps
     if not n_train:
         return None
-    per_epoch = max(1, math.ceil(n_train / (t.batch_size * t.grad_accum)))
+    per_epoch = max(1, math.ceil(n_train / effective_batch(config)))
     return max(1, math.ceil(per_epoch * t.epochs))
 
 
@@ -255,13 +268,13 @@ def _steps(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
         )
         return
     assert ctx.n_train is not None  # steps is known
-    effective = t.batch_size * t.grad_accum
+    effective, world = effective_batch(config), config.distributed.world_size
     # the largest effective batch that still gives MIN_STEPS steps over the configured epochs
     fitting = max(1, int(ctx.n_train * t.epochs // MIN_STEPS))
     if t.grad_accum > 1:
-        field_, value = "train.grad_accum", max(1, fitting // t.batch_size)
+        field_, value = "train.grad_accum", max(1, fitting // (t.batch_size * world))
     else:
-        field_, value = "train.batch_size", min(t.batch_size, fitting)
+        field_, value = "train.batch_size", min(t.batch_size, max(1, fitting // world))
     yield ConfigFinding(
         "warning",
         field_,
@@ -366,6 +379,84 @@ def _hardware(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
             yield ConfigFinding(
                 "error", "finetune", "QLoRA needs the bitsandbytes package (pip install bitsandbytes)", "lora"
             )
+
+
+@rule
+def _distributed(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
+    d, hw = config.distributed, ctx.hardware
+    if d.nnodes > 1 and not d.rdzv_endpoint:
+        yield ConfigFinding(
+            "error",
+            "distributed.rdzv_endpoint",
+            f"{d.nnodes} nodes meet at a rendezvous: set host:port of a machine every node reaches (node rank 0's)",
+        )
+    if d.nnodes > 1 and d.rdzv_endpoint and d.node_rank is None and not d.rdzv_id:
+        yield ConfigFinding(
+            "warning",
+            "distributed.rdzv_id",
+            "each machine's run gets its own id: set an id the machines share, or node_rank on each, so they meet "
+            "(the Slurm export passes the job id)",
+        )
+    if d.node_rank is not None and d.node_rank >= d.nnodes:
+        yield ConfigFinding(
+            "error", "distributed.node_rank", f"node_rank {d.node_rank} of {d.nnodes} nodes (0 to {d.nnodes - 1})", 0
+        )
+    elif d.node_rank is not None and d.nnodes == 1:
+        yield ConfigFinding("info", "distributed.node_rank", "node_rank only matters with more than one node", None)
+    if d.backend == "nccl" and not hw.cuda:
+        yield ConfigFinding("error", "distributed.backend", "nccl needs CUDA GPUs; this machine has none", "auto")
+    if hw.cuda and hw.gpu_count and d.nproc_per_node > hw.gpu_count:
+        yield ConfigFinding(
+            "warning",
+            "distributed.nproc_per_node",
+            f"{d.nproc_per_node} processes per node but {hw.gpu_count} GPU(s) visible here: one process per GPU "
+            "(it fails on this machine; fine where it trains on bigger nodes)",
+            hw.gpu_count,
+        )
+    if d.world_size > 1 and not hw.cuda:
+        cores = os.cpu_count() or 1
+        yield ConfigFinding(
+            "info",
+            "distributed.nproc_per_node",
+            f"{d.world_size} processes on the CPU (gloo), about {max(1, cores // d.nproc_per_node)} of {cores} "
+            "cores each: a check of the distributed setup rather than a speed-up",
+        )
+    yield from _accelerate(config)
+
+
+def _accelerate(config: RunConfig) -> Iterable[ConfigFinding]:
+    from workbench.config.distributed import accelerate_path, read_accelerate_config
+    from workbench.errors import ConfigError
+
+    d = config.distributed
+    path = accelerate_path(config)
+    if path is None:
+        return
+    try:
+        facts = read_accelerate_config(path)
+    except ConfigError as exc:
+        yield ConfigFinding("error", "distributed.accelerate_config", str(exc))
+        return
+    if facts.distributed_type == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
+        yield ConfigFinding(
+            "error",
+            "distributed.accelerate_config",
+            f"{path.name} uses DeepSpeed, which is not installed (pip install deepspeed)",
+        )
+    if facts.distributed_type not in ("FSDP", "DEEPSPEED", "MULTI_GPU"):
+        yield ConfigFinding(
+            "warning",
+            "distributed.accelerate_config",
+            f"{path.name} has distributed_type {facts.distributed_type}: the workbench launches accelerate configs "
+            "for FSDP, DeepSpeed or multi-GPU runs",
+        )
+    if facts.num_processes is not None and facts.num_processes != d.world_size:
+        yield ConfigFinding(
+            "info",
+            "distributed.nproc_per_node",
+            f"{path.name} says num_processes {facts.num_processes}; the run starts {d.world_size} "
+            "(nproc_per_node × nnodes), which the launch passes to accelerate",
+        )
 
 
 @rule

@@ -1,4 +1,13 @@
-"""The TrainerCallback that turns trainer events into the run directory's files."""
+"""The TrainerCallback that turns trainer events into the run directory's files.
+
+In a run of several processes every process has one, but only rank 0's
+writes (it is given the status writer); every process takes part in each
+stop decision. A stop asked of any process (a signal, rank 0's STOP file or
+its detector's verdict) is combined across all of them at the end of every
+step with one small all-reduce (MAX), so all of them stop after the same
+step and the checkpoint is saved once, never with one process gone ahead
+into a step the others never take.
+"""
 
 from __future__ import annotations
 
@@ -25,25 +34,31 @@ _KEYS = {
 
 
 class RunDirCallback(TrainerCallback):
-    """Writes metrics.jsonl and the step into status.json; stops on request or on a verdict."""
+    """Writes metrics.jsonl and the step into status.json; stops on request or on a verdict.
+
+    ``status`` is None in the processes of a distributed run other than rank 0: they write nothing.
+    """
 
     def __init__(
         self,
         run: RunDir,
-        status: StatusWriter,
+        status: StatusWriter | None,
         stop_event: threading.Event,
         *,
         stop_on_overfit: bool = False,
         patience: int = 3,
     ) -> None:
         self.run = run
-        self.status = status
+        self.status = status or StatusWriter(run, {}, write=False)
+        self.writes = status is not None
         self.stop_event = stop_event
         self.stop_on_overfit = stop_on_overfit
         self.patience = patience
-        self.records: list[dict[str, Any]] = run.metrics()  # a resumed run continues its history
+        self.records: list[dict[str, Any]] = run.metrics() if self.writes else []  # a resumed run continues
         self.verdict: Verdict = OK
         self.stop_reason: str | None = None
+        self.discard = False  # the stop keeps nothing (a diverged run): no checkpoint, no adapter
+        self._asked = (False, False)  # (stop, discard) asked of this process, combined at the next step's end
         self._t0 = time.time()
         self._start_step: int | None = None
         self._last_tokens: tuple[float, int] | None = None
@@ -58,11 +73,18 @@ class RunDirCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.status.set(step=state.global_step, total_steps=state.max_steps, epoch=state.epoch)
-        if self.stop_event.is_set() or self.run.stop_path.exists():
+        if self.stop_event.is_set() or (self.writes and self.run.stop_path.exists()):
             self._stop(control, stop_reason(self.run.stop_path), state="stopping")
+        stop, discard = agree(self._asked, getattr(args, "device", None))
+        if stop:
+            if self.stop_reason is None:  # another process asked (a signal reached it)
+                self._stop(control, "stop requested", state="stopping")
+            self._apply(control, discard)
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        if not self.writes:
+            return  # rank 0 logs and judges; its verdicts reach the others at the next step's end
         logs = logs or {}
         now = time.time()
         record: dict[str, Any] = {
@@ -138,5 +160,35 @@ class RunDirCallback(TrainerCallback):
             self.stop_reason = reason
             if state:
                 self.status.update(state=state)
+        self._asked = (True, self._asked[1] or not save)
+        if not distributed():  # alone, a process stops at once; together, at the next agreement
+            self._apply(control, self._asked[1])
+
+    def _apply(self, control, discard: bool) -> None:
+        self.discard = self.discard or discard
         control.should_training_stop = True
-        control.should_save = save
+        control.should_save = not self.discard
+
+
+def distributed() -> bool:
+    """Whether this process trains in a process group of more than one."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def agree(asked: tuple[bool, bool], device: Any) -> tuple[bool, bool]:
+    """Every process's (stop, discard) combined by MAX: one process's request holds for all, at this same step.
+
+    ``device`` is where the process group's backend reduces (the trainer's device: a GPU for nccl, the CPU
+    for gloo). One process alone agrees with itself.
+    """
+    if not distributed():
+        return asked
+    import torch
+    import torch.distributed as dist
+
+    flags = torch.tensor([float(asked[0]), float(asked[1])], device=device)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    stop, discard = flags.tolist()
+    return bool(stop), bool(discard)

@@ -204,6 +204,11 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
     return tail.read_new(), tail.bad_lines
 
 
+def rank_failure(record: dict[str, Any], world_size: Any) -> str:
+    """A process's recorded error as the run's error: which rank of how many, then what it died of."""
+    return f"rank {record.get('rank')} of {world_size}: {record.get('error')}"
+
+
 def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -264,6 +269,8 @@ class RunDir:
     adapter_path = property(lambda self: self.path / "adapter")
     lock_path = property(lambda self: self.path / ".lock")
     stop_path = property(lambda self: self.path / "STOP")
+    errors_dir = property(lambda self: self.path / "errors")
+    """``rank-N.json`` per process of a distributed run that died of an exception (see :meth:`record_rank_error`)."""
 
     def exists(self) -> bool:
         return self.status_path.is_file() or self.config_path.is_file()
@@ -295,6 +302,37 @@ class RunDir:
 
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics_path)[0]
+
+    def record_rank_error(self, rank: int, exc: BaseException, tail: list[str]) -> None:
+        """Note why process ``rank`` of a distributed run died, for the launcher to report (the only file other
+        ranks write here)."""
+        self.errors_dir.mkdir(exist_ok=True)
+        record = {
+            "rank": rank,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "time": time.time(),
+            "error": f"{type(exc).__name__}: {exc}".strip()[:2000],
+            "traceback": tail,
+        }
+        atomic_write_text(self.errors_dir / f"rank-{rank}.json", json.dumps(record, default=_json_default, indent=1))
+
+    def rank_errors(self) -> list[dict[str, Any]]:
+        """The errors processes of this run died of, earliest first: the first is the cause, later ones its echo."""
+        found = []
+        for path in self.errors_dir.glob("rank-*.json"):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict):
+                found.append(record)
+        return sorted(found, key=lambda r: (r.get("time") or 0, r.get("rank") or 0))
+
+    def clear_rank_errors(self) -> None:
+        """Forget the errors of an earlier attempt (a resumed run starts clean)."""
+        for path in self.errors_dir.glob("rank-*.json"):
+            path.unlink(missing_ok=True)
 
     def checkpoints(self, *, complete: bool = True) -> list[Path]:
         """checkpoint-N directories, by step; by default only complete ones.
@@ -339,19 +377,25 @@ class RunDir:
 
 
 class StatusWriter:
-    """The worker's view of status.json: merged updates, written atomically, thread-safe."""
+    """The worker's view of status.json: merged updates, written atomically, thread-safe.
 
-    def __init__(self, run: RunDir, initial: dict[str, Any]) -> None:
+    ``write=False`` keeps the view in memory only: the processes of a distributed run other than
+    rank 0 follow the run's status without writing it.
+    """
+
+    def __init__(self, run: RunDir, initial: dict[str, Any], *, write: bool = True) -> None:
         self.run = run
         self._data = dict(initial)
         self._lock = threading.Lock()
+        self._write = write
 
     def update(self, **fields: Any) -> None:
         """Merge and write now (state changes)."""
         with self._lock:
             self._data.update(fields)
             self._data["heartbeat"] = time.time()
-            self.run.write_status(self._data)
+            if self._write:
+                self.run.write_status(self._data)
 
     def set(self, **fields: Any) -> None:
         """Merge without writing (per-step fields); the next heartbeat writes them."""

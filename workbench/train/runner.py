@@ -2,7 +2,10 @@
 
 A run's worker is started in a session of its own with no terminal: closing
 the terminal, losing SSH or quitting the app never reaches it. Watchers learn
-everything from the run directory (see :mod:`workbench.train.rundir`).
+everything from the run directory (see :mod:`workbench.train.rundir`). A run
+of several processes (the config's ``distributed`` section) starts the same
+way, through its launcher (:mod:`workbench.train.launch`), which is torchrun's
+agent and starts one worker per process.
 """
 
 from __future__ import annotations
@@ -33,12 +36,18 @@ def resolved_copy(config: RunConfig) -> RunConfig:
             if getattr(config.data, name)
         }
     )
-    return config.model_copy(update={"data": data, "model": config.resolved_model(), "base_dir": None})
+    update: dict[str, Any] = {"data": data, "model": config.resolved_model(), "base_dir": None}
+    accelerate = config.resolve(config.distributed.accelerate_config)
+    if accelerate is not None:
+        update["distributed"] = config.distributed.model_copy(update={"accelerate_config": str(accelerate.resolve())})
+    return config.model_copy(update=update)
 
 
 def _spawn(run: RunDir, *extra: str) -> int:
-    """Start the worker detached: own session, no stdin, output to train.log."""
-    return spawn_detached("workbench.train.worker", run.path, run.log_path, *extra)
+    """Start the worker detached (own session, no stdin, output to train.log); several processes: their launcher."""
+    launched = load_config(run.config_path).distributed.launched
+    module = "workbench.train.launch" if launched else "workbench.train.worker"
+    return spawn_detached(module, run.path, run.log_path, *extra)
 
 
 def launch(
@@ -47,6 +56,18 @@ def launch(
     """Validate the config, create runs/<id>/ and start its worker; returns the run.
 
     ``meta`` goes into the run's status.json as it is (a sweep's trial names its sweep there).
+    """
+    run = prepare(config, workspace, check=check, meta=meta)
+    _record_pid(run, _spawn(run))
+    return run
+
+
+def prepare(
+    config: RunConfig | str | Path, workspace: str | Path, *, check: bool = True, meta: dict[str, Any] | None = None
+) -> RunDir:
+    """Validate the config and create runs/<id>/ with its config and a ``starting`` status, without starting it.
+
+    :func:`launch` starts it at once; a scheduler's job (the Slurm export) starts its processes itself.
     """
     if not isinstance(config, RunConfig):
         config = load_config(config)
@@ -73,11 +94,10 @@ def launch(
             "created": now,
             "heartbeat": now,
             "step": 0,
+            "world_size": config.distributed.world_size,
         }
     )
     run.stop_path.unlink(missing_ok=True)
-    pid = _spawn(run)
-    _record_pid(run, pid)
     return run
 
 
@@ -116,7 +136,14 @@ def stop(run: RunDir, *, timeout: float = 0.0, reason: str | None = None) -> str
 
 
 def resume(run: RunDir) -> RunDir:
-    """Continue a stopped, failed or lost run from its last checkpoint to the same end."""
+    """Continue a stopped, failed or lost run from its last checkpoint to the same end (and the same processes)."""
+    reopen(run)
+    _record_pid(run, _spawn(run, "--resume"))
+    return run
+
+
+def reopen(run: RunDir) -> RunDir:
+    """Check that a run can resume and mark it ``starting`` again, without starting it (see :func:`prepare`)."""
     status = run.status()
     if run.locked() or status.state in ("starting", "running", "stopping"):
         raise RunError(f"run {run.id} is still {status.state}; stop it first")
@@ -128,7 +155,7 @@ def resume(run: RunDir) -> RunDir:
     raw.update(state="starting", heartbeat=time.time(), error=None, pid=None)
     run.write_status(raw)
     run.stop_path.unlink(missing_ok=True)
-    _record_pid(run, _spawn(run, "--resume"))
+    run.clear_rank_errors()
     return run
 
 
@@ -146,6 +173,7 @@ class RunSummary:
     path: str
     error: str | None = None
     verdict: dict[str, Any] | None = None  # the detector's last verdict (overfitting / diverged)
+    world_size: int = 1  # training processes (torchrun's world size)
 
     @property
     def age_s(self) -> float:
@@ -174,6 +202,7 @@ def summarize(run: RunDir) -> RunSummary:
         path=str(run.path),
         error=status.error,
         verdict=raw.get("verdict"),
+        world_size=int(raw.get("world_size") or 1),
     )
 
 
@@ -190,6 +219,8 @@ __all__ = [
     "find_run",
     "launch",
     "list_runs",
+    "prepare",
+    "reopen",
     "resume",
     "stop",
     "summarize",

@@ -3,6 +3,8 @@
 One NVML session per sampler and cached device handles: a sample costs a
 few microseconds per query. A query the device does not support, or a
 machine with no GPU or no driver, leaves the field out; it never raises.
+NVML sees every GPU of the machine whatever CUDA_VISIBLE_DEVICES says, so
+one sampler covers all the GPUs the processes of a distributed run use.
 """
 
 from __future__ import annotations
@@ -15,11 +17,17 @@ import psutil
 
 
 class SystemSampler:
-    """Takes one telemetry sample per call; create once, call often, close at the end."""
+    """Takes one telemetry sample per call; create once, call often, close at the end.
 
-    def __init__(self, pid: int | None = None) -> None:
+    The process figures are those of ``pid`` (default: this process); with ``tree`` they add up the
+    process and all its descendants (a launcher and the training processes it started).
+    """
+
+    def __init__(self, pid: int | None = None, *, tree: bool = False) -> None:
         self.process = psutil.Process(pid or os.getpid())
         self.process.cpu_percent(None)  # prime: the first call always returns 0
+        self.tree = tree
+        self._known: dict[int, psutil.Process] = {self.process.pid: self.process}
         psutil.cpu_percent(None)
         self._nvml: Any = None
         self._handles: list[Any] = []
@@ -38,15 +46,32 @@ class SystemSampler:
     def gpu_count(self) -> int:
         return len(self._handles)
 
+    def _processes(self) -> list[psutil.Process]:
+        """The processes measured, each kept across samples (psutil's cpu_percent counts from the last call)."""
+        if not self.tree:
+            return [self.process]
+        try:
+            found = [self.process, *self.process.children(recursive=True)]
+        except psutil.Error:
+            return []
+        for p in found:
+            if p.pid not in self._known:
+                p.cpu_percent(None)  # prime: counted from the next sample on
+                self._known[p.pid] = p
+        live = {p.pid for p in found}
+        self._known = {pid: p for pid, p in self._known.items() if pid in live}
+        return list(self._known.values())
+
     def sample(self) -> dict[str, Any]:
+        procs = self._processes()
         vm = psutil.virtual_memory()
         record: dict[str, Any] = {
             "time": time.time(),
             "cpu_percent": psutil.cpu_percent(None),
-            "process_cpu_percent": self._safe(lambda: self.process.cpu_percent(None)),
+            "process_cpu_percent": self._total(procs, lambda p: p.cpu_percent(None)),
             "ram_used_gb": round((vm.total - vm.available) / 2**30, 3),
             "ram_total_gb": round(vm.total / 2**30, 3),
-            "process_rss_gb": self._safe(lambda: round(self.process.memory_info().rss / 2**30, 3)),
+            "process_rss_gb": self._total(procs, lambda p: p.memory_info().rss / 2**30, 3),
         }
         if self._handles:
             record["gpus"] = [self._gpu(i, h) for i, h in enumerate(self._handles)]
@@ -72,6 +97,12 @@ class SystemSampler:
         if power is not None:
             gpu["power_w"] = round(power / 1000, 1)
         return gpu
+
+    @classmethod
+    def _total(cls, procs: list[psutil.Process], fn: Any, digits: int = 1) -> float | None:
+        """The sum of ``fn`` over the processes that still answer; None when none does."""
+        values = [v for p in procs if (v := cls._safe(lambda p=p: fn(p))) is not None]
+        return round(sum(values), digits) if values else None
 
     @staticmethod
     def _safe(fn: Any) -> Any:
