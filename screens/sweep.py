@@ -132,6 +132,8 @@ class SweepView(Vertical):
                 [(s.id, s.state, s.done, s.best_value) for s in sweeps],
                 None if snap is None else [t.to_dict() for t in snap.trials],
                 None if snap is None else (snap.summary.state, snap.importances),
+                # while a trial runs, its time column moves: a redraw every 2 s
+                int(time.time() // 2) if snap is not None and snap.summary.running else None,
             )
             if key != seen:
                 seen = key
@@ -183,6 +185,7 @@ class SweepView(Vertical):
         s = snap.summary
         first = (
             f"[b]{s.id}[/b] [b]{s.state}[/b] · {s.done}/{s.trials} trials done, {s.running} running"
+            f"{f', {s.paused} paused (r resumes)' if s.paused else ''}"
             f" · {s.pruned} pruned · {s.failed} failed · {s.direction} {s.metric} · {age(time.time() - s.created)} old"
         )
         if s.best_trial is not None:
@@ -212,11 +215,11 @@ class SweepView(Vertical):
             note = t.error or t.run_id or ""
             table.add_row(
                 Text(f"{'★' if t.number == best else ' '}{t.number}", style="bold green" if t.number == best else ""),
-                Text(t.state.lower(), style=TRIAL_STYLE.get(t.state, "")),
+                Text(control.trial_state(t, snap.summary).lower(), style=TRIAL_STYLE.get(t.state, "")),
                 *(_param(t.params.get(p, "-")) for p in snap.params),
                 _value(t.value),
                 "-" if t.pruned_at is None else str(t.pruned_at),
-                duration(t.duration_s),
+                duration(t.duration_s) if not snap.summary.paused or t.ended else "-",
                 note if len(note) <= 60 else note[:59] + "…",
                 key=str(t.number),
             )

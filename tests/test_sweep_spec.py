@@ -203,3 +203,15 @@ def test_trial_views_round_trip_and_the_best_follows_the_direction(tmp_path):
     assert best_trial(views, "maximize").number == 0
     sweep.trials_path.write_text("{not json")
     assert sweep.trials() == []
+
+
+def test_a_seeded_sampler_started_again_draws_anew():
+    import optuna
+
+    spec = parse_spec(spec_text(sampler="random", seed=3))
+
+    def first(sampler) -> float:
+        return optuna.create_study(sampler=sampler).ask().suggest_float("x", 0, 1)
+
+    assert first(make_sampler(spec)) == first(make_sampler(spec))  # the seed repeats a sweep
+    assert first(make_sampler(spec, 2)) != first(make_sampler(spec))  # a resumed driver moves on

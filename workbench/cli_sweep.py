@@ -82,7 +82,7 @@ def cmd_sweep_list(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep_show(args: argparse.Namespace) -> int:
-    from workbench.sweep.control import find_sweep, summarize
+    from workbench.sweep.control import find_sweep, summarize, trial_state
     from workbench.sweep.store import param_importances
 
     sweep = find_sweep(args.workspace, args.sweep)
@@ -92,7 +92,10 @@ def cmd_sweep_show(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({**summary.to_dict(), "trials": [t.to_dict() for t in trials], "importances": importances})
         return 0
-    print(f"{summary.id}  {summary.state}  {summary.done}/{summary.trials} trials done, {summary.running} running")
+    paused = f", {summary.paused} paused (sweep resume goes on with them)" if summary.paused else ""
+    print(
+        f"{summary.id}  {summary.state}  {summary.done}/{summary.trials} trials done, {summary.running} running{paused}"
+    )
     print(f"objective: {summary.direction} {summary.metric}   study {summary.study_name!r} in {summary.storage}")
     if summary.error:
         print(f"error: {summary.error}")
@@ -119,7 +122,7 @@ def cmd_sweep_show(args: argparse.Namespace) -> int:
         if t.error:
             note += f"  {t.error}"
         print(
-            f"{t.number:>3} {t.state:<9} {params} {_value(t.value):>9} {pruned:>7} {duration(t.duration_s):>6}  {note}"
+            f"{t.number:>3} {trial_state(t, summary):<9} {params} {_value(t.value):>9} {pruned:>7} {duration(t.duration_s):>6}  {note}"
         )
     if importances:
         print()

@@ -124,6 +124,7 @@ class SweepSummary:
     trials: int
     done: int
     running: int
+    paused: int  # trials of a stopped (or lost) sweep that go on when it is resumed
     pruned: int
     failed: int
     metric: str
@@ -152,13 +153,15 @@ def summarize(sweep: SweepDir, trials: list[TrialView] | None = None) -> SweepSu
     trials = sweep.trials() if trials is None else trials
     best = best_trial(trials, direction)
     states = [t.state for t in trials]
+    live = status.state in LIVE_STATES
     return SweepSummary(
         id=sweep.id,
         name=raw.get("name", sweep.id),
         state=status.state,
         trials=int(raw.get("trials") or 0),
         done=sum(s in ("COMPLETE", "PRUNED", "FAIL") for s in states),
-        running=sum(s in ("RUNNING", "pruning") for s in states),
+        running=sum(s in ("RUNNING", "pruning") for s in states) if live else 0,
+        paused=0 if live else sum(s in ("RUNNING", "pruning") for s in states),
         pruned=states.count("PRUNED"),
         failed=states.count("FAIL"),
         metric=metric,
@@ -178,6 +181,13 @@ def list_sweeps(workspace: str | Path) -> list[SweepSummary]:
     """Every sweep of the workspace, newest first."""
     rows = [summarize(SweepDir(p)) for p in Workspace(workspace).sweeps()]
     return sorted(rows, key=lambda r: r.created, reverse=True)
+
+
+def trial_state(trial: TrialView, summary: SweepSummary) -> str:
+    """A trial's state as shown: ``paused`` for one still running in the study of a sweep that is not."""
+    if trial.state in ("RUNNING", "pruning") and summary.paused:
+        return "paused"
+    return trial.state
 
 
 @dataclass
@@ -242,4 +252,5 @@ __all__ = [
     "start",
     "stop",
     "summarize",
+    "trial_state",
 ]

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import traceback
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,16 @@ from workbench.config.schema import load_config
 from workbench.detach import stop_reason, worker_main
 from workbench.errors import RunError, WorkbenchError
 from workbench.sweep.spec import SweepSpec, check_spec, field_kind, with_params
-from workbench.sweep.store import SweepDir, SweepError, best_trial, frozen_view, grid_size, open_study, safe_url
+from workbench.sweep.store import (
+    SweepDir,
+    SweepError,
+    best_trial,
+    frozen_view,
+    grid_size,
+    make_sampler,
+    open_study,
+    safe_url,
+)
 from workbench.train.rundir import HEARTBEAT_INTERVAL, LIVE_STATES, JsonlTail, RunDir, StatusWriter, as_float
 from workbench.workspace import Workspace
 
@@ -404,6 +414,12 @@ def run_driver(sweep: SweepDir) -> str:
             if not study.trials:
                 for params in spec.first_trials:
                     study.enqueue_trial(params)
+            if spec.seed is not None and (study.trials or spec.storage):
+                # Resumed, or one of several machines: a fresh sampler with the spec's seed would repeat the
+                # parameters it gave the first trials. On shared storage each machine's sweep draws its own.
+                uid = str(previous.get("uid") or sweep.id)
+                shared = zlib.crc32(uid.encode()) if spec.storage else 0
+                study.sampler = make_sampler(spec, len(study.trials) + shared)
             driver = Driver(sweep, spec, study, Workspace(previous.get("workspace") or "."), stop_event)
             log(
                 f"sweep {sweep.id}: study {sweep.study_name!r} in {safe_url(sweep.storage_url)}, "

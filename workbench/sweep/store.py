@@ -218,17 +218,20 @@ def safe_url(url: str) -> str:
     return url
 
 
-def make_sampler(spec: SweepSpec) -> Any:
+def make_sampler(spec: SweepSpec, seed_offset: int = 0) -> Any:
+    """The spec's sampler; ``seed_offset`` moves a seeded one on, so that a driver started again
+    (or a second machine) does not replay the parameters its seed gave the first trials."""
     import optuna
 
     from workbench.sweep.spec import grid_points
 
+    seed = None if spec.seed is None else (spec.seed + seed_offset) % 2**32
     if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if spec.sampler == "grid":
         space = {name: grid_points(name, p) for name, p in spec.space.items()}
-        return optuna.samplers.GridSampler(space, seed=spec.seed)  # type: ignore[arg-type]
-    return optuna.samplers.TPESampler(seed=spec.seed)
+        return optuna.samplers.GridSampler(space, seed=seed)  # type: ignore[arg-type]
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def make_pruner(spec: SweepSpec) -> Any:
