@@ -24,6 +24,9 @@ recorded as failed with its error, and the others go on):
 - ``speed``: ``bench/train_overhead.py``'s three ratios on the GPU: the workbench's defaults
   (bf16, SDPA or flash-attention 2 where installed; padding-free with flash-attention) against
   plain TRL at the same settings and against TRL's defaults (checkpointing on, padded batches).
+- ``ddp``: with two GPUs or more, the same short LoRA run through the runner on one GPU and on
+  two (DDP: torchrun, one process per GPU, the same batch per GPU): samples/s of each and the
+  scaling ratio (2.0 is perfect). With fewer GPUs it is skipped, and says so.
 
 The figures go to ``$OUT/gpu_check.json`` (or ``--out DIR``), a short summary to stdout and
 ``gpu_check.txt``. Without a GPU it says so and exits 0. Exit 1 when a part failed.
@@ -65,7 +68,7 @@ if str(ROOT) not in sys.path:
 SUPPORT = ROOT / "sample_data" / "support"
 WHEEL_DIR = ROOT / ".whl"
 SKELETON = WHEEL_DIR / "smollm2-skeleton"
-PARTS = ("model", "lora", "nvml", "qlora", "memory", "eval", "speed")
+PARTS = ("model", "lora", "nvml", "qlora", "memory", "eval", "speed", "ddp")
 
 #: Distributions the check imports that the GPU image (see the device notes) lacks, pinned to this
 #: machine's .venv by --wheel-list; bitsandbytes is not in the .venv (no CUDA here), so pinned here.
@@ -89,8 +92,8 @@ BNB_KEEP = ("libbitsandbytes_cpu.so", "libbitsandbytes_cuda130.so", "libbitsandb
 
 #: Per part: the budget in seconds on a GPU and in --cpu-smoke (nvml is read off the lora run).
 BUDGETS = {
-    "gpu": {"model": 60, "lora": 80, "qlora": 80, "memory": 120, "eval": 70, "speed": 110},
-    "cpu": {"model": 240, "lora": 300, "qlora": 30, "memory": 600, "eval": 240, "speed": 400},
+    "gpu": {"model": 60, "lora": 80, "qlora": 80, "memory": 120, "eval": 70, "speed": 110, "ddp": 100},
+    "cpu": {"model": 240, "lora": 300, "qlora": 30, "memory": 600, "eval": 240, "speed": 400, "ddp": 30},
 }
 DEADLINE = {"gpu": 525, "cpu": 1900}
 """Seconds for all parts together; the wrapper's wheel install comes on top (the whole < 9 min)."""
@@ -115,6 +118,7 @@ SIZES = {
         "speed_steps": 20,
         "speed_batch": 16,
         "speed_repeats": 2,
+        "ddp_steps": 40,
     },
     "cpu": {
         "precision": "fp32",
@@ -134,6 +138,7 @@ SIZES = {
         "speed_steps": 2,
         "speed_batch": 2,
         "speed_repeats": 1,
+        "ddp_steps": 2,
     },
 }
 
@@ -588,6 +593,13 @@ def _describe(name: str, part: dict[str, Any]) -> str:
             f"{_fmt(part.get('ratio_vs_trl_defaults'), '.3f')} (steps/s), effective tokens "
             f"{_fmt(part.get('effective_tokens_ratio'), '.3f')}"
         )
+    if name == "ddp":
+        one, two = part.get("gpus_1", {}), part.get("gpus_2", {})
+        return (
+            f"{part.get('steps')} steps, batch {part.get('batch')} per GPU: 1 GPU {_fmt(one.get('samples_per_s'), '.1f')} "
+            f"samples/s, 2 GPUs (DDP) {_fmt(two.get('samples_per_s'), '.1f')} samples/s: scaling "
+            f"{_fmt(part.get('scaling'), '.2f')}x of 2 ({_fmt(part.get('efficiency'), '.0%')} efficiency)"
+        )
     return ""
 
 
@@ -668,6 +680,7 @@ def part_main(args: argparse.Namespace) -> int:
         "memory": part_memory,
         "eval": part_eval,
         "speed": part_speed,
+        "ddp": part_ddp,
     }[args.part]
     part.save()
     try:
@@ -824,7 +837,7 @@ def _needs_qlora(p: Part) -> None:
 def part_run(p: Part, finetune: str) -> None:
     """A few steps through the real detached runner; tokens/s, losses, and (LoRA) the NVML samples."""
     from workbench.config.memory import apply_changes
-    from workbench.train.rundir import FINAL_STATES, read_jsonl
+    from workbench.train.rundir import read_jsonl
     from workbench.train.runner import launch
 
     if finetune == "qlora":
@@ -847,19 +860,7 @@ def part_run(p: Part, finetune: str) -> None:
     run = launch(config, p.dir)
     p.result["run_dir"] = str(run.path)
     p.save()
-    p.say(f"launched {run.id}")
-    last = None
-    budget = BUDGETS[p.mode][p.name] - 10
-    while True:
-        status = run.status()
-        if status.state != last:
-            p.say(f"  {status.state} (step {status.step}/{status.total_steps or '?'}) at {time.time() - t0:.1f} s")
-            last = status.state
-        if status.state in (*FINAL_STATES, "lost"):
-            break
-        if time.time() - t0 > budget:
-            raise RuntimeError(f"the run did not finish within {budget} s (state {status.state}, step {status.step})")
-        time.sleep(0.25)
+    status = _wait_run(p, run, t0, BUDGETS[p.mode][p.name] - 10)
     raw = status.raw
     p.result.update(state=status.state, wall_s=round(time.time() - t0, 1))
     if raw.get("train_started"):
@@ -901,6 +902,64 @@ def part_run(p: Part, finetune: str) -> None:
         f"  completed: {p.result.get('tokens_per_s')} tokens/s, loss {p.result.get('first_loss')} -> "
         f"{p.result.get('final_loss')}"
     )
+
+
+def _wait_run(p: Part, run: Any, t0: float, budget: float) -> Any:
+    """Follow a launched run to its end (its status then); a run that outlasts ``budget`` seconds fails the part."""
+    from workbench.train.rundir import FINAL_STATES
+
+    p.say(f"launched {run.id}")
+    last = None
+    while True:
+        status = run.status()
+        if status.state != last:
+            p.say(f"  {status.state} (step {status.step}/{status.total_steps or '?'}) at {time.time() - t0:.1f} s")
+            last = status.state
+        if status.state in (*FINAL_STATES, "lost"):
+            return status
+        if time.time() - t0 > budget:
+            raise RuntimeError(f"the run did not finish within {budget} s (state {status.state}, step {status.step})")
+        time.sleep(0.25)
+
+
+def part_ddp(p: Part) -> None:
+    """Data-parallel scaling: the same short run through the runner on one GPU, then DDP on two."""
+    import torch
+
+    from workbench.config.memory import apply_changes
+    from workbench.train.rundir import read_jsonl
+    from workbench.train.runner import launch
+
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible < 2:
+        raise Skip(f"needs 2 GPUs or more ({visible} visible): no DDP scaling to measure")
+    s = p.size
+    model = p.model()
+    steps, batch = s["ddp_steps"], s["batch"]
+    p.result.update(steps=steps, batch=batch, max_length=s["max_length"], precision=s["precision"])
+    deadline = time.time() + BUDGETS[p.mode][p.name] - 10
+    for gpus in (1, 2):
+        config = _base_config(p, model["path"], batch_size=batch, max_steps=steps, max_length=s["max_length"])
+        changes = {"name": f"gpu-check-ddp-{gpus}", "distributed.nproc_per_node": gpus, "eval.save_total_limit": 1}
+        config = apply_changes(config, {**changes, "eval.save_steps": steps})
+        t0 = time.time()
+        run = launch(config, p.dir)
+        status = _wait_run(p, run, t0, deadline - t0)
+        if status.state != "completed":
+            raise RuntimeError(f"the {gpus}-GPU run {status.state}: {status.error or '?'}")
+        timed = [r for r in read_jsonl(run.metrics_path)[0] if r.get("type") == "train"]
+        first, last = timed[0], timed[-1]  # from the first logged step on: start-up and the first step left out
+        per_step = (last["time"] - first["time"]) / max(1, last["step"] - first["step"])
+        p.result[f"gpus_{gpus}"] = {
+            "s_per_step": round(per_step, 4),
+            "samples_per_s": round(batch * gpus / per_step, 1),
+            "wall_s": round(time.time() - t0, 1),
+            "world_size": status.raw.get("world_size"),
+        }
+        p.save()
+    one, two = p.result["gpus_1"]["samples_per_s"], p.result["gpus_2"]["samples_per_s"]
+    p.result.update(scaling=round(two / one, 3), efficiency=round(two / one / 2, 3))
+    p.say(f"  1 GPU {one} samples/s, 2 GPUs {two} samples/s: {p.result['scaling']}x")
 
 
 def _system_summary(samples: list[dict[str, Any]], raw: dict[str, Any]) -> dict[str, Any]:

@@ -91,6 +91,11 @@ def test_accelerate_config_is_read_and_checked(tmp_path):
     fsdp = findings(make(nproc_per_node=2, accelerate_config=str(tmp_path / "fsdp.yaml")))
     assert "num_processes 8; the run starts 2" in fsdp[("info", "distributed.nproc_per_node")].message
     assert not any(f[0] == "error" for f in fsdp)
+    assert "shards on CUDA GPUs only" in fsdp[("warning", "distributed.accelerate_config")].message  # no GPU here
+    gpus = findings(
+        make(nproc_per_node=2, accelerate_config=str(tmp_path / "fsdp.yaml")), Hardware(cuda=True, gpu_count=2)
+    )
+    assert ("warning", "distributed.accelerate_config") not in gpus
 
 
 def test_the_sample_runs_on_two_processes_without_errors():

@@ -106,3 +106,22 @@ def test_cpu_smoke_runs_the_lora_part_end_to_end(tmp_path):
     assert lora["system"]["samples"] >= 1 and lora["system"]["cpu_fields_in_every_sample"]
     assert parts["nvml"]["status"] == "skipped" and "needs CUDA" in parts["nvml"]["error"]
     assert "cpu-smoke" in done.stdout and (tmp_path / "out" / "gpu_check.txt").is_file()
+
+
+def test_the_ddp_part_is_skipped_below_two_gpus_and_says_why(tmp_path):
+    import argparse
+
+    import torch
+
+    gc = _module()
+    if torch.cuda.device_count() >= 2:
+        pytest.skip("this machine has two GPUs: the part would measure for real")
+    args = argparse.Namespace(part="ddp", cpu_smoke=True, workspace=str(tmp_path), model="auto")
+    assert gc.part_main(args) == 0
+    result = json.loads((tmp_path / "parts" / "ddp" / "result.json").read_text())
+    assert result["status"] == "skipped"
+    assert result["error"] == f"needs 2 GPUs or more ({torch.cuda.device_count()} visible): no DDP scaling to measure"
+    measured = {"status": "ok", "steps": 40, "batch": 16, "scaling": 1.9, "efficiency": 0.95}
+    measured |= {"gpus_1": {"samples_per_s": 100.0}, "gpus_2": {"samples_per_s": 190.0}}
+    line = gc._describe("ddp", measured)
+    assert "1 GPU 100.0 samples/s, 2 GPUs (DDP) 190.0 samples/s: scaling 1.90x of 2 (95% efficiency)" in line

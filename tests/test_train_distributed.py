@@ -94,6 +94,19 @@ def test_a_rank_that_dies_fails_the_run_with_its_error(workspace, tiny_model_dir
 
 
 @pytest.mark.slow
+def test_an_accelerate_config_launches_through_accelerate(workspace, tiny_model_dir):
+    """accelerate launch in the launcher's process; a multi-GPU config on this CPU trains as DDP over gloo."""
+    (workspace / "accelerate.yaml").write_text("distributed_type: MULTI_GPU\nnum_processes: 8\nmixed_precision: 'no'\n")
+    config = write_config(workspace, tiny_model_dir, distributed={**TWO, "accelerate_config": "accelerate.yaml"})
+    run = runner.launch(config, workspace)
+    assert wait_for(run) == "completed", run.log_path.read_text()[-3000:]
+    assert run.status().raw["world_size"] == 2  # the config's processes, not the file's num_processes
+    assert run.log_path.read_text().startswith(f"[workbench] accelerate --config_file {workspace / 'accelerate.yaml'}")
+    assert [r["step"] for r in run.metrics() if r["type"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert _lines(run, "[rank1]:")
+
+
+@pytest.mark.slow
 def test_the_slurm_script_runs_with_stand_ins_for_slurm(workspace, tiny_model_dir, tmp_path):
     """The exported script on one 'node': scontrol names localhost, srun runs its command once."""
     from workbench.config.schema import load_config

@@ -421,10 +421,10 @@ def _distributed(config: RunConfig, ctx: Context) -> Iterable[ConfigFinding]:
             f"{d.world_size} processes on the CPU (gloo), about {max(1, cores // d.nproc_per_node)} of {cores} "
             "cores each: a check of the distributed setup rather than a speed-up",
         )
-    yield from _accelerate(config)
+    yield from _accelerate(config, hw)
 
 
-def _accelerate(config: RunConfig) -> Iterable[ConfigFinding]:
+def _accelerate(config: RunConfig, hw: Hardware) -> Iterable[ConfigFinding]:
     from workbench.config.distributed import accelerate_path, read_accelerate_config
     from workbench.errors import ConfigError
 
@@ -442,6 +442,13 @@ def _accelerate(config: RunConfig) -> Iterable[ConfigFinding]:
             "error",
             "distributed.accelerate_config",
             f"{path.name} uses DeepSpeed, which is not installed (pip install deepspeed)",
+        )
+    if facts.distributed_type in ("FSDP", "DEEPSPEED") and not hw.cuda:
+        yield ConfigFinding(
+            "warning",
+            "distributed.accelerate_config",
+            f"{path.name} sets {facts.distributed_type}, which shards on CUDA GPUs only: on this machine's CPU "
+            "the processes train as plain data parallel (gloo)",
         )
     if facts.distributed_type not in ("FSDP", "DEEPSPEED", "MULTI_GPU"):
         yield ConfigFinding(
