@@ -348,6 +348,12 @@ class TrainPane(Vertical):
             # The key first: a long error wraps, and the slot is three lines.
             text = f"✖ {s.state.upper()} ([b]l[/b] shows train.log): {head}" + (f"\n{last}" if last else "")
             cls = "-failed"
+        elif s.state == "stopped" and verdict.kind != "overfitting":
+            why = s.raw.get("stop_reason") or "stop requested"
+            sweep = s.raw.get("sweep") or {}
+            trial = f" (trial {sweep.get('trial')} of sweep {sweep.get('id')})" if sweep else ""
+            text = f"■ STOPPED at step {s.step}{trial}: {why}. [b]r[/b] resumes from the last checkpoint."
+            cls = "-ok"
         elif s.state == "lost":
             text, cls = (
                 (

@@ -82,3 +82,20 @@ async def test_stopping_a_finished_sweep_says_why_not(tmp_path):
         await pilot.press("y")
         await pilot.pause(0.2)
         assert any("not running" in n.message for n in app._notifications)
+
+
+async def test_a_pruned_trial_says_so_in_the_runs_view(tmp_path):
+    run = fake_run(tmp_path, "lr-sweep-t2-20261201-093002", state="stopped", overfit=False, steps=10)
+    raw = run.read_status_raw()
+    raw.update(
+        stop_reason="pruned by sweep lr-sweep-20261201-093000: eval loss 1.8100 at step 10 is not promising",
+        sweep={"id": "lr-sweep-20261201-093000", "trial": 2},
+    )
+    run.write_status(raw)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(TrainPane)
+        await until(pilot, lambda: pane.last is not None, 20, what="the run")
+        await pilot.pause(0.2)
+        alert = text(app, "#alert")
+        assert "STOPPED at step 10 (trial 2 of sweep lr-sweep-20261201-093000): pruned by sweep" in alert
