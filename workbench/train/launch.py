@@ -47,7 +47,7 @@ from workbench.config.distributed import accelerate_path, torchrun_args
 from workbench.config.schema import RunConfig, load_config
 from workbench.errors import RunError, WorkbenchError
 from workbench.fileio import atomic_write_text
-from workbench.train.rundir import HEARTBEAT_INTERVAL, LIVE_STATES, RunDir, rank_failure
+from workbench.train.rundir import HEARTBEAT_INTERVAL, LIVE_STATES, STALE_AFTER, RunDir, rank_failure
 
 WORKER = "workbench.train.worker"
 
@@ -165,16 +165,18 @@ def finish(run: RunDir, failure: str | None = None, *, rank: int | None = None, 
 
 
 def _keep_alive(run: RunDir, done: threading.Event) -> None:
-    """Beat the heartbeat while the processes start up (rank 0 beats once it holds the lock).
+    """Keep a ``starting`` run's heartbeat from going stale while its processes start (rank 0 beats once it
+    holds the lock), so a slow start never reads as lost.
 
-    On a machine that does not host rank 0 (one node of several, each with its own run
-    directory) the run stays ``starting`` here until the launcher ends; it never reads as lost.
+    It beats only a heartbeat half-way to stale: rank 0 usually holds the lock long before, and this
+    read-and-replace never races its first writes. On a machine that does not host rank 0 (one node
+    of several, each with its own run directory) the run stays ``starting`` until the launcher ends.
     """
     while not done.wait(HEARTBEAT_INTERVAL):
         if run.locked():
             continue
         raw = run.read_status_raw()
-        if raw.get("state") == "starting":
+        if raw.get("state") == "starting" and time.time() - float(raw.get("heartbeat") or 0) > STALE_AFTER / 2:
             raw["heartbeat"] = time.time()
             run.write_status(raw)
 

@@ -44,8 +44,14 @@ def resolved_copy(config: RunConfig) -> RunConfig:
 
 
 def _spawn(run: RunDir, *extra: str) -> int:
-    """Start the worker detached (own session, no stdin, output to train.log); several processes: their launcher."""
-    launched = load_config(run.config_path).distributed.launched
+    """Start the worker detached (own session, no stdin, output to train.log); several processes: their launcher.
+
+    A config that cannot be read goes to the worker, which reports it in the run's status.
+    """
+    try:
+        launched = load_config(run.config_path).distributed.launched
+    except ConfigError:
+        launched = False
     module = "workbench.train.launch" if launched else "workbench.train.worker"
     return spawn_detached(module, run.path, run.log_path, *extra)
 
