@@ -187,6 +187,12 @@ def test_finish_names_a_rank_killed_without_a_word(tmp_path):
     assert finish(live) == 1 and "without a final status" in live.read_status_raw()["error"]
 
 
+def test_finish_on_a_machine_without_rank_0(tmp_path):
+    elsewhere = _failed_run(tmp_path, "starting")  # its processes ran, rank 0's record is on another machine
+    assert finish(elsewhere, clean=True) == 0
+    assert elsewhere.read_status_raw()["state"] == "completed" and "rank 0" in elsewhere.read_status_raw()["note"]
+
+
 def test_finish_leaves_a_finished_or_newer_run_alone(tmp_path):
     done = _failed_run(tmp_path, "stopped")
     done.record_rank_error(1, RuntimeError("echo"), [])

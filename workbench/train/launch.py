@@ -128,7 +128,9 @@ def _outcome(exc: BaseException) -> tuple[str | None, int | None]:
     return f"the launcher failed: {type(exc).__name__}: {exc}", None
 
 
-def finish(run: RunDir, failure: str | None = None, *, rank: int | None = None, owner: int | None = None) -> int:
+def finish(
+    run: RunDir, failure: str | None = None, *, rank: int | None = None, owner: int | None = None, clean: bool = False
+) -> int:
     """Make status.json say how a run of several processes ended; the launcher's exit code.
 
     ``failure`` is the launcher's account of the end, ``rank`` the process it
@@ -137,7 +139,10 @@ def finish(run: RunDir, failure: str | None = None, *, rank: int | None = None, 
     launcher's account; a status still live when every process is gone failed
     without saying why. A run that completed or stopped keeps its state.
     ``owner`` is the launcher's pid: a status that names another (a resumed
-    run's new launcher) is not this launcher's to settle.
+    run's new launcher) is not this launcher's to settle. ``clean``: torchrun
+    returned, every process having exited 0; a status still ``starting`` then
+    belongs to a machine whose processes did not include rank 0 (one node of
+    several, each with its own run directory), and it completed.
     """
     try:
         with run.exclusive():
@@ -146,6 +151,11 @@ def finish(run: RunDir, failure: str | None = None, *, rank: int | None = None, 
             if (owner is not None and raw.get("pid") != owner) or state in ("completed", "stopped", "diverged"):
                 return 0 if failure is None else 1
             errors = run.rank_errors()
+            if clean and not errors and state == "starting":
+                note = "this machine's processes completed; rank 0, on another machine, kept the run's record"
+                raw.update(state="completed", note=note, ended=time.time())
+                run.write_status(raw)
+                return 0
             cause = next((e for e in errors if e.get("rank") == rank), None) if rank is not None else None
             cause = cause or (errors[0] if errors and rank is None else None)
             if cause is not None:
@@ -208,16 +218,17 @@ def launch_main(run: RunDir, resume: bool) -> int:
         done = threading.Event()
         beat = threading.Thread(target=_keep_alive, args=(run, done), daemon=True)
         beat.start()
-        failure, rank = None, None
+        failure, rank, clean = None, None, False
         try:
             _run_launcher(kind, args)
+            clean = True
         except BaseException as exc:
             traceback.print_exc()
             failure, rank = _outcome(exc)
         finally:
             done.set()
             beat.join(timeout=5)
-    return finish(run, failure, rank=rank, owner=os.getpid())
+    return finish(run, failure, rank=rank, owner=os.getpid(), clean=clean)
 
 
 USAGE = """usage: python -m workbench.train.launch RUN_DIR [--resume]   be the agent of a run's processes
