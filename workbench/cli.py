@@ -347,10 +347,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
         step = f"{r.step}/{r.total_steps or '?'}"
         best = f"{r.best_eval_loss:.4f}" if r.best_eval_loss is not None else "-"
         notes = [f"×{r.world_size} processes"] if r.world_size > 1 else []
+        if r.sweep:
+            notes.append(f"sweep trial {r.sweep.get('trial')}")
         if r.verdict and r.verdict.get("kind") != "ok":
             notes.append(f"{r.verdict['kind']} since step {r.verdict.get('since_step')}")
         elif r.error:
             notes.append(r.error.splitlines()[0][:60])
+        elif r.stop_reason:
+            notes.append(r.stop_reason[:60])
         print(f"{r.id:<34} {r.state:<10} {step:>11} {best:>10} {age(r.age_s):>5}  {'; '.join(notes)}")
     return 0
 

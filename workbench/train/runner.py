@@ -180,6 +180,8 @@ class RunSummary:
     error: str | None = None
     verdict: dict[str, Any] | None = None  # the detector's last verdict (overfitting / diverged)
     world_size: int = 1  # training processes (torchrun's world size)
+    stop_reason: str | None = None  # why a stopped run stopped (asked, overfitting, pruned by a sweep)
+    sweep: dict[str, Any] | None = None  # {id, trial} of a sweep's trial
 
     @property
     def age_s(self) -> float:
@@ -209,6 +211,8 @@ def summarize(run: RunDir) -> RunSummary:
         error=status.error,
         verdict=raw.get("verdict"),
         world_size=int(raw.get("world_size") or 1),
+        stop_reason=raw.get("stop_reason") if status.state == "stopped" else None,
+        sweep=raw.get("sweep"),
     )
 
 
