@@ -182,7 +182,9 @@ def test_two_machines_pull_trials_from_one_study(workspace, tiny_model_dir, tmp_
     for sweep in sweeps:
         assert wait_sweep(sweep) == "completed", sweep.log_path.read_text()
     study = open_study(f"sqlite:///{db}", "ts")
-    assert len(study.trials) == 4 and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert [t.state.name for t in study.trials[:4]] == ["COMPLETE"] * 4
+    # both asking for the last trial at once: the one numbered beyond the budget stands down
+    assert all("beyond the study's 4 trials" in t.user_attrs["error"] for t in study.trials[4:])
     mine = [{t.run_id for t in s.trials() if t.sweep_uid == s.read_status_raw()["uid"]} for s in sweeps]
     assert all(mine) and len(mine[0] | mine[1]) == 4  # both machines ran trials, none twice
     for ws, runs in zip((workspace, other), mine):

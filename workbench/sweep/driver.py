@@ -132,6 +132,13 @@ class Driver:
 
     def start_trial(self) -> None:
         trial = self.study.ask()
+        older = sum(1 for t in self.study.get_trials(deepcopy=False) if t.number < trial.number)
+        if older >= self.cap:  # another machine asked at the same moment for the study's last trial
+            trial.set_user_attr("error", f"beyond the study's {self.cap} trials: another machine took the last one")
+            self.study.tell(trial.number, state=_fail_state())
+            log(f"trial {trial.number} not run: the study's {self.cap} trials were all taken")
+            self.changed = True
+            return
         trial.set_user_attr("sweep_id", self.sweep.id)
         trial.set_user_attr("sweep_uid", self.uid)
         try:

@@ -169,6 +169,7 @@ def best_trial(trials: list[TrialView], direction: str) -> TrialView | None:
 def open_study(url: str, name: str, spec: SweepSpec | None = None, *, create: bool = False) -> Any:
     """The Optuna study; with ``create``, made (or joined) with the spec's sampler, pruner and direction."""
     import optuna
+    from sqlalchemy.exc import SQLAlchemyError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = expand_url(url)
@@ -188,8 +189,10 @@ def open_study(url: str, name: str, spec: SweepSpec | None = None, *, create: bo
                 direction=spec.objective.direction,
                 load_if_exists=True,
             )
-        except Exception as exc:  # two machines creating the storage's tables at the same moment: one wins
-            if attempt == 5 or "already exists" not in str(exc):
+        except SQLAlchemyError:
+            # Two machines creating the storage's tables at the same moment ("already exists", a UNIQUE
+            # constraint on alembic's version, "database is locked"): one wins, the other opens what it made.
+            if attempt == 5:
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
