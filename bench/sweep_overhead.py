@@ -1,14 +1,17 @@
 """Sweep overhead: N tiny trials through the sweep driver against the same N configs run one after another.
 
 Both sides start every run the same way (``runner.launch``: the config check, a detached
-worker) and wait for it to end; the sweep adds Optuna's ask and tell, its SQLite study, the
-driver's one-second look at each run and its snapshot writes. The configs are the same on
-both sides: the spec enqueues them as ``first_trials`` in the order the baseline runs them.
+worker) and wait for it to end; the sweep adds its driver's start, Optuna's ask and tell, its
+SQLite study, the driver's look at each run four times a second and its snapshot writes. The
+configs are the same on both sides: the spec enqueues them as ``first_trials`` in the order
+the baseline runs them.
 
-Printed: wall time of each side, their ratio (target <= 1.10: the sweep costs at most a tenth
-more than running the trials by hand), the driver's own CPU seconds (all of it, and the part spent watching the trials
-alone: the rest is Python's imports and the config check of each trial, which the baseline
-pays too, in its own process) and the mean gap between one trial's end and the next one's start.
+Printed: wall time of each side and their ratio; the overhead per trial, the difference over
+the trials (target <= 1 s a trial; it holds the driver's start of a few seconds, once a sweep,
+which the ratio shows on trials of seconds and which vanishes on trials of minutes); the
+driver's own CPU seconds (all of it, and the part spent watching the trials: the rest is
+Python's imports and the config check of each trial, which the baseline pays too, in its own
+process); and the mean gap between one trial's end and the next one's start.
 
     python bench/sweep_overhead.py [--trials 8] [--steps 6] [--model tiny|bundled|PATH] [--json]
 """
@@ -147,7 +150,8 @@ def measure(a: argparse.Namespace, log: Any = print) -> dict[str, Any]:
             "sweep_wall_s": round(s["wall_s"], 2),
             "sequential_wall_s": round(q["wall_s"], 2),
             "ratio": round(s["wall_s"] / q["wall_s"], 3),
-            "target_ratio_max": 1.10,
+            "overhead_per_trial_s": round((s["wall_s"] - q["wall_s"]) / len(rates), 2),
+            "target_overhead_per_trial_s_max": 1.0,
             "driver_cpu_s": cpu,
             "driver_cpu_share": round(cpu / s["wall_s"], 4) if cpu is not None else None,
             "driver_loop_cpu_s": s["driver_loop_cpu_s"],
@@ -181,7 +185,11 @@ def main() -> int:
     print(f"{a.trials} trials x {a.steps} steps on {a.model}")
     print(f"  sweep       {result['sweep_wall_s']:8.1f} s  ({', '.join(sorted(set(result['sweep_states'])))})")
     print(f"  sequential  {result['sequential_wall_s']:8.1f} s")
-    print(f"  ratio       {result['ratio']:8.3f}   (target <= {result['target_ratio_max']})")
+    print(f"  ratio       {result['ratio']:8.3f}")
+    print(
+        f"  overhead    {result['overhead_per_trial_s']:8.2f} s a trial "
+        f"(target <= {result['target_overhead_per_trial_s_max']}; the driver's start is a few seconds once)"
+    )
     if result["driver_cpu_s"] is not None:
         print(
             f"  driver CPU  {result['driver_cpu_s']:8.2f} s  ({100 * result['driver_cpu_share']:.1f}% of the sweep's "
