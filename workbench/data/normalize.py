@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from workbench.data.formats import SHAREGPT_ROLES, Shape
+from workbench.data.hh import parse_hh, rows_are_hh
 from workbench.errors import DataError
 
 Row = dict[str, Any]
@@ -35,6 +36,8 @@ def normalize(
     """
     shape = Shape.parse(shape)
     convert = _converter(shape, method)
+    if shape is Shape.IMPLICIT_PREFERENCE and rows_are_hh(list(rows)):
+        convert = _hh_dpo if method == "dpo" else _hh_sft
     out: list[Row] = []
     bad: list[int] = []
     for i, row in enumerate(rows):
@@ -54,11 +57,23 @@ def normalize(
     return out
 
 
-def normalization_notes(shape: Shape | str, method: str = "sft") -> list[str]:
-    """What normalizing ``shape`` for ``method`` changes, in words for the user."""
+def normalization_notes(
+    shape: Shape | str, method: str = "sft", rows: Sequence[Mapping[str, Any]] | None = None
+) -> list[str]:
+    """What normalizing ``shape`` for ``method`` changes, in words for the user (``rows``: to tell HH apart)."""
     shape = Shape.parse(shape)
+    if shape is Shape.IMPLICIT_PREFERENCE and rows is not None and rows_are_hh(list(rows)):
+        return [_HH_NOTES[method]]
     note = _NOTES.get((method, shape))
     return [note] if note else []
+
+
+_HH_NOTES = {
+    "sft": "HH transcripts (\n\nHuman: ... \n\nAssistant: ...) parsed into turns: each row trains on the "
+    "chosen conversation; rejected is ignored",
+    "dpo": "HH transcripts (\n\nHuman: ... \n\nAssistant: ...) parsed into turns: the turns chosen and "
+    "rejected share are the prompt",
+}
 
 
 _NOTES = {
@@ -205,6 +220,14 @@ def _implicit_dpo(row: Mapping[str, Any]) -> Row:
     if isinstance(prompt, str):
         prompt = [{"role": "user", "content": prompt}] if prompt.strip() else []
     return _preference({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+
+
+def _hh_sft(row: Mapping[str, Any]) -> Row:
+    return {"messages": parse_hh(row["chosen"])}
+
+
+def _hh_dpo(row: Mapping[str, Any]) -> Row:
+    return _implicit_dpo({"chosen": parse_hh(row["chosen"]), "rejected": parse_hh(row["rejected"])})
 
 
 _SFT: dict[Shape, Callable[[Mapping[str, Any]], Row | None]] = {

@@ -93,7 +93,7 @@ def inspect_file(
         error = str(err)
     else:
         examples = normalized[:n_examples]
-        notes += normalization_notes(result.shape, method)
+        notes += normalization_notes(result.shape, method, result.rows)
         if len(normalized) != len(result.rows):
             notes.append(f"{len(normalized)} of {len(result.rows)} rows are kept for {method}")
     if result.bad_rows:
