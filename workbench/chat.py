@@ -418,7 +418,7 @@ def conversation_row(messages: list[dict[str, str]], shape: Shape, conversationa
         return {"messages": [dict(m) for m in messages]}
     if shape is Shape.PROMPT_COMPLETION and conversational:
         return {"prompt": [dict(m) for m in messages[:-1]], "completion": [dict(messages[-1])]}
-    if shape in (Shape.PROMPT_COMPLETION, Shape.ALPACA):
+    if shape in (Shape.PROMPT_COMPLETION, Shape.ALPACA, Shape.DOLLY):
         system = [m["content"] for m in messages if m["role"] == "system"]
         turns = [m for m in messages if m["role"] != "system"]
         if len(turns) != 2:
@@ -427,6 +427,9 @@ def conversation_row(messages: list[dict[str, str]], shape: Shape, conversationa
                 f"{len(turns) // 2} turns; save after the first answer, or pick a conversational dataset"
             )
         user, answer = turns[0]["content"], turns[1]["content"]
+        if shape is Shape.DOLLY:  # like alpaca's, with Dolly's names (a system prompt is the instruction)
+            first, second = (system[0], user) if system else (user, "")
+            return {"instruction": first, "context": second, "response": answer}
         if shape is Shape.ALPACA:  # the system prompt goes where this shape's rows keep it: the instruction
             return (
                 {"instruction": system[0], "input": user, "output": answer}
@@ -449,7 +452,7 @@ def conversation_row(messages: list[dict[str, str]], shape: Shape, conversationa
     }.get(shape, "a preference row needs a chosen and a rejected answer")
     raise DataError(
         f"{where}: cannot hold a conversation ({reason}); pick a conversational, prompt-completion, "
-        "alpaca or ShareGPT dataset"
+        "alpaca, Dolly or ShareGPT dataset"
     )
 
 

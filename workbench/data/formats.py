@@ -26,6 +26,7 @@ class Shape(str, Enum):
     IMPLICIT_PREFERENCE = "implicit_preference"
     UNPAIRED_PREFERENCE = "unpaired_preference"
     ALPACA = "alpaca"
+    DOLLY = "dolly"
     SHAREGPT = "sharegpt"
 
     @property
@@ -57,6 +58,7 @@ _LABELS = {
     Shape.IMPLICIT_PREFERENCE: "implicit-prompt preference",
     Shape.UNPAIRED_PREFERENCE: "unpaired preference",
     Shape.ALPACA: "alpaca",
+    Shape.DOLLY: "Dolly",
     Shape.SHAREGPT: "ShareGPT",
 }
 
@@ -67,17 +69,19 @@ _FIELDS: dict[Shape, tuple[str, ...]] = {
     Shape.IMPLICIT_PREFERENCE: ("chosen", "rejected"),
     Shape.UNPAIRED_PREFERENCE: ("prompt", "completion", "label"),
     Shape.ALPACA: ("instruction", "input", "output"),
+    Shape.DOLLY: ("instruction", "context", "response"),
     Shape.SHAREGPT: ("conversations",),
 }
 
-OPTIONAL_FIELDS = frozenset({"input"})
-"""Fields a row may leave out (alpaca's ``input``)."""
+OPTIONAL_FIELDS = frozenset({"input", "context"})
+"""Fields a row may leave out (alpaca's ``input``, Dolly's ``context``)."""
 
 # Most specific first: a row with prompt, chosen and rejected is a preference
 # row, not a prompt-only one.
 _SIGNATURES: list[tuple[Shape, frozenset[str]]] = [
     (Shape.SHAREGPT, frozenset({"conversations"})),
     (Shape.ALPACA, frozenset({"instruction", "output"})),
+    (Shape.DOLLY, frozenset({"instruction", "response"})),
     (Shape.PREFERENCE, frozenset({"prompt", "chosen", "rejected"})),
     (Shape.IMPLICIT_PREFERENCE, frozenset({"chosen", "rejected"})),
     (Shape.UNPAIRED_PREFERENCE, frozenset({"prompt", "completion", "label"})),
@@ -103,7 +107,7 @@ SHAREGPT_ROLES: dict[str, str] = {
 }
 """ShareGPT ``from`` values and the role each becomes."""
 
-_TEXT_FIELDS = frozenset({"text", "instruction", "input", "output"})
+_TEXT_FIELDS = frozenset({"text", "instruction", "input", "output", "context", "response"})
 _MESSAGE_FIELDS = frozenset({"messages", "conversations"})
 
 
@@ -123,7 +127,7 @@ def classify_row(row: Mapping[str, Any]) -> Shape | None:
 
 def detect_conversational(rows: Iterable[Any], shape: Shape) -> bool:
     """Whether most rows of ``shape`` hold message lists rather than strings."""
-    if shape in (Shape.ALPACA, Shape.SHAREGPT):
+    if shape in (Shape.ALPACA, Shape.DOLLY, Shape.SHAREGPT):
         return shape is Shape.SHAREGPT
     votes = Counter[bool]()
     for row in rows:
@@ -171,7 +175,7 @@ def describe_fields(shape: Shape, conversational: bool) -> str:
 
 def describe(shape: Shape, conversational: bool) -> str:
     """The phrase error messages use, e.g. ``conversational prompt-completion shape: prompt, completion``."""
-    kind = "conversational " if conversational and shape not in (Shape.SHAREGPT, Shape.ALPACA) else ""
+    kind = "conversational " if conversational and shape not in (Shape.SHAREGPT, Shape.ALPACA, Shape.DOLLY) else ""
     return f"{kind}{shape.label} shape: {describe_fields(shape, conversational)}"
 
 

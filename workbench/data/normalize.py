@@ -83,6 +83,8 @@ _NOTES = {
     ("sft", Shape.UNPAIRED_PREFERENCE): "unpaired preference data for SFT: only rows labelled true are kept, "
     "as prompt + completion",
     ("sft", Shape.ALPACA): "alpaca rows become a user turn (instruction, then input) and an assistant turn (output)",
+    ("sft", Shape.DOLLY): "Dolly rows become a user turn (instruction, then its context) and an assistant turn "
+    "(response); category is not trained on",
     ("sft", Shape.SHAREGPT): "ShareGPT turns mapped to roles: human->user, gpt->assistant, system, tool",
     ("dpo", Shape.IMPLICIT_PREFERENCE): "the prompt is taken as the leading messages that chosen and rejected share",
 }
@@ -197,10 +199,10 @@ def _implicit_sft(row: Mapping[str, Any]) -> Row:
     return {"text": chosen} if isinstance(chosen, str) else {"messages": messages(chosen, "user")}
 
 
-def _alpaca(row: Mapping[str, Any]) -> Row:
-    extra = row.get("input") or ""
+def _alpaca(row: Mapping[str, Any], extra_field: str = "input", answer: str = "output") -> Row:
+    extra = row.get(extra_field) or ""
     user = f"{row['instruction']}\n\n{extra}" if extra.strip() else row["instruction"]
-    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": row["output"]}]}
+    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": row[answer]}]}
 
 
 def _sharegpt(row: Mapping[str, Any]) -> Row:
@@ -237,6 +239,7 @@ _SFT: dict[Shape, Callable[[Mapping[str, Any]], Row | None]] = {
     Shape.PREFERENCE: lambda row: _prompt_completion(row, "chosen"),
     Shape.IMPLICIT_PREFERENCE: _implicit_sft,
     Shape.ALPACA: _alpaca,
+    Shape.DOLLY: lambda row: _alpaca(row, "context", "response"),
     Shape.SHAREGPT: _sharegpt,
 }
 _DPO: dict[Shape, Callable[[Mapping[str, Any]], Row | None]] = {

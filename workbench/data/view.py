@@ -129,16 +129,17 @@ def view(row: Any, shape: Shape | str | None = None) -> ExampleView:
 
         shape = classify_row(row) or Shape.LANGUAGE_MODELING
     shape = Shape.parse(shape)
-    if shape is Shape.ALPACA:
+    if shape in (Shape.ALPACA, Shape.DOLLY):
+        extra_field, answer = ("input", "output") if shape is Shape.ALPACA else ("context", "response")
         instruction = as_text(row.get("instruction"))
-        extra = as_text(row.get("input"))
+        extra = as_text(row.get(extra_field))
         user = f"{instruction}\n\n{extra}" if extra.strip() else instruction
         prompt = ((Turn("system", as_text(row["system"])),) if row.get("system") else ()) + (Turn("user", user),)
         if "instruction" not in row:
             problems.append("no 'instruction'")
-        if "output" not in row:
-            problems.append("no 'output'")
-        return ExampleView(prompt, (Turn("assistant", as_text(row.get("output"))),), problems=tuple(problems))
+        if answer not in row:
+            problems.append(f"no '{answer}'")
+        return ExampleView(prompt, (Turn("assistant", as_text(row.get(answer))),), problems=tuple(problems))
     if shape is Shape.SHAREGPT:
         prompt, response = _split_final(_turns(row.get("conversations"), "user", problems, "conversations"))
         return ExampleView(prompt, response, problems=tuple(problems))

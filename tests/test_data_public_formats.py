@@ -1,4 +1,4 @@
-"""Anthropic's HH transcript format, parsed into turns (rows written by us in the shape of the public set)."""
+"""The formats people download, parsed as they are meant (rows written by us in the shape of the public sets)."""
 
 from __future__ import annotations
 
@@ -104,3 +104,50 @@ def test_from_a_file_with_a_note_and_a_stray_plain_row(tmp_path):
     assert "HH transcripts" in normalization_notes(loaded.shape, "dpo", loaded.rows)[0]
     plain = [{"chosen": "a b c", "rejected": "a b d"}]
     assert not rows_are_hh(plain) and "HH" not in " ".join(normalization_notes(Shape.IMPLICIT_PREFERENCE, "dpo", plain))
+
+
+# --- Dolly (databricks-dolly-15k's layout: instruction, context, response, category) ----------------------
+
+
+DOLLY = [
+    {
+        "instruction": "When did the tower open to visitors?",
+        "context": "The tower was finished in 1889 and opened to the public that May, after two years of work.",
+        "response": "In May 1889.",
+        "category": "closed_qa",
+    },
+    {
+        "instruction": "Name three herbs that grow well indoors.",
+        "context": "",
+        "response": "Basil, mint and chives.",
+        "category": "brainstorming",
+    },
+]
+
+
+def test_dolly_rows_are_detected_and_their_context_joins_the_question(tmp_path):
+    from workbench.chat import conversation_row
+    from workbench.data.view import view
+
+    path = tmp_path / "dolly.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in DOLLY))
+    loaded = load_rows(path)
+    assert loaded.shape is Shape.DOLLY and not loaded.bad_rows
+    first, second = normalize(loaded.rows, loaded.shape, "sft")
+    assert first["messages"][0]["content"] == f"{DOLLY[0]['instruction']}\n\n{DOLLY[0]['context']}"
+    assert first["messages"][1] == {"role": "assistant", "content": "In May 1889."}
+    assert second["messages"][0]["content"] == DOLLY[1]["instruction"]  # an empty context adds nothing
+    assert "category is not trained on" in normalization_notes(Shape.DOLLY, "sft")[0]
+    shown = view(DOLLY[0], Shape.DOLLY)
+    assert shown.response[0].content == "In May 1889." and "1889" in shown.prompt[-1].content
+    turns = [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]
+    assert conversation_row(turns, Shape.DOLLY, False, path) == {"instruction": "Q?", "context": "", "response": "A."}
+
+
+def test_a_dolly_row_without_a_response_is_a_bad_row_naming_the_field(tmp_path):
+    path = tmp_path / "dolly.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [*DOLLY, *DOLLY, {"instruction": "x", "context": "y"}]))
+    loaded = load_rows(path, skip_bad=True)
+    assert loaded.shape is Shape.DOLLY and len(loaded.rows) == 4
+    [bad] = loaded.bad_rows
+    assert "response" in str(bad)
