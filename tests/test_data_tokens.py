@@ -113,3 +113,22 @@ def test_the_loss_tokens_are_the_trainers_labels(tmp_path, bundled_dir):
         assert [label != -100 for label in labels] == view.loss[:n], i
         cut += view.cut is not None
     assert 0 < cut < len(rows)  # some examples are cut at 168 tokens and some are not: both cases compared
+
+
+def test_cli_marks_loss_tokens_and_the_cut(capsys, tiny_model_dir):
+    import json
+
+    from workbench.cli import main
+
+    file = str(SAMPLE / "train.jsonl")
+    assert main(["data", "tokens", file, "--model", str(tiny_model_dir), "-n", "1", "--max-length", "120"]) == 0
+    out = capsys.readouterr().out
+    assert "✂ max_length 120, never seen:" in out and "<|im_start|>assistant" in out
+    assert "mask: max_length 120 cuts the whole answer" in out and "of 320 examples" in out
+    assert main(["data", "tokens", file, "--model", str(tiny_model_dir), "-n", "1", "--max-length", "400"]) == 0
+    assert "⟦{" in capsys.readouterr().out
+    assert main(["data", "tokens", file, "--model", str(tiny_model_dir), "--row", "5", "-n", "1", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    [shown] = data["shown"]
+    assert shown["index"] == 5 and shown["cut"] is None and shown["loss_tokens"] > 0
+    assert sum(t["loss"] for t in shown["tokens"]) == shown["loss_tokens"] and data["findings"] == []

@@ -56,6 +56,80 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tokens(args: argparse.Namespace) -> int:
+    from transformers import AutoTokenizer
+
+    from workbench.data import load_rows, normalize
+    from workbench.data.tokens import mask_findings, token_view
+    from workbench.models import resolve_model
+
+    result = load_rows(args.file, shape=args.shape, skip_bad=True)
+    rows = normalize(result.rows, result.shape, "sft")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(args.model).path)
+    views = [token_view(r, tokenizer, args.max_length) for r in rows]
+    shown = list(range(args.row, min(len(views), args.row + max(0, args.examples))))
+    findings = mask_findings(views)
+    if args.json:
+        _print_json(
+            {
+                "path": str(args.file),
+                "model": args.model,
+                "max_length": args.max_length,
+                "examples": len(views),
+                "findings": [{"problem": p, "count": len(ix), "examples": ix[:50]} for p, ix in findings],
+                "shown": [
+                    {
+                        "index": i,
+                        "tokens": [
+                            {"id": t, "text": piece, "loss": loss}
+                            for t, piece, loss in zip(views[i].ids, views[i].pieces, views[i].loss)
+                        ],
+                        "cut": views[i].cut,
+                        "loss_tokens": views[i].loss_tokens,
+                        "dropped_loss_tokens": views[i].dropped_loss_tokens,
+                        "problems": views[i].problems,
+                    }
+                    for i in shown
+                ],
+            }
+        )
+        return 0
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    on, off, dim, cut = ("\x1b[1;32m", "\x1b[0m", "\x1b[2m", "\x1b[1;31m") if color else ("", "", "", "")
+    print(f"{args.file}: {len(views)} examples through {args.model}'s chat template, max_length {args.max_length}")
+    if not color:
+        print("the tokens that carry loss are between ⟦ ⟧; ✂ marks the cut at max_length")
+    for i in shown:
+        view = views[i]
+        extra = f", cut at {view.cut}: {view.dropped_loss_tokens} answer tokens lost" if view.cut is not None else ""
+        print(f"\n--- example {i}: {len(view.ids)} tokens, {view.loss_tokens} carry loss{extra} ---")
+        out, inside = [dim] if color else [], False
+        for piece, loss in zip(view.pieces[: view.cut], view.loss[: view.cut]):
+            if loss != inside:
+                out.append((off + on if loss else off + dim) if color else ("⟦" if loss else "⟧"))
+                inside = loss
+            out.append(piece)
+        if inside and not color:
+            out.append("⟧")
+        if view.cut is not None:
+            rest = "".join(view.pieces[view.cut :])
+            out.append(
+                f"{off}{cut}✂ max_length {args.max_length}, never seen:{off}{dim} {rest}"
+                if color
+                else f"✂ max_length {args.max_length}, never seen: {rest}"
+            )
+        out.append(off)
+        print("".join(out))
+        for problem in view.problems:
+            print(f"  ! {problem}")
+    print()
+    if not findings:
+        print(f"mask: no problems in {len(views)} examples")
+    for problem, where in findings:
+        print(f"mask: {problem}: {len(where)} of {len(views)} examples (e.g. {', '.join(map(str, where[:8]))})")
+    return 0
+
+
 def _render(examples: list[dict[str, Any]], model: str, method: str) -> list[dict[str, str]]:
     """Examples through the model's chat template, split as the trainer splits them."""
     from transformers import AutoTokenizer
@@ -411,6 +485,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="also render the examples through this model's chat template (e.g. bundled)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
+
+    p = data.add_parser(
+        "tokens",
+        help="examples as the trainer sees them: token by token through the chat template, the loss tokens marked, "
+        "the cut at max_length; and the mask problems of the whole set",
+    )
+    p.add_argument("file")
+    p.add_argument("--model", default="bundled", help="whose tokenizer and chat template (default: bundled)")
+    p.add_argument("-n", "--examples", type=int, default=2, help="examples to show (from --row on)")
+    p.add_argument("--row", type=int, default=0, help="the first example to show (0-based)")
+    p.add_argument("--max-length", type=int, default=512, help="the config's train.max_length")
+    p.add_argument("--shape", help="force a shape instead of detecting it")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tokens)
 
     p = data.add_parser("split", help="reproducible train/val/test split into OUT/{train,val,test}.jsonl")
     p.add_argument("file")
