@@ -32,7 +32,7 @@ from textual.widgets import Static
 from screens.data_jobs import DataJobs
 from screens.edit_example import EditScreen, parse_row
 from screens.modals import ChoiceScreen, PromptScreen
-from screens.widgets.example_detail import render_example
+from screens.widgets.example_detail import render_example, render_tokens
 from screens.widgets.example_list import ExampleList
 from screens.widgets.lazy import LoadsWhenShown
 from workbench.data import analyze
@@ -188,6 +188,13 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
             tooltip="Generate variations of this example with a teacher model (they arrive pending)",
         ),
         Binding("v", "toggle_summary", "Summary", id="data.summary", tooltip="Dataset summary and coverage"),
+        Binding(
+            "m",
+            "toggle_mask",
+            "Mask",
+            id="data.mask",
+            tooltip="This example token by token as the trainer sees it: the tokens that carry loss, the cut",
+        ),
         Binding("ctrl+s", "save", "Save", id="data.save", tooltip="Save in the file's own format (original kept)"),
         Binding(
             "X",
@@ -221,6 +228,8 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         self.check: str | None = None
         self.sort_index = 0
         self.show_summary = False
+        self.show_mask = False
+        self._mask_tokenizer: tuple[str, Any] | None = None  # (model, tokenizer) for the mask view
         self._cancel: threading.Event | None = None
         self._progress = ""
 
@@ -384,12 +393,69 @@ class DataPane(DataJobs, LoadsWhenShown, Vertical):
         if ex is None or self.session is None:
             detail.update("No example matches. [b]Esc[/b] clears the filters." if self.session else "")
             return
+        if self.show_mask:
+            detail.update(self._mask_detail(ex, lst.cursor, len(lst.items)))
+            return
         shown = render_example(
             ex, self.session.shape, self.findings.get(ex.id, []), total=len(lst.items), position=lst.cursor
         )
         origin = _source_line(ex)
         detail.update(Group(origin, shown) if origin is not None else shown)
         self.query_one("#detail-col").scroll_home(animate=False)
+
+    # --- the mask view -------------------------------------------------------
+
+    def _mask_settings(self) -> tuple[str, int]:
+        """The model and max_length of the Config pane's config (the run this data is for), else the bundled model."""
+        from screens.config import ConfigPane
+
+        config = self.app.query_one(ConfigPane).config
+        return (config.resolved_model(), config.train.max_length) if config is not None else ("bundled", 512)
+
+    def action_toggle_mask(self) -> None:
+        self.show_mask = not self.show_mask
+        if self.show_mask and self.show_summary:
+            self.action_toggle_summary()
+        model, _ = self._mask_settings()
+        if self.show_mask and (self._mask_tokenizer is None or self._mask_tokenizer[0] != model):
+            self._load_tokenizer(model)
+        self._render_detail()
+
+    @work(thread=True, exclusive=True, group="mask-tokenizer", exit_on_error=False)
+    def _load_tokenizer(self, model: str) -> None:
+        from transformers import AutoTokenizer
+
+        from workbench.models import resolve_model
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(resolve_model(model).path)
+        except Exception as exc:  # a model that cannot be found or read: said in the view, the pane goes on
+            self.app.call_from_thread(
+                self.notify, f"mask view: {exc}", title="Cannot load the tokenizer", severity="error"
+            )
+            return
+        self._mask_tokenizer = (model, tokenizer)
+        self.app.call_from_thread(self._render_detail)
+
+    def _mask_detail(self, ex: Example, position: int, total: int) -> Any:
+        from workbench.data.normalize import normalize
+        from workbench.data.tokens import token_view
+
+        model, max_length = self._mask_settings()
+        if self._mask_tokenizer is None or self._mask_tokenizer[0] != model:
+            return Text(f"Loading the tokenizer of {model}…", style="dim")
+        assert self.session is not None
+        try:
+            [row] = normalize([ex.row], self.session.shape, "sft") or [None]
+        except (WorkbenchError, KeyError, TypeError, ValueError) as exc:
+            return Text(f"This example cannot be rendered for SFT: {exc}", style="red")
+        if row is None:
+            return Text("This example is not trained on by SFT (an unpaired row labelled false).", style="dim")
+        try:
+            view = token_view(row, self._mask_tokenizer[1], max_length)
+        except (WorkbenchError, ValueError, TypeError) as exc:
+            return Text(f"The chat template cannot render this example: {exc}", style="red")
+        return render_tokens(view, model=model, position=position, total=total)
 
     @on(ExampleList.Highlighted)
     def _highlighted(self, _: ExampleList.Highlighted) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -244,3 +245,30 @@ async def test_edit_in_external_editor(tmp_path: Path, monkeypatch: pytest.Monke
         await pilot.pause()
         assert pane.session.get(0).row["messages"][-1]["content"] == "from the editor"
         assert pane.session.unsaved() == 1
+
+
+def plain(widget: Static) -> str:
+    """What a Static shows, as text (its content may be a rich Group)."""
+    from rich.console import Console
+
+    console = Console(width=120, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(widget.content)
+    return console.export_text()
+
+
+async def test_m_shows_the_example_token_by_token_with_the_loss_tokens(tmp_path: Path):
+    ws = make_workspace(tmp_path, lines=5)
+    app = create_app(ws, state_path=tmp_path / "state.json")
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await opened(pilot)
+        detail = app.query_one("#detail", Static)
+        await pilot.press("m")
+        await until(pilot, lambda: "carry loss" in plain(detail), 30, what="the mask view")
+        shown = plain(detail)
+        assert "bundled" in shown and "max_length 512" in shown and "<|im_start|>assistant" in shown
+        await pilot.press("down")
+        await pilot.pause(0.1)
+        assert "(2 of 5 shown)" in plain(detail)
+        await pilot.press("m")
+        await pilot.pause(0.1)
+        assert pane.show_mask is False and "carry loss" not in plain(detail)

@@ -80,3 +80,17 @@ def test_preference_pair_side_by_side(snap_compare, ws):
 def test_edit_dialog(snap_compare, ws):
     with_files(ws, "alpaca_sample.json")
     assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=steps("e"))
+
+
+def test_mask_view(snap_compare, ws):
+    with_files(ws, "messy.jsonl", "test.jsonl")
+
+    async def run_before(pilot) -> None:
+        await steps()(pilot)
+        pane = pilot.app.query_one(DataPane)
+        await pilot.press("m")
+        await until(pilot, lambda: pane._mask_tokenizer is not None, 60, what="the tokenizer")
+        await pilot.pause(0.2)
+        await settle_for_snapshot(pilot)
+
+    assert snap_compare(make_app(ws), terminal_size=(120, 40), run_before=run_before)

@@ -9,6 +9,7 @@ from rich.text import Text
 from workbench.data.findings import DataFinding, severity_rank
 from workbench.data.formats import Shape
 from workbench.data.store import Example
+from workbench.data.tokens import TokenView
 from workbench.data.view import Turn
 
 ROLE_STYLE = {"system": "bold magenta", "user": "bold cyan", "assistant": "bold green", "tool": "bold yellow"}
@@ -58,4 +59,27 @@ def render_example(ex: Example, shape: Shape, findings: list[DataFinding], *, to
         if v.label is not None:
             parts.append(Text(f"label: {'desirable' if v.label else 'undesirable'}", style="bold"))
         parts.append(_turns(v.turns))
+    return Group(*parts)
+
+
+def render_tokens(view: TokenView, *, model: str, position: int, total: int) -> Group:
+    """The mask view: the example as the trainer tokenizes it; loss tokens bright, the rest dim, the cut marked."""
+    head = Text.assemble(
+        ("Tokens", "bold"),
+        f"  ({position + 1} of {total} shown) · {model} · {len(view.ids)} tokens · ",
+        (f"{view.loss_tokens} carry loss", "bold green"),
+        f" · max_length {view.max_length}",
+    )
+    parts: list = [head, Text("bright green: trained on (labels) · dim: context only (masked) · m: back", style="dim")]
+    for problem in view.problems:
+        parts.append(Text.assemble(("⚠ mask: ", "yellow"), problem))
+    body = Text()
+    for i, (piece, loss) in enumerate(zip(view.pieces, view.loss)):
+        if i == view.cut:
+            body.append(f"\n✂ max_length {view.max_length}: the trainer never sees what follows\n", style="bold red")
+        if view.cut is not None and i >= view.cut:
+            body.append(piece, style="strike dim")
+        else:
+            body.append(piece, style="bold green" if loss else "dim")
+    parts += [Text(""), body]
     return Group(*parts)
