@@ -349,7 +349,15 @@ def _casing(text: str) -> str | None:
     return "starts lower-case" if first.islower() else None  # digits, symbols, scripts without case: no vote
 
 
+_ENDS_IN_CALL = re.compile(
+    r"(?:\b[A-Za-z_][\w.]*\([^()\n]*\)|</?(?:tool_call|function_call|functioncall|tool|function)\b[^>\n]*>"
+    r"|<\|(?:python_tag|eom_id|eot_id|call)\|>|\})\s*$"
+)
+
+
 def _final(text: str) -> str | None:
+    if _ENDS_IN_CALL.search(text):
+        return None  # an answer that ends in a tool call ends where the call does: a house style, not a slip
     stripped = text.strip().rstrip(_CLOSERS)
     if stripped.count(" ") < 2 or "\n" in stripped:
         return None  # a word or two, or several lines (a poem, a letter): their ends follow other rules

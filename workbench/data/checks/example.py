@@ -150,6 +150,21 @@ def json_strings(value: Any) -> list[str]:
 
 _UNSET: Any = object()
 
+_TOOL_PROMPT = re.compile(
+    r"you (?:have|can) (?:access to|use|call) (?:the following |these )?(?:tools|functions|apis)"
+    r"|<tools>|\bfunction[ _-]?call(?:ing|s)?\b|\btools? (?:available|you can (?:use|call))"
+    r'|"parameters"\s*:|\bbrowse\(|\bsearch\(|\bfetch(?:_url|_page)?\(',
+    re.IGNORECASE,
+)
+
+
+def declares_tools(row: Any, system: str, prompt: str) -> bool:
+    """Whether the example hands the model tools: a ``tools``/``functions`` field, or a prompt defining them."""
+    if isinstance(row, dict) and any(row.get(k) for k in ("tools", "functions")):
+        return True
+    text = f"{system}\n{prompt}"
+    return ("tool" in text.lower() or "function" in text.lower() or "(" in text) and bool(_TOOL_PROMPT.search(text))
+
 
 class Example:
     """A row seen by the critic: its view while the row checks run, then only what the dataset-wide checks need.
@@ -163,6 +178,7 @@ class Example:
         "_natural",
         "_words",
         "chat",
+        "declares_tools",
         "format",
         "has_rejected",
         "has_response",
@@ -192,6 +208,8 @@ class Example:
         self.prompt_text = self.view.prompt_text
         """The user-side text (no system prompt)."""
         self.system = self.view.system
+        self.declares_tools = declares_tools(row, self.system, self.prompt_text)
+        """The example gives the model tools (a ``tools`` field, or a prompt that defines functions to call)."""
         self.has_rejected = self.view.rejected is not None
         self.plain_text = self.has_response and self.view.response[0].role == "text"
         """Plain text trained on as a whole (language modeling), not an answer to a prompt."""

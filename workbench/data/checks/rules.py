@@ -101,8 +101,9 @@ _INPUT_PLACEHOLDER = re.compile(r"\s*<?(?:noinput|no input|no_input|n/a|none|nul
 def check_placeholder_output(ex: Example) -> list[DataFinding]:
     """The answer is a stand-in (N/A, TODO, ...), lorem ipsum, a refusal, or has an unfilled ``[Your Name]`` slot."""
     out = []
+    data_lorem = "lorem" in ex.prompt_text.lower() and bool(_LOREM.search(ex.prompt_text))
     for field, text in _answers(ex):
-        finding = _placeholder(ex.index, field, text)
+        finding = _placeholder(ex.index, field, text, lorem_is_data=data_lorem)
         if finding:
             out.append(finding)
     for turn in ex.user_turns:
@@ -129,7 +130,8 @@ def _answers(ex: Example) -> list[tuple[str, str]]:
     return answers
 
 
-def _placeholder(index: int, field: str, text: str) -> DataFinding | None:
+def _placeholder(index: int, field: str, text: str, *, lorem_is_data: bool = False) -> DataFinding | None:
+    """``lorem_is_data``: the prompt holds lorem ipsum too, so the example works on it as text (count, translate...)."""
     which = "the rejected answer" if field == REJECTED else "the answer"
     severity = placeholder_severity(text)
     if severity and field == REJECTED:
@@ -144,7 +146,7 @@ def _placeholder(index: int, field: str, text: str) -> DataFinding | None:
             field,
         )
     low = text.lower()
-    if "lorem" in low and _LOREM.search(text):
+    if "lorem" in low and not lorem_is_data and _LOREM.search(text):
         return DataFinding(
             index,
             "placeholder_output",
@@ -269,7 +271,21 @@ def check_invisible_input(ex: Example) -> list[DataFinding]:
                     PROMPT,
                 )
             ]
-        for url in _URL.finditer(turn.content) if mentions(low, ("http", "www.")) else ():
+        if ex.declares_tools or not mentions(low, ("http", "www.")):
+            continue  # a model given a tool to fetch pages can open the link
+        last = turn.content.rsplit("\n\n", 1)[-1].strip()
+        if last != turn.content.strip() and _URL.fullmatch(last) and _GIVEN_TEXT.search(turn.content):
+            return [
+                DataFinding(
+                    ex.index,
+                    "invisible_input",
+                    "warning",
+                    f"the input is only a link, which the prompt treats as the text itself: {quote(last, 90)}",
+                    "Paste the article's text as the input: the model cannot follow links during training.",
+                    PROMPT,
+                )
+            ]
+        for url in _URL.finditer(turn.content):
             before = _clause_before(turn.content, url.start())
             if _READ_CUE.search(before):
                 return [
@@ -283,6 +299,13 @@ def check_invisible_input(ex: Example) -> list[DataFinding]:
                     )
                 ]
     return []
+
+
+_GIVEN_TEXT = re.compile(
+    r"\b(?:the|this|that|given|following|provided|above|below|attached)\s+(?:given\s+|following\s+|provided\s+)?"
+    r"(?:article|page|link|website|web ?page|post|blog(?: post)?|text|document|story|paper|report|news(?: article)?)\b",
+    re.IGNORECASE,
+)
 
 
 def _clause_before(text: str, end: int) -> str:
@@ -300,7 +323,7 @@ _SPECIAL_TOKEN = re.compile(
 )
 _ROLE_MARKER = re.compile(
     r"^[ \t]*(?:#{1,4}[ \t]*(?:instruction|input|response|human|user|assistant)[ \t]*:?[ \t]*$"
-    r"|(?:human|user|assistant|instruction|question|q)[ \t]*\d*[ \t]*:"
+    r"|(?:\d{1,4}[.)][ \t]*)?(?:human|user|assistant|instruction|question|q)[ \t]*\d*[ \t]*:"
     r"|(?:task|question|instruction|prompt)[ \t]*#?[ \t]*\d+[ \t]*[:.])",
     re.IGNORECASE | re.MULTILINE,
 )
