@@ -408,3 +408,22 @@ def test_a_datasets_directory_refuses_to_save_and_keeps_the_edits(tmp_path: Path
         assert again.recovered == 2 and again.get(1).row["completion"] == "edited"
         assert again.export(tmp_path / "out.jsonl") == 1
     assert json.loads((tmp_path / "out.jsonl").read_text())["completion"] == "edited"
+
+
+def test_identical_rows_keep_their_own_review_status_through_a_parquet_save(tmp_path):
+    """One edited (saved without its empty column), one not: both read back alike, and keep their statuses in order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "d.parquet"
+    rows = [{"prompt": "p", "completion": "c", "extra": None}, {"prompt": "p", "completion": "c", "extra": None}]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    s = open_dataset(path)
+    s.set_row(0, {"prompt": "p", "completion": "c"})
+    s.set_status([0], "accepted")
+    s.set_status([1], "rejected")
+    s.save()
+    s.close()
+    again = open_dataset(path)
+    assert [e.status for e in again.visible()] == ["accepted", "rejected"]
+    again.close()

@@ -140,6 +140,12 @@ def _json_bytes(value: Any, **kwargs: Any) -> bytes:
 
 
 def row_hash(row: dict[str, Any]) -> str:
+    """A row's content key for the review file: fields without a value left out, so that a row read back from
+    Parquet or a datasets directory (every column in every row, None where a row had none) keys as it was saved."""
+    return _hash({k: v for k, v in row.items() if v is not None})
+
+
+def _hash(row: dict[str, Any]) -> str:
     return hashlib.sha1(_json_bytes(row, sort_keys=True)).hexdigest()[:16]
 
 
@@ -297,11 +303,11 @@ class DatasetSession:
             by_hash.setdefault(entry.get("h", ""), []).append(entry)
         unmatched = 0
         for ex in self.examples:
+            # One key for identical rows, whatever columns hold None: identical rows then take their entries in
+            # order (two keys for one content swapped the statuses of identical rows, one edited, after a save).
             bucket = by_hash.get(row_hash(ex.row))
             if not bucket and None in ex.row.values():
-                # Parquet and datasets give every row every column (None where a row had none): an edited row
-                # saved without a column comes back with it.
-                bucket = by_hash.get(row_hash({k: v for k, v in ex.row.items() if v is not None}))
+                bucket = by_hash.get(_hash(ex.row))  # a review file written before the key left None out
             if bucket:
                 entry = bucket.pop(0)
                 if entry.get("status") in STATUSES and not ex.problems:
