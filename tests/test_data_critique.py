@@ -428,7 +428,10 @@ def test_chat_template_needs_a_tokenizer():
         ("IBAN DE89 3704 0044 0532 0130 00 please", "IBAN", "warning"),
         ("key sk-fake-fjbHqN9m87GS8VHJa2zhjdaoSWfq8bUT.", "API key", "error"),
         ("aws AKIAIOSFODNN7EXAMPLE", "AWS access key", "error"),
-        ("token ghp_abcdefghijklmnopqrstuvwxyz0123456789", "GitHub token", "error"),
+        ("token ghp_R8x2Kq9LmZ4vT7nW1yB5cH3jD6fG0sPaEuQi", "GitHub token", "error"),
+        ("//registry.npmjs.org/:_authToken=npm_4hT9xQ2mZ7vK1pL8sW3nB6cR0yD5fG2jH9kM", "npm token", "error"),
+        ("stripe rk_live_51HxQ2mZ7vK1pL8sW3nB6cR0y", "Stripe key", "error"),
+        ("clone https://deploy:Xk29fLq7Tz@git.example.com/repo.git", "password in a URL", "error"),
         ("xoxb-1234567890-abcdefghij", "Slack token", "error"),
         ("-----BEGIN PRIVATE KEY-----\nMIIE", "private key", "error"),
         (
@@ -444,6 +447,20 @@ def test_pii_kinds_are_found_and_masked(text, kind, severity):
     assert len(found) == 1 and found[0].severity == severity and kind in found[0].message
     value = next(h.value for h in scan(text) if h.kind == kind)
     assert value not in found[0].message and f"{value[0]}…{value[-1]} ({len(value)} chars)" in found[0].message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "token ghp_abcdefghijklmnopqrstuvwxyz0123456789",  # sequential: a made-up stand-in
+        "the password: ${DB_PASSWORD}",  # a reference to a secret, not one
+        "api_key = $OPENAI_API_KEY",
+        "token 123e4567-e89b-12d3-a456-426614174000",  # an id
+    ],
+)
+def test_stand_ins_for_secrets_are_not_secrets(text):
+    """detect-secrets' false-positive controls: sequential strings, templated and $VAR values, UUIDs."""
+    assert [f for f in run([chat(text)], "pii") if f.severity == "error"] == []
 
 
 @pytest.mark.parametrize(
